@@ -1,0 +1,443 @@
+package tokens
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testKey returns a distinct, deterministic 32-byte key.
+func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
+
+func newTestKeyring(t testing.TB, primary string, keys map[string][]byte) *Keyring {
+	t.Helper()
+	k, err := NewKeyring(primary, keys)
+	if err != nil {
+		t.Fatalf("NewKeyring: %v", err)
+	}
+	return k
+}
+
+func testToken() Token {
+	return Token{
+		UserID: testUser, AccessToken: testAccess, RefreshToken: testRefresh,
+		TokenType: "Bearer", ConsentID: testConsent, AccessExpiry: inHour, RefreshExpiry: inMonth,
+	}
+}
+
+func secretsEqual(a, b Token) bool {
+	return a.UserID == b.UserID && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken &&
+		a.TokenType == b.TokenType && a.ConsentID == b.ConsentID
+}
+
+func TestSealTokenRoundTrip(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+
+	tests := map[string]Token{
+		"full":         testToken(),
+		"only tokens":  {UserID: testUser, AccessToken: testAccess, RefreshToken: testRefresh},
+		"all empty":    {UserID: testUser},
+		"only consent": {UserID: testUser, ConsentID: testConsent},
+		"json specials": {UserID: testUser, AccessToken: `a"b\c` + "\x00\x1f\n", RefreshToken: `{"a":"x"}`,
+			TokenType: "\u2028é", ConsentID: "\\"},
+		"unicode user":   {UserID: "Ünïcødé-名前", AccessToken: "a", RefreshToken: "r"},
+		"long jwt-sized": {UserID: testUser, AccessToken: strings.Repeat("A", 2000), RefreshToken: strings.Repeat("R", 2000)},
+	}
+	for name, tok := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			kid, ct, err := k.SealToken(tok)
+			if err != nil {
+				t.Fatalf("SealToken: %v", err)
+			}
+			if kid != "k1" {
+				t.Errorf("kid = %q, want k1", kid)
+			}
+			// Expiries are not sealed: OpenToken leaves into's as they are.
+			into := Token{AccessToken: "stale", TokenType: "stale", AccessExpiry: hourAgo}
+			if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
+				t.Fatalf("OpenToken: %v", err)
+			}
+			if !secretsEqual(into, tok) {
+				t.Errorf("got  %s\nwant %s", dump(into), dump(tok))
+			}
+			if !into.AccessExpiry.Equal(hourAgo) || !into.RefreshExpiry.IsZero() {
+				t.Errorf("OpenToken changed the expiries: %s", dump(into))
+			}
+		})
+	}
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	for _, pt := range [][]byte{nil, {}, []byte("x"), []byte(testRefresh), bytes.Repeat([]byte{0}, 10000)} {
+		kid, ct, err := k.Seal(testUser, pt)
+		if err != nil {
+			t.Fatalf("Seal: %v", err)
+		}
+		if len(ct) != len(pt)+sealOverhead || ct[0] != 0x01 {
+			t.Errorf("sealed %d bytes into %d bytes with version %#x", len(pt), len(ct), ct[0])
+		}
+		got, err := k.Open(testUser, kid, ct)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if !bytes.Equal(got, pt) {
+			t.Errorf("Open = %q, want %q", got, pt)
+		}
+	}
+}
+
+func TestSealOpenOtherUserFails(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	kid, ct, err := k.SealToken(testToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []string{"user-2", "user-", "user-1 ", "USER-1"} {
+		var into Token
+		err := k.OpenToken(other, kid, ct, &into)
+		if !errors.Is(err, ErrDecrypt) {
+			t.Errorf("OpenToken as %q: err = %v, want ErrDecrypt", other, err)
+		}
+		if into != (Token{}) {
+			t.Errorf("OpenToken as %q filled the token on failure", other)
+		}
+		if _, err := k.Open(other, kid, ct); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("Open as %q: err = %v, want ErrDecrypt", other, err)
+		}
+	}
+}
+
+func TestSealTamperedFails(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	kid, ct, err := k.SealToken(testToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ct {
+		bad := bytes.Clone(ct)
+		bad[i] ^= 0x01
+		var into Token
+		if err := k.OpenToken(testUser, kid, bad, &into); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("flipped byte %d: err = %v, want ErrDecrypt", i, err)
+		}
+	}
+	for _, n := range []int{0, 1, headerSize, sealOverhead - 1, len(ct) - 1} {
+		if _, err := k.Open(testUser, kid, ct[:n]); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("truncated to %d: err = %v, want ErrDecrypt", n, err)
+		}
+	}
+	if _, err := k.Open(testUser, kid, append(bytes.Clone(ct), 0)); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("extended: err = %v, want ErrDecrypt", err)
+	}
+
+	bad := bytes.Clone(ct)
+	bad[0] = 0x02
+	_, err = k.Open(testUser, kid, bad)
+	if want := `keyring: key "k1": cannot decrypt: unknown format version 0x02`; err == nil || err.Error() != want {
+		t.Errorf("version 2: err = %v, want %s", err, want)
+	}
+	_, err = k.Open(testUser, kid, ct[:5])
+	if want := `keyring: key "k1": cannot decrypt: ciphertext is 5 bytes, too short`; err == nil || err.Error() != want {
+		t.Errorf("short: err = %v, want %s", err, want)
+	}
+}
+
+func TestKeyringUnknownKey(t *testing.T) {
+	t.Parallel()
+	k1 := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	k2 := newTestKeyring(t, "k2", map[string][]byte{"k2": testKey(2)})
+	kid, ct, err := k1.SealToken(testToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var into Token
+	err = k2.OpenToken(testUser, kid, ct, &into)
+	if !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("err = %v, want ErrUnknownKey", err)
+	}
+	if want := `keyring: unknown key id "k1"`; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
+	}
+	if _, err := k2.Open(testUser, "", ct); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("empty kid: err = %v, want ErrUnknownKey", err)
+	}
+	// The same key id with different key material is a decrypt failure.
+	other := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(9)})
+	if err := other.OpenToken(testUser, kid, ct, &into); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("wrong key: err = %v, want ErrDecrypt", err)
+	}
+}
+
+func TestKeyringRotation(t *testing.T) {
+	t.Parallel()
+	old := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	kid, ct, err := old.SealToken(testToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rotated := newTestKeyring(t, "k2", map[string][]byte{"k1": testKey(1), "k2": testKey(2)})
+	if got := rotated.Primary(); got != "k2" {
+		t.Errorf("Primary() = %q, want k2", got)
+	}
+	var into Token
+	if err := rotated.OpenToken(testUser, kid, ct, &into); err != nil {
+		t.Fatalf("open a k1 record after rotation: %v", err)
+	}
+	if !secretsEqual(into, testToken()) {
+		t.Errorf("got %s", dump(into))
+	}
+
+	newKid, newCt, err := rotated.SealToken(into)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newKid != "k2" {
+		t.Errorf("new seal kid = %q, want k2", newKid)
+	}
+	if err := old.OpenToken(testUser, newKid, newCt, &into); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("old keyring on a k2 record: err = %v, want ErrUnknownKey", err)
+	}
+	if err := rotated.OpenToken(testUser, newKid, newCt, &into); err != nil {
+		t.Errorf("open the re-sealed record: %v", err)
+	}
+}
+
+func TestNewKeyringErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		primary string
+		keys    map[string][]byte
+		want    string
+	}{
+		{"no keys", "k1", nil, "keyring: no keys"},
+		{"empty primary", "", map[string][]byte{"k1": testKey(1)}, "keyring: primary key id is empty"},
+		{"primary missing", "k2", map[string][]byte{"k1": testKey(1)}, `keyring: primary key "k2" is not in the keyring`},
+		{"short key", "k1", map[string][]byte{"k1": testKey(1)[:31]}, `keyring: key "k1" is 31 bytes, want 32`},
+		{"long key", "k1", map[string][]byte{"k1": append(testKey(1), 1)}, `keyring: key "k1" is 33 bytes, want 32`},
+		{"AES-128 key", "k1", map[string][]byte{"k1": testKey(1)[:16]}, `keyring: key "k1" is 16 bytes, want 32`},
+		{"nil key", "k1", map[string][]byte{"k1": testKey(1), "k0": nil}, `keyring: key "k0" is 0 bytes, want 32`},
+		{"empty id", "k1", map[string][]byte{"k1": testKey(1), "": testKey(2)}, "keyring: key id is empty"},
+		{"id with space", "k 1", map[string][]byte{"k 1": testKey(1)}, `keyring: key id "k 1": want printable ASCII without spaces`},
+		{"long id", strings.Repeat("k", 65), map[string][]byte{strings.Repeat("k", 65): testKey(1)},
+			fmt.Sprintf("keyring: key id %q is 65 bytes, limit is 64", strings.Repeat("k", 64)+"…")},
+	}
+	for _, tt := range tests {
+		k, err := NewKeyring(tt.primary, tt.keys)
+		if err == nil {
+			t.Errorf("%s: NewKeyring succeeded", tt.name)
+			continue
+		}
+		if k != nil {
+			t.Errorf("%s: keyring not nil on error", tt.name)
+		}
+		if err.Error() != tt.want {
+			t.Errorf("%s:\ngot  %s\nwant %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestNewKeyringKeepsNoReference(t *testing.T) {
+	t.Parallel()
+	key := testKey(7)
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": key})
+	kid, ct, err := k.SealToken(testToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(key) // the caller wipes its copy
+	var into Token
+	if err := k.OpenToken(testUser, kid, ct, &into); err != nil {
+		t.Fatalf("OpenToken after the caller wiped the key: %v", err)
+	}
+}
+
+func TestSealedHidesPlaintext(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	tok := testToken()
+	_, ct1, err := k.SealToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ct2, err := k.SealToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{testAccess, testRefresh, testConsent, "SECRET", "Bearer", `"a":`} {
+		if bytes.Contains(ct1, []byte(secret)) {
+			t.Errorf("ciphertext contains %q", secret)
+		}
+	}
+	if bytes.Equal(ct1, ct2) || bytes.Equal(ct1[1:headerSize], ct2[1:headerSize]) {
+		t.Error("two seals of the same token share a nonce")
+	}
+}
+
+func TestSealErrors(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+
+	if _, _, err := k.Seal("", []byte("x")); err == nil || err.Error() != "keyring: user id is empty" {
+		t.Errorf("Seal without user: err = %v", err)
+	}
+	if _, _, err := k.SealToken(Token{AccessToken: testAccess}); err == nil || err.Error() != "keyring: user id is empty" {
+		t.Errorf("SealToken without user: err = %v", err)
+	}
+	if _, err := k.Open("", "k1", make([]byte, 100)); err == nil || errors.Is(err, ErrDecrypt) {
+		t.Errorf("Open without user: err = %v, want a non-ErrDecrypt error", err)
+	}
+	bad := testToken()
+	bad.RefreshToken = "r\xff"
+	if _, _, err := k.SealToken(bad); err == nil || err.Error() != "keyring: refresh token is not valid UTF-8" {
+		t.Errorf("SealToken with invalid UTF-8: err = %v", err)
+	}
+
+	var zero Keyring
+	if _, _, err := zero.SealToken(testToken()); err == nil {
+		t.Error("zero Keyring sealed")
+	}
+	if err := zero.OpenToken(testUser, "k1", make([]byte, 100), &Token{}); err == nil {
+		t.Error("zero Keyring opened")
+	}
+	var nilKeyring *Keyring
+	if _, _, err := nilKeyring.Seal(testUser, nil); err == nil {
+		t.Error("nil Keyring sealed")
+	}
+}
+
+func TestOpenTokenPlaintextForms(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	tests := []struct {
+		name string
+		pt   string
+		want Token // "" fields; UserID is testUser
+		ok   bool
+	}{
+		{"fast path", `{"a":"x","r":"y","t":"Bearer","c":"z"}`, Token{AccessToken: "x", RefreshToken: "y", TokenType: "Bearer", ConsentID: "z"}, true},
+		{"any order, unknown key", `{"c":"z","q":"?","r":"y","a":"x"}`, Token{AccessToken: "x", RefreshToken: "y", ConsentID: "z"}, true},
+		{"escapes use encoding/json", `{"a":"x\"1","r":"\u0079"}`, Token{AccessToken: `x"1`, RefreshToken: "y"}, true},
+		{"whitespace uses encoding/json", `{ "a" : "x" , "r":"y" }`, Token{AccessToken: "x", RefreshToken: "y"}, true},
+		{"long key uses encoding/json", `{"access":"x","a":"y"}`, Token{AccessToken: "y"}, true},
+		{"empty object", `{}`, Token{}, true},
+		{"not json", `not json`, Token{}, false},
+		{"unterminated", `{"a":"x`, Token{}, false},
+		{"array", `["x"]`, Token{}, false},
+		{"number value", `{"a":1}`, Token{}, false},
+	}
+	for _, tt := range tests {
+		kid, ct, err := k.Seal(testUser, []byte(tt.pt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		into := Token{AccessToken: "stale", RefreshToken: "stale", TokenType: "stale", ConsentID: "stale"}
+		err = k.OpenToken(testUser, kid, ct, &into)
+		if !tt.ok {
+			if !errors.Is(err, ErrDecrypt) {
+				t.Errorf("%s: err = %v, want ErrDecrypt", tt.name, err)
+			} else if strings.Contains(err.Error(), tt.pt) {
+				t.Errorf("%s: error %q contains the plaintext", tt.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		tt.want.UserID = testUser
+		if !secretsEqual(into, tt.want) {
+			t.Errorf("%s:\ngot  %s\nwant %s", tt.name, dump(into), dump(tt.want))
+		}
+	}
+}
+
+func TestSealSecretsLen(t *testing.T) {
+	t.Parallel()
+	for _, tok := range []Token{{}, {AccessToken: "a"}, testToken(), {ConsentID: "\x00\"\\", TokenType: "é"}} {
+		if got, want := secretsLen(tok), len(appendSecrets(nil, tok)); got != want {
+			t.Errorf("secretsLen(%s) = %d, appendSecrets wrote %d", dump(tok), got, want)
+		}
+	}
+}
+
+func TestKeyringConcurrent(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k2", map[string][]byte{"k1": testKey(1), "k2": testKey(2)})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			tok := testToken()
+			tok.UserID = fmt.Sprintf("user-%d", g)
+			for i := range 200 {
+				tok.AccessToken = fmt.Sprintf("access-%d-%d", g, i)
+				kid, ct, err := k.SealToken(tok)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var into Token
+				if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
+					errs <- err
+					return
+				}
+				if !secretsEqual(into, tok) {
+					errs <- fmt.Errorf("goroutine %d: got %s, want %s", g, dump(into), dump(tok))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// benchToken is shaped like a digi.me token: two JWT-sized values.
+func benchToken() Token {
+	return Token{
+		UserID: "user-0123456789", AccessToken: strings.Repeat("a", 900), RefreshToken: strings.Repeat("r", 900),
+		TokenType: "Bearer", ConsentID: "consent-0123456789", AccessExpiry: time.Unix(1767366245, 0),
+	}
+}
+
+func BenchmarkSealToken(b *testing.B) {
+	k := newTestKeyring(b, "k1", map[string][]byte{"k1": testKey(1)})
+	tok := benchToken()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := k.SealToken(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenToken(b *testing.B) {
+	k := newTestKeyring(b, "k1", map[string][]byte{"k1": testKey(1)})
+	tok := benchToken()
+	kid, ct, err := k.SealToken(tok)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var into Token
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
