@@ -1,0 +1,588 @@
+package redisstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+//go:embed lua/*.lua
+var luaFS embed.FS
+
+func script(name string) *redis.Script {
+	b, err := luaFS.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	return redis.NewScript(string(b))
+}
+
+var (
+	claimScript   = script("claim")
+	finishScript  = script("finish")
+	putScript     = script("put")
+	acquireScript = script("acquire")
+	commitScript  = script("commit")
+	failScript    = script("fail")
+	flagScript    = script("flag")
+	releaseScript = script("release")
+	rekeyScript   = script("rekey")
+	allScripts    = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript}
+)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix starts every key, e.g. "syncd:".
+	Prefix string
+	// Shards is the number of shards of each due set (default 16).
+	Shards int
+	// EventsMaxLen caps the events stream (approximately; default 100000).
+	EventsMaxLen int64
+}
+
+// Store is syncd's Redis storage.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	shards int
+	maxEv  int64
+}
+
+// New returns a Store over rdb. The caller owns rdb and closes it.
+func New(rdb redis.UniversalClient, opt Options) *Store {
+	if opt.Shards <= 0 {
+		opt.Shards = 16
+	}
+	if opt.EventsMaxLen <= 0 {
+		opt.EventsMaxLen = 100000
+	}
+	return &Store{rdb: rdb, prefix: opt.Prefix, shards: opt.Shards, maxEv: opt.EventsMaxLen}
+}
+
+// Ping checks that Redis answers and loads the scripts.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return s.loadScripts(ctx)
+}
+
+func (s *Store) loadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("redis script load: %w", err)
+		}
+	}
+	return nil
+}
+
+// pipelined runs fn's commands in one round trip. Scripts in a pipeline go
+// by EVALSHA; if Redis lost them (restart, SCRIPT FLUSH) they are loaded
+// and the pipeline runs once more. Every script here is safe to repeat
+// after NOSCRIPT because a missing script executed nothing.
+func (s *Store) pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	cmds, err := s.rdb.Pipelined(ctx, fn)
+	if err != nil && hasNoScript(cmds) {
+		if lerr := s.loadScripts(ctx); lerr != nil {
+			return nil, lerr
+		}
+		cmds, err = s.rdb.Pipelined(ctx, fn)
+	}
+	return cmds, err
+}
+
+func hasNoScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
+
+// Shards is the number of shards of each due set.
+func (s *Store) Shards() int { return s.shards }
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// ---- due sets (scheduler.Store) ----
+
+// ClaimDue implements scheduler.Store.
+func (s *Store) ClaimDue(ctx context.Context, set string, shard int, now, leaseUntil time.Time, limit int) ([]scheduler.Due, error) {
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(set, shard)}, ms(now), ms(leaseUntil), limit).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("claim %s/%d: %w", set, shard, err)
+	}
+	out := make([]scheduler.Due, 0, len(res)/2)
+	fence := ms(leaseUntil)
+	for i := 0; i+1 < len(res); i += 2 {
+		score, _ := strconv.ParseFloat(res[i+1], 64)
+		out = append(out, scheduler.Due{Member: res[i], Due: fromMS(int64(score)), Fence: fence})
+	}
+	return out, nil
+}
+
+// FinishDue implements scheduler.Store: one script call per shard, all in
+// one round trip.
+func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done) ([]bool, error) {
+	byShard := make(map[int][]int)
+	for i, d := range done {
+		sh := scheduler.Shard(d.Member, s.shards)
+		byShard[sh] = append(byShard[sh], i)
+	}
+	type call struct {
+		idx []int
+		cmd *redis.Cmd
+	}
+	calls := make([]call, 0, len(byShard))
+	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
+		calls = calls[:0]
+		for sh, idx := range byShard {
+			args := make([]any, 0, 3*len(idx))
+			for _, i := range idx {
+				next := ""
+				if !done[i].Next.IsZero() {
+					next = strconv.FormatInt(ms(done[i].Next), 10)
+				}
+				args = append(args, done[i].Member, done[i].Fence, next)
+			}
+			calls = append(calls, call{idx: idx, cmd: finishScript.EvalSha(ctx, p, []string{s.dueKey(set, sh)}, args...)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finish %s: %w", set, err)
+	}
+	held := make([]bool, len(done))
+	for _, c := range calls {
+		vals, err := c.cmd.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("finish %s: %w", set, err)
+		}
+		for j, i := range c.idx {
+			held[i] = j < len(vals) && vals[j] == 1
+		}
+	}
+	return held, nil
+}
+
+// ScheduleDue sets (or, for a zero At, removes) members' due times.
+func (s *Store) ScheduleDue(ctx context.Context, set string, entries []scheduler.Entry) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			key := s.dueKey(set, scheduler.Shard(e.Member, s.shards))
+			if e.At.IsZero() {
+				p.ZRem(ctx, key, e.Member)
+			} else {
+				p.ZAdd(ctx, key, redis.Z{Score: float64(ms(e.At)), Member: e.Member})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("schedule %s: %w", set, err)
+	}
+	return nil
+}
+
+// DueAt returns a member's due time in a set, zero when absent.
+func (s *Store) DueAt(ctx context.Context, set, member string) (time.Time, error) {
+	v, err := s.rdb.ZScore(ctx, s.dueKey(set, scheduler.Shard(member, s.shards)), member).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("due %s: %w", set, err)
+	}
+	return fromMS(int64(v)), nil
+}
+
+// DueCount returns how many members of a set are due at or before t.
+func (s *Store) DueCount(ctx context.Context, set string, t time.Time) (int64, error) {
+	cmds := make([]*redis.IntCmd, s.shards)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.ZCount(ctx, s.dueKey(set, i), "-inf", strconv.FormatInt(ms(t), 10))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("due count %s: %w", set, err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// ---- token records (tokens.Store) ----
+
+// Put implements tokens.Store.
+func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now time.Time) (int64, *tokens.Transition, error) {
+	vals, err := putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
+		rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+	if err != nil {
+		return 0, nil, fmt.Errorf("put token: %w", err)
+	}
+	v, _ := vals[0].(int64)
+	from, _ := vals[1].(string)
+	to, _ := vals[2].(string)
+	var tr *tokens.Transition
+	if from != to {
+		tr = &tokens.Transition{UserID: rec.UserID, From: tokens.State(from), To: tokens.State(to), Reason: reason, At: now}
+	}
+	// The record no longer needs re-authorization: drop the queue hint
+	// (after the truth changed; a crash here leaves a stale hint that
+	// ReauthQueue repairs).
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, s.reauthKey(), rec.UserID)
+		s.addEvent(ctx, p, tr)
+		return nil
+	})
+	if err != nil {
+		return v, tr, fmt.Errorf("put token: %w", err)
+	}
+	return v, tr, nil
+}
+
+func (s *Store) addEvent(ctx context.Context, p redis.Pipeliner, tr *tokens.Transition) {
+	if tr == nil {
+		return
+	}
+	p.XAdd(ctx, &redis.XAddArgs{
+		Stream: s.eventsKey(),
+		MaxLen: s.maxEv,
+		Approx: true,
+		Values: []any{"user", tr.UserID, "from", string(tr.From), "to", string(tr.To), "reason", tr.Reason, "at", tr.At.UTC().Format(time.RFC3339Nano)},
+	})
+}
+
+// Load implements tokens.Store.
+func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
+	m, err := s.rdb.HGetAll(ctx, s.tokenKey(user)).Result()
+	if err != nil {
+		return tokens.Record{}, fmt.Errorf("load token: %w", err)
+	}
+	if len(m) == 0 {
+		return tokens.Record{}, tokens.ErrNotFound
+	}
+	return parseRecord(user, m)
+}
+
+// Acquire implements tokens.Store.
+func (s *Store) Acquire(ctx context.Context, user, owner string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
+	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, ms(now), ms(until)).Slice()
+	if err != nil {
+		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", err)
+	}
+	st, _ := vals[0].(int64)
+	if st == 0 {
+		return tokens.Record{}, tokens.AcquireMissing, nil
+	}
+	m := make(map[string]string, len(vals)/2)
+	for i := 1; i+1 < len(vals); i += 2 {
+		k, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		m[k] = v
+	}
+	rec, err := parseRecord(user, m)
+	if err != nil {
+		// Do not keep a lease on a record nobody can use.
+		_ = releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner).Err()
+		return tokens.Record{}, 0, err
+	}
+	switch st {
+	case 1:
+		return rec, tokens.Acquired, nil
+	case 2:
+		return rec, tokens.AcquireBusy, nil
+	default:
+		return rec, tokens.AcquireNotRunnable, nil
+	}
+}
+
+// Commit implements tokens.Store.
+func (s *Store) Commit(ctx context.Context, owner string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
+	vals, err := commitScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)}, owner, rec.Version,
+		rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+	if err != nil {
+		return false, nil, fmt.Errorf("commit token: %w", err)
+	}
+	if ok, _ := vals[0].(int64); ok != 1 {
+		return false, nil, nil
+	}
+	from, _ := vals[2].(string)
+	if from == "" {
+		return true, nil, nil
+	}
+	tr := &tokens.Transition{UserID: rec.UserID, From: tokens.State(from), To: tokens.Active, Reason: reason, At: now}
+	return true, tr, s.event(ctx, tr)
+}
+
+func (s *Store) event(ctx context.Context, tr *tokens.Transition) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.addEvent(ctx, p, tr)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// Fail implements tokens.Store.
+func (s *Store) Fail(ctx context.Context, user, owner string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (bool, int, *tokens.Transition, error) {
+	vals, err := failScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, version, lastErr, degradeAfter, ms(now), reason).Slice()
+	if err != nil {
+		return false, 0, nil, fmt.Errorf("record failure: %w", err)
+	}
+	if ok, _ := vals[0].(int64); ok != 1 {
+		return false, 0, nil, nil
+	}
+	f, _ := vals[1].(int64)
+	from, _ := vals[2].(string)
+	if from == "" {
+		return true, int(f), nil, nil
+	}
+	tr := &tokens.Transition{UserID: user, From: tokens.State(from), To: tokens.Degraded, Reason: reason, At: now}
+	return true, int(f), tr, s.event(ctx, tr)
+}
+
+// Flag implements tokens.Store. The queue entry is written first: a crash
+// after it leaves a hint that ReauthQueue drops, never a flagged user
+// missing from the queue.
+func (s *Store) Flag(ctx context.Context, user, owner string, version int64, reason, lastErr string, now time.Time) (tokens.FlagOutcome, *tokens.Transition, error) {
+	if err := s.rdb.ZAddNX(ctx, s.reauthKey(), redis.Z{Score: float64(ms(now)), Member: user}).Err(); err != nil {
+		return 0, nil, fmt.Errorf("flag: %w", err)
+	}
+	vals, err := flagScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, version, reason, ms(now), lastErr).Slice()
+	if err != nil {
+		return 0, nil, fmt.Errorf("flag: %w", err)
+	}
+	st, _ := vals[0].(int64)
+	state, _ := vals[1].(string)
+	switch st {
+	case 1:
+		tr := &tokens.Transition{UserID: user, From: tokens.State(state), To: tokens.ReauthRequired, Reason: reason, At: now}
+		return tokens.Flagged, tr, s.event(ctx, tr)
+	case 3:
+		return tokens.AlreadyFlagged, nil, nil
+	default:
+		if tokens.State(state) != tokens.ReauthRequired {
+			if err := s.rdb.ZRem(ctx, s.reauthKey(), user).Err(); err != nil {
+				return tokens.FlagStale, nil, fmt.Errorf("flag: %w", err)
+			}
+		}
+		return tokens.FlagStale, nil, nil
+	}
+}
+
+// Release implements tokens.Store.
+func (s *Store) Release(ctx context.Context, user, owner string) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner).Err(); err != nil {
+		return fmt.Errorf("release lease: %w", err)
+	}
+	return nil
+}
+
+// Rekey implements tokens.Store.
+func (s *Store) Rekey(ctx context.Context, user string, version int64, kid string, ciphertext []byte) (bool, error) {
+	n, err := rekeyScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, version, kid, ciphertext).Int64()
+	if err != nil {
+		return false, fmt.Errorf("rekey: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Quarantine implements tokens.Store: the record is renamed within its
+// slot, listed in the quarantine set, and leaves every index.
+func (s *Store) Quarantine(ctx context.Context, user, reason string, now time.Time) error {
+	err := s.rdb.Rename(ctx, s.tokenKey(user), s.quarantineKey(user)).Err()
+	if err != nil && !strings.Contains(err.Error(), "no such key") {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, s.quarantineSet(), redis.Z{Score: float64(ms(now)), Member: user})
+		p.ZRem(ctx, s.reauthKey(), user)
+		s.addEvent(ctx, p, &tokens.Transition{UserID: user, To: "quarantined", Reason: reason, At: now})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
+	return nil
+}
+
+// Quarantined lists quarantined users.
+func (s *Store) Quarantined(ctx context.Context) ([]string, error) {
+	return s.rdb.ZRange(ctx, s.quarantineSet(), 0, -1).Result()
+}
+
+// Scan implements tokens.Store.
+func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error) {
+	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
+	}
+	var recs []tokens.Record
+	var bad []string
+	for i, k := range keys {
+		user, ok := s.userOfTokenKey(k)
+		if !ok || len(cmds[i].Val()) == 0 {
+			continue // deleted between SCAN and HGETALL
+		}
+		rec, err := parseRecord(user, cmds[i].Val())
+		if err != nil {
+			bad = append(bad, user)
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, bad, next, nil
+}
+
+// ReauthQueue implements tokens.Store.
+func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, s.reauthKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reauth queue: %w", err)
+	}
+	cmds := make([]*redis.SliceCmd, len(zs))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, z := range zs {
+			cmds[i] = p.HMGet(ctx, s.tokenKey(z.Member.(string)), "s", "sr", "sa", "p")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reauth queue: %w", err)
+	}
+	out := make([]tokens.ReauthEntry, 0, len(zs))
+	var stale []any
+	for i, z := range zs {
+		user := z.Member.(string)
+		v := cmds[i].Val()
+		if st, _ := v[0].(string); st != string(tokens.ReauthRequired) {
+			stale = append(stale, user)
+			continue
+		}
+		reason, _ := v[1].(string)
+		at, _ := v[2].(string)
+		prov, _ := v[3].(string)
+		atMS, _ := strconv.ParseInt(at, 10, 64)
+		out = append(out, tokens.ReauthEntry{UserID: user, Since: fromMS(atMS), Reason: reason, Provider: prov})
+	}
+	if len(stale) > 0 {
+		// Repair hints left by a crash between steps. A user flagged again
+		// since ZRANGE is re-added by its own Flag.
+		if err := s.rdb.ZRem(ctx, s.reauthKey(), stale...).Err(); err != nil {
+			return out, fmt.Errorf("reauth queue repair: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Event is one entry of the events stream.
+type Event struct {
+	ID                     string
+	User, From, To, Reason string
+	At                     time.Time
+}
+
+// Events returns the last n events, oldest first.
+func (s *Store) Events(ctx context.Context, n int64) ([]Event, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, s.eventsKey(), "+", "-", n).Result()
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	out := make([]Event, len(msgs))
+	for i, m := range msgs {
+		str := func(k string) string { v, _ := m.Values[k].(string); return v }
+		at, _ := time.Parse(time.RFC3339Nano, str("at"))
+		out[len(msgs)-1-i] = Event{ID: m.ID, User: str("user"), From: str("from"), To: str("to"), Reason: str("reason"), At: at}
+	}
+	return out, nil
+}
+
+// parseRecord turns a record hash into a Record. Errors name the field,
+// never a value (the ciphertext is not a value to print either).
+func parseRecord(user string, m map[string]string) (tokens.Record, error) {
+	bad := func(field string) (tokens.Record, error) {
+		return tokens.Record{}, fmt.Errorf("user %q: field %q: %w", user, field, tokens.ErrMalformedRecord)
+	}
+	num := func(field string, required bool) (int64, bool) {
+		v, ok := m[field]
+		if !ok || v == "" {
+			return 0, !required
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil && n >= 0
+	}
+	r := tokens.Record{UserID: user, Provider: m["p"], KeyID: m["k"], Ciphertext: []byte(m["c"]),
+		StateReason: m["sr"], LastError: m["le"], LeaseOwner: m["lo"]}
+	var ok bool
+	var n int64
+	if r.Version, ok = num("v", true); !ok || r.Version < 1 {
+		return bad("v")
+	}
+	if r.KeyID == "" {
+		return bad("k")
+	}
+	if len(r.Ciphertext) == 0 {
+		return bad("c")
+	}
+	st, err := tokens.ParseState(m["s"])
+	if err != nil {
+		return bad("s")
+	}
+	r.State = st
+	fields := []struct {
+		name     string
+		required bool
+		into     *time.Time
+	}{{"ae", true, &r.AccessExpiry}, {"re", false, &r.RefreshExpiry}, {"sa", false, &r.StateAt},
+		{"ca", false, &r.CreatedAt}, {"lr", false, &r.LastRefresh}, {"lu", false, &r.LeaseUntil}}
+	for _, f := range fields {
+		if n, ok = num(f.name, f.required); !ok {
+			return bad(f.name)
+		}
+		*f.into = fromMS(n)
+	}
+	if n, ok = num("f", false); !ok {
+		return bad("f")
+	}
+	r.Failures = int(n)
+	return r, nil
+}

@@ -1,0 +1,440 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/clock"
+)
+
+// Due is one claimed due-set entry.
+type Due struct {
+	Member string
+	// Due is when the entry was due: its score before the claim.
+	Due time.Time
+	// Fence is the lease score (unix ms) the claim wrote. The entry is this
+	// claimer's while its score still equals Fence; every later write
+	// checks it, so a claimer that lost its lease cannot overwrite the
+	// next owner's schedule.
+	Fence int64
+}
+
+// Done re-scores a claimed entry: from Fence to Next, or removes it when
+// Next is zero. The store applies it only if the score still equals Fence.
+type Done struct {
+	Member string
+	Fence  int64
+	Next   time.Time
+}
+
+// Store is what the engine needs from storage (internal/redisstore).
+type Store interface {
+	// Shards is the number of shards each due set is split into.
+	Shards() int
+	// ClaimDue atomically takes up to limit entries of one shard whose
+	// score is <= now and re-scores them to leaseUntil.
+	ClaimDue(ctx context.Context, set string, shard int, now, leaseUntil time.Time, limit int) ([]Due, error)
+	// FinishDue applies each Done whose entry still carries its Fence and
+	// reports, per item, whether it did.
+	FinishDue(ctx context.Context, set string, done []Done) ([]bool, error)
+}
+
+// Handler does the work for one claimed member and returns when the member
+// is next due; the zero time removes it from the set. A handler whose ctx
+// is cancelled (shutdown past the grace period) should return promptly
+// with a time that hands the member back, usually now.
+type Handler func(ctx context.Context, d Due) (next time.Time)
+
+// Options tune an Engine. Zero values take the defaults noted.
+type Options struct {
+	// Set names the due set, e.g. "refresh" or "job:pull-daily".
+	Set string
+	// Workers is how many handlers run at once (default 32).
+	Workers int
+	// Batch is the most entries one claim takes from one shard (default 256).
+	Batch int
+	// Lease is how long a claim holds an entry without a heartbeat
+	// (default 1m). Heartbeats renew it every Lease/3.
+	Lease time.Duration
+	// PollInterval is how long the engine waits after finding nothing due
+	// (default 1s). Notify wakes it sooner.
+	PollInterval time.Duration
+	Clock        clock.Clock
+	Logger       zerolog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Workers <= 0 {
+		o.Workers = 32
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.Lease <= 0 {
+		o.Lease = time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+}
+
+// Engine claims due entries of one due set and runs a Handler for each.
+// Any number of engines, in any number of processes, may serve the same
+// set: the claim script and the fence keep a member with one of them at a
+// time.
+type Engine struct {
+	store  Store
+	handle Handler
+	opt    Options
+	log    zerolog.Logger
+
+	mu         sync.Mutex
+	started    bool
+	stopped    bool
+	stopClaim  context.CancelFunc
+	cancelWork context.CancelFunc
+	done       chan struct{}
+
+	wake  chan struct{}
+	slot  chan struct{}
+	queue chan Due
+
+	// inflight maps each claimed member to its current fence. The claim
+	// loop adds; only the finisher goroutine changes or deletes.
+	imu      sync.Mutex
+	inflight map[string]int64
+	stopping bool
+}
+
+type result struct {
+	member string
+	next   time.Time
+}
+
+// NewEngine returns an engine for the due set opt.Set.
+func NewEngine(store Store, h Handler, opt Options) *Engine {
+	opt.defaults()
+	return &Engine{
+		store:    store,
+		handle:   h,
+		opt:      opt,
+		log:      opt.Logger.With().Str("component", "engine").Str("set", opt.Set).Logger(),
+		wake:     make(chan struct{}, 1),
+		slot:     make(chan struct{}, 1),
+		queue:    make(chan Due, opt.Workers+opt.Batch),
+		inflight: make(map[string]int64),
+	}
+}
+
+// Notify makes the engine look for due entries now instead of at its next
+// poll, e.g. after something was scheduled for immediate work.
+func (e *Engine) Notify() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start launches the engine and returns at once. It is an error to start
+// an engine twice or after Stop.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started || e.stopped {
+		return errors.New("scheduler: engine already started")
+	}
+	e.started = true
+	claimCtx, stopClaim := context.WithCancel(ctx)
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopClaim, e.cancelWork = stopClaim, cancelWork
+	e.done = make(chan struct{})
+
+	results := make(chan result, e.opt.Workers)
+	var workers sync.WaitGroup
+	for range e.opt.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			e.work(workCtx, results)
+		}()
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		e.finish(results)
+	}()
+	go func() {
+		e.claimLoop(claimCtx)
+		close(e.queue)
+		workers.Wait()
+		close(results)
+		<-finished
+		cancelWork()
+		close(e.done)
+	}()
+	return nil
+}
+
+// Stop stops claiming, hands back entries claimed but not started, and
+// waits for running handlers until ctx is done; then it cancels them and
+// waits for them to return. Stop is idempotent and safe before Start.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	e.stopped = true
+	if !e.started {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	e.imu.Lock()
+	e.stopping = true
+	e.imu.Unlock()
+	e.stopClaim()
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+	}
+	e.cancelWork()
+	<-e.done
+	return ctx.Err()
+}
+
+func (e *Engine) claimLoop(ctx context.Context) {
+	shards := e.store.Shards()
+	capacity := e.opt.Workers + e.opt.Batch
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	bo.MaxElapsedTime = 0
+	errs := 0
+	start := rand.IntN(shards)
+	for ctx.Err() == nil {
+		claimed := 0
+		var claimErr error
+		for i := 0; i < shards && ctx.Err() == nil; i++ {
+			free := capacity - e.inflightLen()
+			for free <= 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-e.slot:
+				}
+				free = capacity - e.inflightLen()
+			}
+			shard := (start + i) % shards
+			now := e.opt.Clock.Now()
+			items, err := e.store.ClaimDue(ctx, e.opt.Set, shard, now, now.Add(e.opt.Lease), min(free, e.opt.Batch))
+			if err != nil {
+				claimErr = err
+				break
+			}
+			fresh := items[:0]
+			e.imu.Lock()
+			for _, d := range items {
+				// A member still queued or running here whose lease ran
+				// out (a stalled worker, a clock jump) was just claimed
+				// again: keep the new fence, do not run it twice.
+				if _, dup := e.inflight[d.Member]; !dup {
+					fresh = append(fresh, d)
+				}
+				e.inflight[d.Member] = d.Fence
+			}
+			e.imu.Unlock()
+			for _, d := range fresh {
+				e.queue <- d
+			}
+			claimed += len(items)
+		}
+		start = (start + 1) % shards
+		if claimErr != nil && ctx.Err() == nil {
+			errs++
+			if errs == 1 || errs%100 == 0 {
+				e.log.Error().Err(claimErr).Int("consecutive_errors", errs).Msg("claim failed")
+			}
+			if !sleep(ctx, bo.NextBackOff(), nil) {
+				return
+			}
+			continue
+		}
+		if errs > 0 {
+			e.log.Info().Int("consecutive_errors", errs).Msg("claim recovered")
+			errs = 0
+			bo.Reset()
+		}
+		if claimed == 0 && !sleep(ctx, e.opt.PollInterval, e.wake) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or until wake fires; false if ctx ended.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+func (e *Engine) inflightLen() int {
+	e.imu.Lock()
+	defer e.imu.Unlock()
+	return len(e.inflight)
+}
+
+func (e *Engine) isStopping() bool {
+	e.imu.Lock()
+	defer e.imu.Unlock()
+	return e.stopping
+}
+
+func (e *Engine) work(ctx context.Context, results chan<- result) {
+	for d := range e.queue {
+		if e.isStopping() {
+			// Claimed but not started: hand it back at its due time so
+			// another replica takes it at once.
+			results <- result{member: d.Member, next: d.Due}
+			continue
+		}
+		results <- result{member: d.Member, next: e.handle(ctx, d)}
+	}
+}
+
+// finish owns every write after the claim: it applies results in batches
+// and renews the leases of everything in flight, so a fence is never
+// changed by two goroutines.
+func (e *Engine) finish(results <-chan result) {
+	hb := time.NewTicker(max(e.opt.Lease/3, time.Millisecond))
+	defer hb.Stop()
+	batch := make([]Done, 0, 256)
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], e.done1(r))
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case r, ok := <-results:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, e.done1(r))
+				default:
+					break drain
+				}
+			}
+			e.apply(batch)
+		case <-hb.C:
+			e.heartbeat()
+		}
+	}
+}
+
+func (e *Engine) done1(r result) Done {
+	e.imu.Lock()
+	fence := e.inflight[r.member]
+	e.imu.Unlock()
+	return Done{Member: r.member, Fence: fence, Next: r.next}
+}
+
+// storeCtx bounds the finisher's writes. It is not tied to the engine's
+// context: handing work back must still happen while shutting down.
+func storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+func (e *Engine) apply(batch []Done) {
+	for len(batch) > 0 {
+		ctx, cancel := storeCtx()
+		held, err := e.store.FinishDue(ctx, e.opt.Set, batch)
+		cancel()
+		if err != nil {
+			// The entries keep their lease score and come due again when
+			// it passes: late, never lost.
+			e.log.Error().Err(err).Int("entries", len(batch)).Msg("finish failed; entries retry after their lease")
+		}
+		var again []Done
+		lost := 0
+		e.imu.Lock()
+		for i, d := range batch {
+			if err == nil && !held[i] {
+				if cur := e.inflight[d.Member]; cur != 0 && cur != d.Fence {
+					// Re-claimed by this engine meanwhile: finish under
+					// the new fence.
+					again = append(again, Done{Member: d.Member, Fence: cur, Next: d.Next})
+					continue
+				}
+				lost++
+			}
+			delete(e.inflight, d.Member)
+		}
+		e.imu.Unlock()
+		if lost > 0 {
+			e.log.Warn().Int("entries", lost).Msg("lease lost before finish; another claimer owns them")
+		}
+		batch = again
+	}
+	select {
+	case e.slot <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) heartbeat() {
+	now := e.opt.Clock.Now()
+	until := now.Add(e.opt.Lease)
+	e.imu.Lock()
+	ext := make([]Done, 0, len(e.inflight))
+	for m, f := range e.inflight {
+		if f != 0 {
+			ext = append(ext, Done{Member: m, Fence: f, Next: until})
+		}
+	}
+	e.imu.Unlock()
+	if len(ext) == 0 {
+		return
+	}
+	ctx, cancel := storeCtx()
+	held, err := e.store.FinishDue(ctx, e.opt.Set, ext)
+	cancel()
+	if err != nil {
+		e.log.Error().Err(err).Int("entries", len(ext)).Msg("heartbeat failed")
+		return
+	}
+	e.imu.Lock()
+	for i, d := range ext {
+		if cur, ok := e.inflight[d.Member]; !ok || cur != d.Fence {
+			continue // finished, or re-claimed with a new fence meanwhile
+		}
+		if held[i] {
+			e.inflight[d.Member] = until.UnixMilli()
+		} else {
+			e.inflight[d.Member] = 0 // lost: stop renewing; the finish will not apply
+		}
+	}
+	e.imu.Unlock()
+}
+
+// Entry is a member and the time it is due, for scheduling outside a claim.
+// A zero At removes the member.
+type Entry struct {
+	Member string
+	At     time.Time
+}

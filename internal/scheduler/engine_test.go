@@ -1,0 +1,231 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/scheduler"
+)
+
+const set = "test"
+
+type bundle struct {
+	srv   *redistest.Server
+	clk   *clock.Fake
+	store *redisstore.Store
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	b := &bundle{srv: srv, clk: clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))}
+	b.store = b.newStore(t)
+	return b
+}
+
+func (b *bundle) newStore(t *testing.T) *redisstore.Store {
+	s := redisstore.New(b.srv.Client(t), redisstore.Options{Prefix: b.srv.Prefix, Shards: 4})
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (b *bundle) schedule(t *testing.T, n int, at time.Time) []string {
+	t.Helper()
+	members := make([]string, n)
+	entries := make([]scheduler.Entry, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("m%04d", i)
+		entries[i] = scheduler.Entry{Member: members[i], At: at}
+	}
+	if err := b.store.ScheduleDue(context.Background(), set, entries); err != nil {
+		t.Fatal(err)
+	}
+	return members
+}
+
+func (b *bundle) engine(t *testing.T, h scheduler.Handler, workers int) *scheduler.Engine {
+	t.Helper()
+	e := scheduler.NewEngine(b.newStore(t), h, scheduler.Options{
+		Set: set, Workers: workers, Batch: 32, Lease: time.Minute, PollInterval: 5 * time.Millisecond,
+		Clock: b.clk, Logger: zerolog.Nop(),
+	})
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	return e
+}
+
+func TestEnginesShareWorkWithoutDuplicates(t *testing.T) {
+	b := setup(t)
+	const n = 600
+	members := b.schedule(t, n, b.clk.Now())
+	var mu sync.Mutex
+	counts := make(map[string]int)
+	done := make(chan string, 3*n)
+	next := b.clk.Now().Add(time.Hour)
+	h := func(_ context.Context, d scheduler.Due) time.Time {
+		mu.Lock()
+		counts[d.Member]++
+		mu.Unlock()
+		done <- d.Member
+		return next
+	}
+	var engines []*scheduler.Engine
+	for range 3 {
+		engines = append(engines, b.engine(t, h, 8))
+	}
+	for range n {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("timed out")
+		}
+	}
+	// Stop waits for the finishers, so the final state is written.
+	for _, e := range engines {
+		if err := e.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range members {
+		if due, err := b.store.DueAt(context.Background(), set, m); err != nil || !due.Equal(next) {
+			t.Fatalf("%s due %v (%v), want %v", m, due, err, next)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range members {
+		if counts[m] != 1 {
+			t.Fatalf("%s handled %d times, want 1", m, counts[m])
+		}
+	}
+	if n, _ := b.store.DueCount(context.Background(), set, b.clk.Now()); n != 0 {
+		t.Fatalf("%d still due", n)
+	}
+}
+
+func TestZeroNextRemoves(t *testing.T) {
+	b := setup(t)
+	members := b.schedule(t, 10, b.clk.Now())
+	done := make(chan struct{}, 10)
+	e := b.engine(t, func(context.Context, scheduler.Due) time.Time { done <- struct{}{}; return time.Time{} }, 2)
+	for range members {
+		<-done
+	}
+	if err := e.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if due, _ := b.store.DueAt(context.Background(), set, m); !due.IsZero() {
+			t.Fatalf("%s still scheduled at %v", m, due)
+		}
+	}
+}
+
+func TestStopHandsBackUnstartedClaims(t *testing.T) {
+	b := setup(t)
+	due := b.clk.Now().Add(-time.Minute)
+	members := b.schedule(t, 20, due)
+	started := make(chan string, 1)
+	release := make(chan struct{})
+	e := b.engine(t, func(_ context.Context, d scheduler.Due) time.Time {
+		started <- d.Member
+		<-release
+		return d.Due.Add(24 * time.Hour)
+	}, 1)
+	running := <-started
+	// One worker is busy; the rest of the claimed batch waits in the
+	// queue. Stop must hand those back at their due time, at once.
+	stopped := make(chan error)
+	go func() { stopped <- e.Stop(context.Background()) }()
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		got, _ := b.store.DueAt(context.Background(), set, m)
+		want := due
+		if m == running {
+			want = due.Add(24 * time.Hour)
+		}
+		if !got.Equal(want) {
+			t.Fatalf("%s due %v, want %v", m, got, want)
+		}
+	}
+}
+
+func TestStopCancelsHandlersAfterGrace(t *testing.T) {
+	b := setup(t)
+	b.schedule(t, 1, b.clk.Now())
+	started := make(chan struct{})
+	e := b.engine(t, func(ctx context.Context, d scheduler.Due) time.Time {
+		close(started)
+		<-ctx.Done() // a handler that only stops when told
+		return d.Due
+	}, 1)
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // grace already over
+	if err := e.Stop(ctx); err == nil {
+		t.Fatal("Stop past the grace period should report it")
+	}
+	if got, _ := b.store.DueAt(context.Background(), set, "m0000"); !got.Equal(b.clk.Now()) {
+		t.Fatalf("cancelled entry due %v, want handed back at %v", got, b.clk.Now())
+	}
+}
+
+func TestStartStopConcurrently(t *testing.T) {
+	b := setup(t)
+	e := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) time.Time { return time.Time{} },
+		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
+	if err := e.Stop(context.Background()); err != nil {
+		t.Fatalf("stop before start: %v", err)
+	}
+	e2 := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) time.Time { return time.Time{} },
+		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
+	if err := e2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = e2.Stop(context.Background()); _ = e2.Start(context.Background()) }()
+	}
+	wg.Wait()
+	if err := e2.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShardStable(t *testing.T) {
+	for _, tc := range []struct {
+		member string
+		n      int
+		want   int
+	}{{"a", 1, 0}, {"user-1", 16, scheduler.Shard("user-1", 16)}} {
+		if got := scheduler.Shard(tc.member, tc.n); got != tc.want || got < 0 || got >= max(tc.n, 1) {
+			t.Fatalf("Shard(%q, %d) = %d", tc.member, tc.n, got)
+		}
+	}
+	// Spread: 10000 members over 16 shards, none more than 20% off even.
+	counts := make([]int, 16)
+	for i := range 10000 {
+		counts[scheduler.Shard(fmt.Sprintf("u%d", i), 16)]++
+	}
+	for i, c := range counts {
+		if c < 500 || c > 750 {
+			t.Fatalf("shard %d has %d of 10000", i, c)
+		}
+	}
+}

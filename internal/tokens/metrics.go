@@ -1,0 +1,74 @@
+package tokens
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the refresher's Prometheus metrics. A nil *Metrics records
+// nothing. Names are part of syncd's interface (README "Metrics").
+type Metrics struct {
+	RefreshTotal    *prometheus.CounterVec
+	RefreshDuration *prometheus.HistogramVec
+	ReauthFlagged   *prometheus.CounterVec
+	CircuitOpen     *prometheus.GaugeVec
+	Quarantined     prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg (if non-nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		RefreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncd_token_refresh_total", Help: "Token refresh attempts by provider and result (ok, transient, reauth, config).",
+		}, []string{"provider", "result"}),
+		RefreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "syncd_token_refresh_duration_seconds", Help: "Duration of token refresh calls.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"provider"}),
+		ReauthFlagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncd_reauth_flagged_total", Help: "Users flagged for re-authorization, by reason.",
+		}, []string{"reason"}),
+		CircuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "syncd_provider_circuit_open", Help: "1 while the provider's circuit breaker is open in this process.",
+		}, []string{"provider"}),
+		Quarantined: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncd_records_quarantined_total", Help: "Unreadable token records moved aside.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.RefreshTotal, m.RefreshDuration, m.ReauthFlagged, m.CircuitOpen, m.Quarantined)
+	}
+	return m
+}
+
+func (m *Metrics) refreshed(provider, result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.RefreshTotal.WithLabelValues(provider, result).Inc()
+	m.RefreshDuration.WithLabelValues(provider).Observe(d.Seconds())
+}
+
+func (m *Metrics) flagged(reason string) {
+	if m != nil {
+		m.ReauthFlagged.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) circuit(provider string, open bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.CircuitOpen.WithLabelValues(provider).Set(v)
+}
+
+func (m *Metrics) quarantined() {
+	if m != nil {
+		m.Quarantined.Inc()
+	}
+}

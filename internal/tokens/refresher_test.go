@@ -1,0 +1,623 @@
+package tokens_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/provider/fake"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func testPolicy() tokens.Policy {
+	return tokens.Policy{
+		Lead: 10 * time.Minute, Jitter: 2 * time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
+		RetryInitial: 30 * time.Second, RetryMax: 30 * time.Minute, RetryAfterCap: time.Hour,
+		DegradedAfter: 3,
+	}
+}
+
+// syncBuffer collects every log line of a test for the leak check.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type bundle struct {
+	srv     *redistest.Server
+	rdb     *redis.Client
+	store   *redisstore.Store
+	clk     *clock.Fake
+	prov    *fake.Provider
+	keys    *tokens.Keyring
+	logs    *syncBuffer
+	metrics *tokens.Metrics
+	results chan tokens.Result
+	policy  tokens.Policy
+}
+
+func setup(t *testing.T, fo fake.Options, policy tokens.Policy) *bundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	clk := clock.NewFake(t0)
+	fo.Clock = clk
+	keys, err := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{srv: srv, clk: clk, prov: fake.New(fo), keys: keys, logs: &syncBuffer{},
+		metrics: tokens.NewMetrics(prometheus.NewRegistry()), results: make(chan tokens.Result, 100000), policy: policy}
+	b.rdb = srv.Client(t)
+	b.store = b.newStore(t)
+	return b
+}
+
+func (b *bundle) newStore(t *testing.T) *redisstore.Store {
+	return redisstore.New(b.srv.Client(t), redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
+}
+
+// refresher returns a refresher with its own Redis client, as a separate
+// process would have. It is stopped at cleanup.
+func (b *bundle) refresher(t *testing.T, start bool) *tokens.Refresher {
+	t.Helper()
+	store := b.newStore(t)
+	if err := store.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: b.policy}},
+		tokens.Options{Workers: 16, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start {
+		if err := r.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = r.Stop(ctx)
+		})
+	}
+	return r
+}
+
+func (b *bundle) putUsers(t *testing.T, r *tokens.Refresher, n int) []string {
+	t.Helper()
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%04d", i)
+		if _, err := r.Put(context.Background(), "fake", b.prov.Issue(users[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return users
+}
+
+// wait collects results until want of them match outcome, failing on
+// timeout. Other outcomes are returned too, for inspection.
+func (b *bundle) wait(t *testing.T, outcome string, want int) []tokens.Result {
+	t.Helper()
+	var got []tokens.Result
+	n := 0
+	timeout := time.After(30 * time.Second)
+	for n < want {
+		select {
+		case r := <-b.results:
+			got = append(got, r)
+			if r.Outcome == outcome {
+				n++
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %d %q results, got %d (of %d results)", want, outcome, n, len(got))
+		}
+	}
+	return got
+}
+
+func (b *bundle) record(t *testing.T, user string) tokens.Record {
+	t.Helper()
+	rec, err := b.store.Load(context.Background(), user)
+	if err != nil {
+		t.Fatalf("load %s: %v", user, err)
+	}
+	return rec
+}
+
+// assertNoLeak checks that no token value the provider ever issued is in
+// any Redis value (DUMP of every key of the test) or any log line.
+func (b *bundle) assertNoLeak(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	secrets := b.prov.Secrets()
+	if len(secrets) == 0 {
+		t.Fatal("no secrets issued; the leak check would prove nothing")
+	}
+	var dumps bytes.Buffer
+	iter := b.rdb.Scan(ctx, 0, b.srv.Prefix+"*", 1000).Iterator()
+	keys := 0
+	for iter.Next(ctx) {
+		keys++
+		dumps.WriteString(iter.Val())
+		d, err := b.rdb.Dump(ctx, iter.Val()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dumps.WriteString(d)
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if keys == 0 {
+		t.Fatal("no keys to check")
+	}
+	logs := b.logs.String()
+	for _, s := range secrets {
+		if bytes.Contains(dumps.Bytes(), []byte(s)) {
+			t.Fatalf("token value %.10s... found in clear text in Redis", s)
+		}
+		if strings.Contains(logs, s) {
+			t.Fatalf("token value %.10s... found in the logs", s)
+		}
+	}
+}
+
+func TestRefreshCyclesAcrossInstances(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 1}, testPolicy())
+	const n = 1000
+	users := b.putUsers(t, b.refresher(t, false), n)
+	rs := []*tokens.Refresher{b.refresher(t, true), b.refresher(t, true), b.refresher(t, true)}
+
+	for cycle := 1; cycle <= 3; cycle++ {
+		b.clk.Advance(time.Hour)
+		b.wait(t, "ok", n)
+		if got, want := b.prov.Stats().Refreshes, n*cycle; got != want {
+			t.Fatalf("cycle %d: provider saw %d refreshes, want %d", cycle, got, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range rs {
+		if err := r.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.prov.Stats()
+	if st.Refreshes != 3*n || st.Rejected != 0 || st.Calls != 3*n {
+		t.Fatalf("provider stats %+v, want %d refreshes, %d calls, 0 rejected", st, 3*n, 3*n)
+	}
+	for _, u := range users {
+		if got := b.prov.Refreshes(u); got != 3 {
+			t.Fatalf("%s refreshed %d times, want 3", u, got)
+		}
+		if rec := b.record(t, u); rec.State != tokens.Active || rec.Failures != 0 || rec.LastRefresh.IsZero() {
+			t.Fatalf("%s: state %s failures %d last refresh %v", u, rec.State, rec.Failures, rec.LastRefresh)
+		}
+	}
+	q, err := b.store.ReauthQueue(context.Background())
+	if err != nil || len(q) != 0 {
+		t.Fatalf("reauth queue %v, %v; want empty", q, err)
+	}
+	if got := testutil.ToFloat64(b.metrics.ReauthFlagged.WithLabelValues(tokens.ReasonInvalidGrant)); got != 0 {
+		t.Fatalf("reauth flags %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "ok")); got != 3*n {
+		t.Fatalf("refresh_total ok %v, want %d", got, 3*n)
+	}
+	b.assertNoLeak(t)
+}
+
+func TestOutageNeverFlags(t *testing.T) {
+	p := testPolicy()
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 2}, p)
+	const n = 200
+	users := b.putUsers(t, b.refresher(t, true), n)
+	b.prov.SetOutage(503, 0)
+
+	// Each round moves time past the longest possible retry, so every
+	// user makes exactly one attempt per round.
+	prevMax := time.Duration(0)
+	for attempt := 1; attempt <= 8; attempt++ {
+		if attempt == 1 {
+			b.clk.Advance(time.Hour)
+		} else {
+			b.clk.Advance(p.RetryMax + time.Second)
+		}
+		now := b.clk.Now()
+		res := b.wait(t, "transient", n)
+		envelope := p.RetryEnvelope(attempt)
+		var maxDelay time.Duration
+		for _, r := range res {
+			if r.Outcome != "transient" {
+				continue
+			}
+			d := r.Next.Sub(now)
+			if d < 0 || d > envelope {
+				t.Fatalf("attempt %d: retry in %v, want within [0, %v]", attempt, d, envelope)
+			}
+			maxDelay = max(maxDelay, d)
+		}
+		// With 200 users the largest full-jitter delay is close to the
+		// envelope: it grows until the cap, then stays under it.
+		if maxDelay < envelope*8/10 {
+			t.Fatalf("attempt %d: longest retry %v, want near the envelope %v", attempt, maxDelay, envelope)
+		}
+		if envelope < p.RetryMax && maxDelay <= prevMax {
+			t.Fatalf("attempt %d: retries did not grow: %v after %v", attempt, maxDelay, prevMax)
+		}
+		prevMax = maxDelay
+	}
+	for _, u := range users {
+		if rec := b.record(t, u); rec.State != tokens.Degraded || rec.Failures != 8 || rec.LastError != "transient:http_503" {
+			t.Fatalf("%s: state %s failures %d last error %q, want degraded after 8 transient failures", u, rec.State, rec.Failures, rec.LastError)
+		}
+	}
+
+	// Throttling: Retry-After is honoured, up to the cap.
+	b.prov.SetOutage(429, 50*time.Minute)
+	b.clk.Advance(p.RetryMax + time.Second)
+	now := b.clk.Now()
+	for _, r := range b.wait(t, "transient", n) {
+		if d := r.Next.Sub(now); r.Outcome == "transient" && (d < 50*time.Minute || d > 50*time.Minute+p.RetryMax) {
+			t.Fatalf("retry after 429 with Retry-After 50m in %v", d)
+		}
+	}
+	b.prov.SetOutage(429, 5*time.Hour)
+	b.clk.Advance(time.Hour + time.Second)
+	now = b.clk.Now()
+	for _, r := range b.wait(t, "transient", n) {
+		if d := r.Next.Sub(now); r.Outcome == "transient" && d != p.RetryAfterCap {
+			t.Fatalf("retry after 429 with Retry-After 5h in %v, want the cap %v", d, p.RetryAfterCap)
+		}
+	}
+
+	// Recovery: every user refreshes and is active again.
+	b.prov.SetOutage(0, 0)
+	b.clk.Advance(time.Hour + time.Second)
+	b.wait(t, "ok", n)
+	for _, u := range users {
+		if rec := b.record(t, u); rec.State != tokens.Active || rec.Failures != 0 {
+			t.Fatalf("%s: state %s failures %d after recovery", u, rec.State, rec.Failures)
+		}
+	}
+	q, _ := b.store.ReauthQueue(context.Background())
+	if len(q) != 0 || b.prov.Stats().Rejected != 0 {
+		t.Fatalf("after outage: %d in reauth queue, %d rejected", len(q), b.prov.Stats().Rejected)
+	}
+	events, err := b.store.Events(context.Background(), 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	degraded, recovered := 0, 0
+	for _, e := range events {
+		switch {
+		case e.To == "degraded" && e.Reason == tokens.ReasonTransientFailures:
+			degraded++
+		case e.From == "degraded" && e.To == "active" && e.Reason == tokens.ReasonRefreshed:
+			recovered++
+		case e.To == "reauth_required":
+			t.Fatalf("event %+v during an outage", e)
+		}
+	}
+	if degraded != n || recovered != n {
+		t.Fatalf("events: %d degraded, %d recovered, want %d each", degraded, recovered, n)
+	}
+	b.assertNoLeak(t)
+}
+
+func TestCircuitBreakerStopsCalls(t *testing.T) {
+	p := testPolicy()
+	p.CircuitFailures, p.CircuitCooldown = 5, 10*time.Minute
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 3}, p)
+	const n = 100
+	r := b.refresher(t, false)
+	b.putUsers(t, r, n)
+	b.prov.SetOutage(503, 0)
+	b.clk.Advance(time.Hour)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	// Workers that passed the breaker before it opened still call; after
+	// that nobody does until the cooldown ends.
+	skipped, failed := 0, 0
+	for skipped+failed < n {
+		x := <-b.results
+		switch x.Outcome {
+		case "circuit_open":
+			skipped++
+			if x.Next.Before(b.clk.Now().Add(p.CircuitCooldown)) {
+				t.Fatalf("skipped user due again at %v, before the circuit closes", x.Next)
+			}
+		case "transient":
+			failed++
+		default:
+			t.Fatalf("unexpected result %+v", x)
+		}
+	}
+	if calls := b.prov.Stats().Calls; calls != failed || calls < 5 || calls > 5+16 {
+		t.Fatalf("provider called %d times (%d failures seen), want 5 plus at most the in-flight workers", calls, failed)
+	}
+	if got := testutil.ToFloat64(b.metrics.CircuitOpen.WithLabelValues("fake")); got != 1 {
+		t.Fatalf("circuit gauge %v, want 1", got)
+	}
+	// After the cooldown one probe goes through; it succeeds and closes
+	// the circuit, and everyone refreshes. Users that asked while the
+	// probe was in flight are deferred by a cooldown: move time for them.
+	b.prov.SetOutage(0, 0)
+	b.clk.Advance(p.RetryMax + p.CircuitCooldown + p.Jitter + time.Second)
+	for ok := 0; ok < n; {
+		select {
+		case x := <-b.results:
+			switch x.Outcome {
+			case "ok":
+				ok++
+			case "circuit_open":
+				b.clk.Advance(p.CircuitCooldown + p.Jitter)
+			default:
+				t.Fatalf("unexpected result %+v now %v rec %+v", x, b.clk.Now(), b.record(t, x.User))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("timed out after %d refreshes", ok)
+		}
+	}
+	if got := testutil.ToFloat64(b.metrics.CircuitOpen.WithLabelValues("fake")); got != 0 {
+		t.Fatalf("circuit gauge %v after recovery, want 0", got)
+	}
+}
+
+func TestRevokedUserFlaggedOnce(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 4}, testPolicy())
+	const n = 20
+	r := b.refresher(t, true)
+	users := b.putUsers(t, r, n)
+	victim := users[7]
+	b.prov.Revoke(victim)
+
+	for cycle := 0; cycle < 3; cycle++ {
+		b.clk.Advance(time.Hour)
+		want := n - 1
+		if cycle == 0 {
+			want = n - 1
+			res := b.wait(t, "ok", want)
+			_ = res
+		} else {
+			b.wait(t, "ok", want)
+		}
+	}
+	rec := b.record(t, victim)
+	if rec.State != tokens.ReauthRequired || rec.StateReason != tokens.ReasonInvalidGrant || rec.StateAt.IsZero() {
+		t.Fatalf("victim: state %s reason %q at %v", rec.State, rec.StateReason, rec.StateAt)
+	}
+	if calls := b.prov.Stats().Rejected; calls != 1 {
+		t.Fatalf("victim refreshed %d times after revocation, want 1 (it leaves the due set)", calls)
+	}
+	q, err := b.store.ReauthQueue(context.Background())
+	if err != nil || len(q) != 1 || q[0].UserID != victim || q[0].Reason != tokens.ReasonInvalidGrant || q[0].Provider != "fake" {
+		t.Fatalf("reauth queue %+v, %v", q, err)
+	}
+	if got := testutil.ToFloat64(b.metrics.ReauthFlagged.WithLabelValues(tokens.ReasonInvalidGrant)); got != 1 {
+		t.Fatalf("reauth_flagged_total %v, want 1", got)
+	}
+	if due, _ := b.store.DueAt(context.Background(), tokens.RefreshSet, victim); !due.IsZero() {
+		t.Fatalf("flagged user still due at %v", due)
+	}
+	events, _ := b.store.Events(context.Background(), 1000)
+	flags := 0
+	for _, e := range events {
+		if e.User == victim && e.To == "reauth_required" {
+			flags++
+			if e.From != "active" || e.Reason != tokens.ReasonInvalidGrant {
+				t.Fatalf("flag event %+v", e)
+			}
+		}
+	}
+	if flags != 1 {
+		t.Fatalf("%d flag events, want 1", flags)
+	}
+
+	// A new consent: the app stores a fresh token; the user is back.
+	tr, err := r.Put(context.Background(), "fake", b.prov.Issue(victim))
+	if err != nil || tr == nil || tr.From != tokens.ReauthRequired || tr.To != tokens.Active {
+		t.Fatalf("put after reauth: %+v, %v", tr, err)
+	}
+	if q, _ := b.store.ReauthQueue(context.Background()); len(q) != 0 {
+		t.Fatalf("reauth queue after put: %+v", q)
+	}
+	b.clk.Advance(time.Hour)
+	b.wait(t, "ok", n)
+	if got := b.prov.Refreshes(victim); got != 1 {
+		t.Fatalf("victim refreshed %d times after new consent, want 1", got)
+	}
+	b.assertNoLeak(t)
+}
+
+func TestExpiredRefreshTokenFlagsWithoutCalling(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, RefreshLifetime: 90 * time.Minute, Seed: 5}, testPolicy())
+	r := b.refresher(t, true)
+	users := b.putUsers(t, r, 1)
+	b.clk.Advance(2 * time.Hour) // past both expiries: the due refresh never happened (daemon down)
+	res := b.wait(t, "reauth", 1)
+	if rec := b.record(t, users[0]); rec.StateReason != tokens.ReasonRefreshTokenExpired {
+		t.Fatalf("reason %q, results %+v", rec.StateReason, res)
+	}
+	if calls := b.prov.Stats().Calls; calls != 0 {
+		t.Fatalf("provider called %d times for an expired refresh token", calls)
+	}
+}
+
+func TestRefreshTokenLapseRefreshedAhead(t *testing.T) {
+	// Access tokens live 1h, refresh tokens only 30m: the refresh
+	// token's expiry decides when to refresh.
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, RefreshLifetime: 30 * time.Minute, Seed: 6}, testPolicy())
+	r := b.refresher(t, true)
+	users := b.putUsers(t, r, 10)
+	due, _ := b.store.DueAt(context.Background(), tokens.RefreshSet, users[0])
+	if lapse := t0.Add(30 * time.Minute); !due.Before(lapse.Add(-b.policy.Lead)) && !due.Equal(lapse.Add(-b.policy.Lead)) {
+		t.Fatalf("due %v, want by %v", due, lapse.Add(-b.policy.Lead))
+	}
+	b.clk.Advance(20 * time.Minute)
+	b.wait(t, "ok", 10)
+	if st := b.prov.Stats(); st.Rejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestNewerTokenAdoptedInsteadOfFlagging(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 7}, testPolicy())
+	r0 := b.refresher(t, false)
+	users := b.putUsers(t, r0, 1)
+	u := users[0]
+	// While the refresh is in flight the app stores a new consent, which
+	// invalidates the refresh token being used: the provider answers
+	// invalid_grant, but the user must not be flagged.
+	racing := &racingProvider{inner: b.prov, before: func() {
+		if _, err := r0.Put(context.Background(), "fake", b.prov.Issue(u)); err != nil {
+			t.Error(err)
+		}
+	}}
+	store := b.newStore(t)
+	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: racing, Policy: b.policy}},
+		tokens.Options{PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.New(b.logs), Metrics: b.metrics,
+			Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clk.Advance(time.Hour)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(context.Background())
+	res := b.wait(t, "not_due", 1)
+	if rec := b.record(t, u); rec.State != tokens.Active {
+		t.Fatalf("state %s after a racing put, results %+v", rec.State, res)
+	}
+	if b.prov.Stats().Rejected != 1 {
+		t.Fatalf("stats %+v: the in-flight refresh should have been rejected", b.prov.Stats())
+	}
+	if got := testutil.ToFloat64(b.metrics.ReauthFlagged.WithLabelValues(tokens.ReasonInvalidGrant)); got != 0 {
+		t.Fatalf("flagged %v times", got)
+	}
+}
+
+type racingProvider struct {
+	inner  tokens.Provider
+	once   sync.Once
+	before func()
+}
+
+func (p *racingProvider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
+	p.once.Do(p.before)
+	return p.inner.Refresh(ctx, t)
+}
+
+func TestCrashedHolderBlocksOnlyUntilLeaseEnds(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 8}, testPolicy())
+	r0 := b.refresher(t, false)
+	users := b.putUsers(t, r0, 2)
+	stuck, other := users[0], users[1]
+	ctx := context.Background()
+
+	// A refresher claims the user and takes its lease, then dies.
+	b.clk.Advance(time.Hour)
+	now := b.clk.Now()
+	lease := time.Minute
+	sh := scheduler.Shard(stuck, 8)
+	claimed, err := b.store.ClaimDue(ctx, tokens.RefreshSet, sh, now, now.Add(lease), 10)
+	if err != nil || !containsMember(claimed, stuck) {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	if _, st, err := b.store.Acquire(ctx, stuck, "dead-replica", now, now.Add(lease)); err != nil || st != tokens.Acquired {
+		t.Fatalf("acquire: %v %v", st, err)
+	}
+	// Entries of other users in that shard were claimed too; hand them back.
+	var back []scheduler.Done
+	for _, c := range claimed {
+		if c.Member != stuck {
+			back = append(back, scheduler.Done{Member: c.Member, Fence: c.Fence, Next: now})
+		}
+	}
+	if len(back) > 0 {
+		if _, err := b.store.FinishDue(ctx, tokens.RefreshSet, back); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b.refresher(t, true)
+	b.wait(t, "ok", 1)
+	if b.prov.Refreshes(other) != 1 || b.prov.Refreshes(stuck) != 0 {
+		t.Fatalf("refreshes: other %d stuck %d; want 1 and 0 while the lease holds", b.prov.Refreshes(other), b.prov.Refreshes(stuck))
+	}
+	b.clk.Advance(lease + time.Second)
+	b.wait(t, "ok", 1)
+	if b.prov.Refreshes(stuck) != 1 {
+		t.Fatalf("stuck user refreshed %d times after the lease, want 1", b.prov.Refreshes(stuck))
+	}
+	if rec := b.record(t, stuck); rec.LeaseOwner != "" || rec.State != tokens.Active {
+		t.Fatalf("after takeover: owner %q state %s", rec.LeaseOwner, rec.State)
+	}
+}
+
+func containsMember(ds []scheduler.Due, m string) bool {
+	for _, d := range ds {
+		if d.Member == m {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMalformedRecordQuarantined(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 9}, testPolicy())
+	r := b.refresher(t, true)
+	users := b.putUsers(t, r, 3)
+	ctx := context.Background()
+	// Corrupt one record behind syncd's back.
+	key := b.srv.Prefix + "{u:" + users[1] + "}:tok"
+	if err := b.rdb.HSet(ctx, key, "ae", "not-a-number").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.clk.Advance(time.Hour)
+	res := b.wait(t, "ok", 2)
+	_ = res
+	_, err := b.store.Load(ctx, users[1])
+	if !errors.Is(err, tokens.ErrNotFound) {
+		t.Fatalf("load after quarantine: %v", err)
+	}
+	q, err := b.store.Quarantined(ctx)
+	if err != nil || len(q) != 1 || q[0] != users[1] {
+		t.Fatalf("quarantined %v %v", q, err)
+	}
+	if got := testutil.ToFloat64(b.metrics.Quarantined); got != 1 {
+		t.Fatalf("quarantine metric %v", got)
+	}
+}

@@ -1,0 +1,82 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// RotateStats counts what a key rotation did.
+type RotateStats struct {
+	Scanned    int `json:"scanned"`
+	Rekeyed    int `json:"rekeyed"`
+	Current    int `json:"current"`    // already under the primary key
+	Unreadable int `json:"unreadable"` // sealed with a key not configured, or corrupt
+	Malformed  int `json:"malformed"`
+}
+
+// Rotate re-encrypts every record not sealed with the primary key, in
+// batches of about batch records, calling progress after each batch. A
+// record written meanwhile (refresh, put) is re-read and retried; records
+// written by a refresh are sealed with the primary key anyway.
+func Rotate(ctx context.Context, store Store, keys *Keyring, batch int64, progress func(RotateStats)) (RotateStats, error) {
+	var st RotateStats
+	var cursor uint64
+	for {
+		recs, bad, next, err := store.Scan(ctx, cursor, batch)
+		if err != nil {
+			return st, err
+		}
+		st.Malformed += len(bad)
+		for _, rec := range recs {
+			st.Scanned++
+			if err := rekey(ctx, store, keys, rec, &st); err != nil {
+				return st, err
+			}
+		}
+		if progress != nil {
+			progress(st)
+		}
+		if next == 0 {
+			return st, nil
+		}
+		cursor = next
+	}
+}
+
+func rekey(ctx context.Context, store Store, keys *Keyring, rec Record, st *RotateStats) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		if rec.KeyID == keys.Primary() {
+			st.Current++
+			return nil
+		}
+		var tok Token
+		if err := keys.OpenToken(rec.UserID, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+			st.Unreadable++
+			return nil
+		}
+		kid, ct, err := keys.SealToken(tok)
+		if err != nil {
+			return err
+		}
+		ok, err := store.Rekey(ctx, rec.UserID, rec.Version, kid, ct)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.Rekeyed++
+			return nil
+		}
+		if rec, err = store.Load(ctx, rec.UserID); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			if errors.Is(err, ErrMalformedRecord) {
+				st.Malformed++
+				return nil
+			}
+			return err
+		}
+	}
+	return fmt.Errorf("rekey user %q: record keeps changing", rec.UserID)
+}

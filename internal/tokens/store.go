@@ -1,0 +1,94 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/syncd/syncd/internal/scheduler"
+)
+
+// Sentinels for conditions callers branch on.
+var (
+	// ErrNotFound: no token is stored for the user.
+	ErrNotFound = errors.New("no token stored for user")
+	// ErrMalformedRecord: a stored record cannot be parsed. The refresher
+	// quarantines it and reports it; it never crashes.
+	ErrMalformedRecord = errors.New("malformed token record")
+)
+
+// AcquireStatus is the outcome of taking a user's refresh lease.
+type AcquireStatus int
+
+const (
+	// AcquireMissing: there is no record.
+	AcquireMissing AcquireStatus = iota
+	// Acquired: the caller holds the lease until it commits, fails,
+	// flags or releases, or until the lease time passes.
+	Acquired
+	// AcquireBusy: another owner holds an unexpired lease.
+	AcquireBusy
+	// AcquireNotRunnable: the user is reauth_required or disabled.
+	AcquireNotRunnable
+)
+
+// FlagOutcome is the outcome of flagging a user for re-authorization.
+type FlagOutcome int
+
+const (
+	// Flagged: the user is now reauth_required and in the queue.
+	Flagged FlagOutcome = iota + 1
+	// FlagStale: the record changed since it was read (a newer token was
+	// stored): nothing was flagged; re-read and adopt it.
+	FlagStale
+	// AlreadyFlagged: the user was already reauth_required.
+	AlreadyFlagged
+)
+
+// ReauthEntry is one user in the re-auth queue.
+type ReauthEntry struct {
+	UserID   string
+	Since    time.Time
+	Reason   string
+	Provider string
+}
+
+// Store is what the token lifecycle needs from storage
+// (internal/redisstore). Methods that change a user's state also keep the
+// re-auth queue and the events stream in step with it.
+type Store interface {
+	// Put stores a new token for a user: the user becomes active (unless
+	// disabled), leaves the re-auth queue, and any refresh in flight is
+	// fenced out.
+	Put(ctx context.Context, rec Record, reason string, now time.Time) (version int64, tr *Transition, err error)
+	// Load returns a user's record.
+	Load(ctx context.Context, user string) (Record, error)
+	// Acquire takes the user's refresh lease and returns the record.
+	Acquire(ctx context.Context, user, owner string, now, until time.Time) (Record, AcquireStatus, error)
+	// Commit persists a refreshed token if version and owner still hold;
+	// ok is false when fenced out.
+	Commit(ctx context.Context, owner string, rec Record, reason string, now time.Time) (ok bool, tr *Transition, err error)
+	// Fail records a transient failure and releases the lease; the user
+	// becomes degraded after degradeAfter consecutive failures.
+	Fail(ctx context.Context, user, owner string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (ok bool, failures int, tr *Transition, err error)
+	// Flag marks the user reauth_required if version and owner still hold.
+	Flag(ctx context.Context, user, owner string, version int64, reason, lastErr string, now time.Time) (FlagOutcome, *Transition, error)
+	// Release gives up the lease if owner holds it.
+	Release(ctx context.Context, user, owner string) error
+	// Rekey replaces the ciphertext if the version is unchanged.
+	Rekey(ctx context.Context, user string, version int64, kid string, ciphertext []byte) (bool, error)
+	// Quarantine moves an unreadable record aside and reports it.
+	Quarantine(ctx context.Context, user, reason string, now time.Time) error
+	// Scan walks every record in batches; malformed lists records that
+	// could not be parsed. next is 0 when the walk is complete.
+	Scan(ctx context.Context, cursor uint64, count int64) (recs []Record, malformed []string, next uint64, err error)
+	// ReauthQueue lists the re-auth queue, oldest first, dropping entries
+	// whose record is no longer reauth_required.
+	ReauthQueue(ctx context.Context) ([]ReauthEntry, error)
+	// ScheduleDue sets members' due times in a due set.
+	ScheduleDue(ctx context.Context, set string, entries []scheduler.Entry) error
+	// DueAt returns a member's score in a due set (zero if absent).
+	DueAt(ctx context.Context, set, member string) (time.Time, error)
+
+	scheduler.Store
+}
