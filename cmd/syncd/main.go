@@ -1,0 +1,107 @@
+// Command syncd keeps delegated access to users' data alive and uses it in
+// the background. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+}
+
+// env is what a command may touch of the outside world, so tests run
+// commands in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed (Redis down, ...)
+	exitUsage = 2 // bad input: flags, config, token; nothing was written
+)
+
+// inputError marks an error as the caller's input: exit code 2.
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
+func badInput(format string, args ...any) error {
+	return inputError{fmt.Errorf(format, args...)}
+}
+
+type command struct {
+	name string
+	help string
+	run  func(ctx context.Context, args []string, e env) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"token put", "store a user's token (digi.me UserAccessToken or OAuth2 JSON) from --file or stdin", cmdTokenPut},
+		{"token show", "show a user's token metadata (never a token value)", cmdTokenShow},
+		{"users list", "list users, optionally by --state", cmdUsersList},
+		{"reauth list", "list users waiting for re-authorization", cmdReauthList},
+		{"keys rotate", "re-encrypt every token with the primary key", cmdKeysRotate},
+		{"demo", "run syncd with an embedded Redis and a fake provider", cmdDemo},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: syncd COMMAND [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Every command takes --config PATH (else $SYNCD_CONFIG, else configs/syncd.yaml); -h for its flags.")
+}
+
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			err := c.run(ctx, args[len(words):], e)
+			return report(e.stderr, err)
+		}
+	}
+	fmt.Fprintf(e.stderr, "syncd: unknown command %q (see syncd --help)\n", strings.Join(args, " "))
+	return exitUsage
+}
+
+// report prints err on one line and picks the exit code.
+func report(w io.Writer, err error) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintf(w, "syncd: %s\n", msg)
+	var ie inputError
+	if errors.As(err, &ie) {
+		return exitUsage
+	}
+	return exitError
+}

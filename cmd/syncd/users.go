@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// pickProvider returns the named provider, or the only one.
+func pickProvider(ps []config.ProviderConfig, name string) (config.ProviderConfig, error) {
+	if name == "" {
+		if len(ps) == 1 {
+			return ps[0], nil
+		}
+		return config.ProviderConfig{}, badInput("--provider is required: %d providers are configured", len(ps))
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return config.ProviderConfig{}, badInput("--provider: unknown provider %q", name)
+}
+
+func cmdUsersList(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("users list", e)
+	stateFlag := fs.String("state", "", "only users in this state: active, degraded, reauth_required, disabled")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var want tokens.State
+	if *stateFlag != "" {
+		st, err := tokens.ParseState(*stateFlag)
+		if err != nil {
+			return badInput("users list: --state: %v", err)
+		}
+		want = st
+	}
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	d, err := open(ctx, cfg, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+
+	// Stream in SCAN batches: nothing proportional to the user count is
+	// held in memory.
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	if *asJSON {
+		fmt.Fprint(e.stdout, "[")
+	} else {
+		fmt.Fprintln(tw, "USER\tPROVIDER\tSTATE\tSINCE\tACCESS EXPIRES\tFAILURES")
+	}
+	n, malformed := 0, 0
+	var cursor uint64
+	now := time.Now()
+	for {
+		recs, bad, next, err := d.store.Scan(ctx, cursor, 500)
+		if err != nil {
+			return fmt.Errorf("users list: %w", err)
+		}
+		malformed += len(bad)
+		for _, rec := range recs {
+			if want != "" && rec.State != want {
+				continue
+			}
+			if *asJSON {
+				if n > 0 {
+					fmt.Fprint(e.stdout, ",")
+				}
+				fmt.Fprintln(e.stdout)
+				st := tokens.StatusOf(rec, time.Time{}, now)
+				st.NextRefresh = nil
+				b, _ := jsonMarshal(st)
+				fmt.Fprintf(e.stdout, "  %s", b)
+			} else {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", rec.UserID, rec.Provider, rec.State,
+					fmtTime(rec.StateAt), fmtTime(rec.AccessExpiry), rec.Failures)
+			}
+			n++
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	if *asJSON {
+		if n > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		fmt.Fprintln(e.stdout, "]")
+	} else if err := tw.Flush(); err != nil {
+		return err
+	}
+	if malformed > 0 {
+		fmt.Fprintf(e.stderr, "syncd: warning: %d malformed records skipped; the refresher quarantines them\n", malformed)
+	}
+	return nil
+}
+
+func cmdReauthList(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("reauth list", e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	d, err := open(ctx, cfg, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	q, err := d.store.ReauthQueue(ctx)
+	if err != nil {
+		return fmt.Errorf("reauth list: %w", err)
+	}
+	if *asJSON {
+		type entry struct {
+			User     string    `json:"user"`
+			Provider string    `json:"provider"`
+			Since    time.Time `json:"since"`
+			Reason   string    `json:"reason"`
+		}
+		out := make([]entry, len(q))
+		for i, x := range q {
+			out[i] = entry{User: x.UserID, Provider: x.Provider, Since: x.Since.UTC(), Reason: x.Reason}
+		}
+		return writeJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tPROVIDER\tSINCE\tWAITING\tREASON")
+	now := time.Now()
+	for _, x := range q {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.UserID, x.Provider, fmtTime(x.Since), now.Sub(x.Since).Round(time.Second), x.Reason)
+	}
+	return tw.Flush()
+}
+
+func cmdKeysRotate(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("keys rotate", e)
+	batch := fs.Int64("batch", 500, "records per SCAN batch")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *batch < 1 {
+		return badInput("keys rotate: --batch must be at least 1, got %d", *batch)
+	}
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	d, err := open(ctx, cfg, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	last := time.Now()
+	st, err := tokens.Rotate(ctx, d.store, d.keys, *batch, func(s tokens.RotateStats) {
+		if time.Since(last) > 2*time.Second {
+			last = time.Now()
+			fmt.Fprintf(e.stderr, "syncd: keys rotate: %d scanned, %d re-encrypted\n", s.Scanned, s.Rekeyed)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, st); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed\n",
+			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed)
+	}
+	if st.Unreadable > 0 {
+		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// Compile-time checks that the store serves its consumers.
+var _ tokens.Store = (*redisstore.Store)(nil)
+
+var errHelp = errors.New("help shown")
+
+// flags returns a flag set for a command, with --config on every one.
+func flags(name string, e env) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("syncd "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfg := fs.String("config", "", "config file (default $SYNCD_CONFIG, else configs/syncd.yaml)")
+	return fs, cfg
+}
+
+// parseFlags parses args; a bad flag is input error, -h is not an error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return inputError{err}
+	}
+	if fs.NArg() > 0 {
+		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+func loadConfig(path string, e env) (*config.Config, error) {
+	cfg, err := config.Load(config.Path(path, e.getenv), e.getenv)
+	if err != nil {
+		return nil, inputError{err}
+	}
+	return cfg, nil
+}
+
+// newLogger builds the root logger from the config.
+func newLogger(cfg config.LogConfig, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	console := cfg.Format == "console"
+	if cfg.Format == "auto" || cfg.Format == "" {
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				console = true
+			}
+		}
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// deps are what most commands need: storage and the keyring.
+type deps struct {
+	cfg   *config.Config
+	rdb   *redis.Client
+	store *redisstore.Store
+	keys  *tokens.Keyring
+	log   zerolog.Logger
+}
+
+func (d *deps) Close() { _ = d.rdb.Close() }
+
+func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
+	keys, err := keyring(cfg)
+	if err != nil {
+		return nil, inputError{err}
+	}
+	rdb := redis.NewClient(cfg.Redis.Options())
+	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout+time.Second)
+	defer cancel()
+	if err := store.Ping(pctx); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: newLogger(cfg.Log, e.stderr)}, nil
+}
+
+func keyring(cfg *config.Config) (*tokens.Keyring, error) {
+	keys := make(map[string][]byte, len(cfg.Encryption.Keys))
+	for _, k := range cfg.Encryption.Keys {
+		keys[k.ID] = cfg.Encryption.Key(k.ID)
+	}
+	return tokens.NewKeyring(cfg.Encryption.PrimaryKey, keys)
+}
+
+// policy turns a provider's config into its refresh policy.
+func policy(p config.ProviderConfig) tokens.Policy {
+	return tokens.Policy{
+		Lead: p.Lead, Jitter: p.Jitter, DefaultLifetime: p.DefaultLifetime, Timeout: p.Timeout,
+		RetryInitial: p.RetryInitial, RetryMax: p.RetryMax, RetryAfterCap: p.RetryAfterCap,
+		DegradedAfter: p.DegradedAfter, CircuitFailures: p.CircuitFailures, CircuitCooldown: p.CircuitCooldown,
+	}
+}
+
+// refresher builds a Refresher; providers maps provider names to clients
+// (nil entries store tokens only, as the CLI does).
+func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options) (*tokens.Refresher, error) {
+	entries := make(map[string]tokens.ProviderEntry, len(d.cfg.Providers))
+	for _, p := range d.cfg.Providers {
+		entries[p.Name] = tokens.ProviderEntry{Provider: clients[p.Name], Policy: policy(p)}
+	}
+	rc := d.cfg.Refresher
+	opt.Workers, opt.Batch, opt.Lease, opt.PollInterval = rc.Workers, rc.Batch, rc.Lease, rc.PollInterval
+	opt.Logger = d.log
+	r, err := tokens.NewRefresher(d.store, d.keys, entries, opt)
+	if err != nil {
+		return nil, inputError{fmt.Errorf("config: %w", err)}
+	}
+	return r, nil
+}
