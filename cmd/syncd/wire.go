@@ -22,10 +22,28 @@ var _ tokens.Store = (*redisstore.Store)(nil)
 
 var errHelp = errors.New("help shown")
 
+func init() {
+	// go-redis logs dial failures through its own logger; syncd reports
+	// errors itself, once, on one line.
+	redis.SetLogger(quietRedis{})
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // flags returns a flag set for a command, with --config on every one.
+// The flag package's own output is discarded: errors are reported on one
+// line by report, and -h prints the flags to stdout.
 func flags(name string, e env) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("syncd "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "usage: %s [flags]\n", fs.Name())
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	cfg := fs.String("config", "", "config file (default $SYNCD_CONFIG, else configs/syncd.yaml)")
 	return fs, cfg
 }
@@ -36,7 +54,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
-		return inputError{err}
+		return inputError{fmt.Errorf("%s: %w", fs.Name(), err)}
 	}
 	if fs.NArg() > 0 {
 		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))

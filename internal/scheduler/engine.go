@@ -370,22 +370,40 @@ func (e *Engine) apply(batch []Done) {
 			// it passes: late, never lost.
 			e.log.Error().Err(err).Int("entries", len(batch)).Msg("finish failed; entries retry after their lease")
 		}
-		var again []Done
+		var again, handback []Done
 		lost := 0
+		now := e.opt.Clock.Now()
 		e.imu.Lock()
 		for i, d := range batch {
-			if err == nil && !held[i] {
-				if cur := e.inflight[d.Member]; cur != 0 && cur != d.Fence {
-					// Re-claimed by this engine meanwhile: finish under
-					// the new fence.
-					again = append(again, Done{Member: d.Member, Fence: cur, Next: d.Next})
-					continue
-				}
+			cur := e.inflight[d.Member]
+			switch {
+			case err != nil:
+				delete(e.inflight, d.Member)
+			case held[i] && cur != d.Fence:
+				// Claimed again after this finish landed, while the
+				// member was still listed here, so the claim loop did not
+				// queue it: hand that claim back so it is claimed afresh.
+				handback = append(handback, Done{Member: d.Member, Fence: cur, Next: now})
+				delete(e.inflight, d.Member)
+			case held[i]:
+				delete(e.inflight, d.Member)
+			case cur != 0 && cur != d.Fence:
+				// Our lease ran out and this engine claimed the member
+				// again before the finish: apply the result under the
+				// new fence.
+				again = append(again, Done{Member: d.Member, Fence: cur, Next: d.Next})
+			default:
 				lost++
+				delete(e.inflight, d.Member)
 			}
-			delete(e.inflight, d.Member)
 		}
 		e.imu.Unlock()
+		if len(handback) > 0 {
+			// If this fails the claim simply expires after its lease.
+			ctx, cancel := storeCtx()
+			_, _ = e.store.FinishDue(ctx, e.opt.Set, handback)
+			cancel()
+		}
 		if lost > 0 {
 			e.log.Warn().Int("entries", lost).Msg("lease lost before finish; another claimer owns them")
 		}

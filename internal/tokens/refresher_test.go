@@ -138,7 +138,13 @@ func (b *bundle) wait(t *testing.T, outcome string, want int) []tokens.Result {
 				n++
 			}
 		case <-timeout:
-			t.Fatalf("timed out waiting for %d %q results, got %d (of %d results)", want, outcome, n, len(got))
+			var other []string
+			for _, r := range got {
+				if r.Outcome != outcome {
+					other = append(other, fmt.Sprintf("%s:%s:%v", r.User, r.Outcome, r.Err))
+				}
+			}
+			t.Fatalf("timed out waiting for %d %q results, got %d (of %d results; others %v)", want, outcome, n, len(got), other)
 		}
 	}
 	return got

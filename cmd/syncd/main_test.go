@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+var (
+	key1 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	key2 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+)
+
+type cli struct {
+	t      *testing.T
+	srv    *redistest.Server
+	dir    string
+	config string
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	c := &cli{t: t, srv: redistest.Start(t), dir: t.TempDir()}
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	return c
+}
+
+func (c *cli) writeConfig(primary, keys string) {
+	c.t.Helper()
+	c.config = filepath.Join(c.dir, "syncd.yaml")
+	doc := fmt.Sprintf(`redis: {url: %q, prefix: %q, shards: 4}
+log: {level: warn, format: json}
+encryption:
+  primary_key: %s
+  keys:
+    %s
+providers: [{name: digime, kind: fake}]
+`, c.srv.URL, c.srv.Prefix, primary, keys)
+	if err := os.WriteFile(c.config, []byte(doc), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// run runs a command in-process and returns its exit code and outputs.
+func (c *cli) run(stdin string, args ...string) (int, string, string) {
+	c.t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string {
+		if k == "SYNCD_CONFIG" {
+			return c.config
+		}
+		return ""
+	}
+	code := run(context.Background(), args, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: getenv})
+	return code, out.String(), errb.String()
+}
+
+func (c *cli) store() *redisstore.Store {
+	return redisstore.New(c.srv.Client(c.t), redisstore.Options{Prefix: c.srv.Prefix, Shards: 4})
+}
+
+func oauthToken(access, refresh string) string {
+	return fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"token_type":"Bearer","expires_in":3600}`, access, refresh)
+}
+
+func digimeToken(access, refresh string, exp time.Time) string {
+	return fmt.Sprintf(`{"accessToken":{"value":%q,"expiry":%d},"refreshToken":{"value":%q,"expiry":%d},"user":{"id":"lib-1"},"consentid":"c-1"}`,
+		access, exp.Unix(), refresh, exp.Add(30*24*time.Hour).Unix())
+}
+
+func TestTokenPutAndShow(t *testing.T) {
+	c := newCLI(t)
+	code, out, errOut := c.run(oauthToken("AT-secret-1", "RT-secret-1"), "token", "put", "--user", "alice")
+	if code != 0 || !strings.Contains(out, "stored token for user alice") || !strings.Contains(out, "state active") {
+		t.Fatalf("put: %d %q %q", code, out, errOut)
+	}
+	file := filepath.Join(c.dir, "tok.json")
+	if err := os.WriteFile(file, []byte(digimeToken("AT-secret-2", "RT-secret-2", time.Now().Add(time.Hour))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := c.run("", "token", "put", "--user", "bob", "--file", file); code != 0 {
+		t.Fatalf("put --file: %d %q %q", code, out, errOut)
+	}
+
+	code, out, _ = c.run("", "token", "show", "--user", "alice", "--json")
+	var st tokens.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("show: %d %q", code, out)
+	}
+	if st.User != "alice" || st.State != tokens.Active || st.Provider != "digime" || st.NextRefresh == nil || st.KeyID != "k1" {
+		t.Fatalf("show: %+v", st)
+	}
+	if d := time.Until(st.AccessExpiry); d < 59*time.Minute || d > time.Hour {
+		t.Fatalf("access expiry in %v, want about 1h", d)
+	}
+	code, text, _ := c.run("", "token", "show", "--user", "bob")
+	if code != 0 || !strings.Contains(text, "refresh expires") {
+		t.Fatalf("show text: %d %q", code, text)
+	}
+	for _, s := range []string{out, text} {
+		for _, secret := range []string{"AT-secret", "RT-secret"} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("token show printed a token value: %q", s)
+			}
+		}
+	}
+	if code, _, errOut := c.run("", "token", "show", "--user", "nobody"); code != 2 || !strings.Contains(errOut, `no token stored for user "nobody"`) {
+		t.Fatalf("show unknown: %d %q", code, errOut)
+	}
+}
+
+func TestTokenPutRejectsBadInput(t *testing.T) {
+	c := newCLI(t)
+	past := time.Now().Add(-48 * time.Hour)
+	tests := []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"malformed json", `{"access_token":`, nil, "token: malformed JSON"},
+		{"unknown format", `{"foo":"bar"}`, nil, "token: unknown format"},
+		{"missing refresh", `{"access_token":"AT-x","expires_in":60}`, nil, "refresh_token is missing"},
+		{"refresh expired", fmt.Sprintf(`{"accessToken":{"value":"AT-x","expiry":%d},"refreshToken":{"value":"RT-x","expiry":%d}}`, past.Unix(), past.Unix()), nil, "refresh token expired at"},
+		{"empty user", oauthToken("AT-x", "RT-x"), []string{"--user", ""}, "--user is required"},
+		{"bad user", oauthToken("AT-x", "RT-x"), []string{"--user", "a b"}, `user id "a b": contains whitespace`},
+		{"empty stdin", "", nil, "no token given"},
+		{"unknown provider", oauthToken("AT-x", "RT-x"), []string{"--provider", "nope"}, `unknown provider "nope"`},
+		{"bad flag", oauthToken("AT-x", "RT-x"), []string{"--bogus"}, "flag provided but not defined"},
+		{"missing file", "", []string{"--file", "/nonexistent/tok.json"}, "no such file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"token", "put", "--user", "carol"}
+			if tc.args != nil && tc.args[0] == "--user" {
+				args = args[:2]
+			}
+			code, out, errOut := c.run(tc.stdin, append(args, tc.args...)...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 (stdout %q stderr %q)", code, out, errOut)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n"); lines != 0 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr %q, want one line containing %q", errOut, tc.want)
+			}
+			if strings.Contains(errOut, "AT-x") || strings.Contains(errOut, "RT-x") {
+				t.Fatalf("error leaks a token value: %q", errOut)
+			}
+		})
+	}
+	if _, err := c.store().Load(context.Background(), "carol"); err != tokens.ErrNotFound {
+		t.Fatalf("bad input wrote a record: %v", err)
+	}
+}
+
+func TestConfigAndUsageErrors(t *testing.T) {
+	c := newCLI(t)
+	if code, _, errOut := c.run("", "nonsense"); code != 2 || !strings.Contains(errOut, `unknown command "nonsense"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+	if err := os.WriteFile(c.config, []byte("redis: {shards: 0}\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := c.run("", "users", "list")
+	if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "bogus") {
+		t.Fatalf("bad config: %d %q", code, errOut)
+	}
+	// Redis not answering is a runtime error, exit 1.
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	doc, _ := os.ReadFile(c.config)
+	doc = bytes.Replace(doc, []byte(c.srv.URL), []byte("redis://127.0.0.1:1/0"), 1)
+	_ = os.WriteFile(c.config, doc, 0o600)
+	if code, _, errOut := c.run("", "users", "list"); code != 1 || !strings.Contains(errOut, "redis") {
+		t.Fatalf("redis down: %d %q", code, errOut)
+	}
+}
+
+func TestUsersAndReauthList(t *testing.T) {
+	c := newCLI(t)
+	for _, u := range []string{"u1", "u2", "u3"} {
+		if code, _, errOut := c.run(oauthToken("AT-"+u, "RT-"+u), "token", "put", "--user", u); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	// Flag u2 the way the refresher does.
+	ctx := context.Background()
+	s := c.store()
+	rec, _, err := s.Acquire(ctx, "u2", "test", time.Now(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err := s.Flag(ctx, "u2", "test", rec.Version, tokens.ReasonInvalidGrant, "reauth:invalid_grant", time.Now()); err != nil || res != tokens.Flagged {
+		t.Fatalf("flag: %v %v", res, err)
+	}
+
+	code, out, _ := c.run("", "users", "list", "--json")
+	var all []tokens.Status
+	if code != 0 || json.Unmarshal([]byte(out), &all) != nil || len(all) != 3 {
+		t.Fatalf("users list: %d %q", code, out)
+	}
+	code, out, _ = c.run("", "users", "list", "--state", "reauth_required", "--json")
+	var flagged []tokens.Status
+	if code != 0 || json.Unmarshal([]byte(out), &flagged) != nil || len(flagged) != 1 || flagged[0].User != "u2" {
+		t.Fatalf("users list --state: %d %q", code, out)
+	}
+	if code, out, _ := c.run("", "users", "list"); code != 0 || strings.Count(out, "\n") != 4 {
+		t.Fatalf("users list table: %d %q", code, out)
+	}
+	if code, _, errOut := c.run("", "users", "list", "--state", "sleepy"); code != 2 || !strings.Contains(errOut, `unknown state "sleepy"`) {
+		t.Fatalf("bad state: %d %q", code, errOut)
+	}
+	code, out, _ = c.run("", "reauth", "list", "--json")
+	var q []struct{ User, Reason string }
+	if code != 0 || json.Unmarshal([]byte(out), &q) != nil || len(q) != 1 || q[0].User != "u2" || q[0].Reason != "invalid_grant" {
+		t.Fatalf("reauth list: %d %q", code, out)
+	}
+	// A new token clears the flag.
+	if code, out, _ := c.run(oauthToken("AT-new", "RT-new"), "token", "put", "--user", "u2"); code != 0 || !strings.Contains(out, "state active") {
+		t.Fatalf("put: %q", out)
+	}
+	if code, out, _ := c.run("", "reauth", "list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("reauth list after put: %d %q", code, out)
+	}
+}
+
+func TestKeysRotate(t *testing.T) {
+	c := newCLI(t)
+	for _, u := range []string{"r1", "r2"} {
+		if code, _, errOut := c.run(oauthToken("AT-"+u, "RT-"+u), "token", "put", "--user", u); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	c.writeConfig("k2", "- {id: k1, secret: "+key1+"}\n    - {id: k2, secret: "+key2+"}")
+	code, out, errOut := c.run("", "keys", "rotate", "--json")
+	var st tokens.RotateStats
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Rekeyed != 2 || st.Scanned != 2 {
+		t.Fatalf("rotate: %d %q %q", code, out, errOut)
+	}
+	// Old key gone: everything still reads, under k2.
+	c.writeConfig("k2", "- {id: k2, secret: "+key2+"}")
+	code, out, _ = c.run("", "token", "show", "--user", "r1", "--json")
+	var s tokens.Status
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.KeyID != "k2" {
+		t.Fatalf("show after rotate: %d %q", code, out)
+	}
+	keys, _ := tokens.NewKeyring("k2", map[string][]byte{"k2": bytes.Repeat([]byte{2}, 32)})
+	rec, err := c.store().Load(context.Background(), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok tokens.Token
+	if err := keys.OpenToken("r1", rec.KeyID, rec.Ciphertext, &tok); err != nil || tok.AccessToken != "AT-r1" || tok.RefreshToken != "RT-r1" {
+		t.Fatalf("open after rotate: %v", err)
+	}
+	if code, out, _ := c.run("", "keys", "rotate"); code != 0 || !strings.Contains(out, "0 re-encrypted, 2 already current") {
+		t.Fatalf("second rotate: %d %q", code, out)
+	}
+}
+
+func TestDemoRuns(t *testing.T) {
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := run(ctx, []string{"demo", "--users", "5", "--revoked", "1", "--lifetime", "4s", "--duration", "7s"},
+		env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("demo exit %d: %s %s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "1 users in the re-auth queue") || !strings.Contains(out.String(), "demo-user-01") {
+		t.Fatalf("demo summary: %s", out.String())
+	}
+}
