@@ -137,10 +137,3 @@ func (b *breaker) failure(now time.Time) bool {
 	}
 	return false
 }
-
-// open reports whether the circuit is open (not admitting normal calls).
-func (b *breaker) open() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.threshold > 0 && b.fails >= b.threshold
-}
