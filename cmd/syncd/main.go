@@ -57,6 +57,8 @@ func init() {
 		{"token put", "store a user's token (digi.me UserAccessToken or OAuth2 JSON) from --file or stdin", cmdTokenPut},
 		{"token show", "show a user's token metadata (never a token value)", cmdTokenShow},
 		{"users list", "list users, optionally by --state", cmdUsersList},
+		{"users disable", "switch a user off: no refreshes, no jobs (operator)", cmdUsersDisable},
+		{"users enable", "switch a disabled user back on", cmdUsersEnable},
 		{"reauth list", "list users waiting for re-authorization", cmdReauthList},
 		{"keys rotate", "re-encrypt every token with the primary key", cmdKeysRotate},
 		{"demo", "run syncd with an embedded Redis and a fake provider", cmdDemo},
@@ -67,7 +69,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: syncd COMMAND [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.help)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.help)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every command takes --config PATH (else $SYNCD_CONFIG, else configs/syncd.yaml); -h for its flags.")

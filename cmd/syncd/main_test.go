@@ -280,3 +280,45 @@ func TestDemoRuns(t *testing.T) {
 		t.Fatalf("demo summary: %s", out.String())
 	}
 }
+
+func TestUsersDisableEnable(t *testing.T) {
+	c := newCLI(t)
+	if code, _, errOut := c.run(oauthToken("AT-d", "RT-d"), "token", "put", "--user", "dora"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, out, _ := c.run("", "users", "disable", "--user", "dora"); code != 0 || out != "user dora: active -> disabled\n" {
+		t.Fatalf("disable: %d %q", code, out)
+	}
+	// A disabled user is not refreshed and a new token keeps it disabled.
+	if due, _ := c.store().DueAt(context.Background(), tokens.RefreshSet, "dora"); !due.IsZero() {
+		t.Fatalf("disabled user still due at %v", due)
+	}
+	if code, out, _ := c.run(oauthToken("AT-d2", "RT-d2"), "token", "put", "--user", "dora"); code != 0 || !strings.Contains(out, "state disabled") {
+		t.Fatalf("put while disabled: %d %q", code, out)
+	}
+	if code, out, _ := c.run("", "users", "enable", "--user", "dora"); code != 0 || out != "user dora: disabled -> active\n" {
+		t.Fatalf("enable: %d %q", code, out)
+	}
+	if due, _ := c.store().DueAt(context.Background(), tokens.RefreshSet, "dora"); due.IsZero() {
+		t.Fatal("enabled user not scheduled")
+	}
+	if code, out, _ := c.run("", "users", "enable", "--user", "dora"); code != 0 || out != "user dora: unchanged: active\n" && out != "user dora unchanged: active\n" {
+		t.Fatalf("enable twice: %d %q", code, out)
+	}
+	if code, _, errOut := c.run("", "users", "disable", "--user", "ghost"); code != 2 || !strings.Contains(errOut, `no token stored for user "ghost"`) {
+		t.Fatalf("disable unknown: %d %q", code, errOut)
+	}
+	events, err := c.store().Events(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, e := range events {
+		if e.User == "dora" {
+			seen = append(seen, e.From+">"+e.To+":"+e.Reason)
+		}
+	}
+	if got, want := strings.Join(seen, " "), ">active:token_stored active>disabled:operator disabled>active:operator"; got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+}

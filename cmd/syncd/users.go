@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -187,5 +188,58 @@ func cmdKeysRotate(ctx context.Context, args []string, e env) error {
 	if st.Unreadable > 0 {
 		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)
 	}
+	return nil
+}
+
+func cmdUsersDisable(ctx context.Context, args []string, e env) error {
+	return setUserState(ctx, "users disable", args, e, tokens.Disabled)
+}
+
+func cmdUsersEnable(ctx context.Context, args []string, e env) error {
+	return setUserState(ctx, "users enable", args, e, tokens.Active)
+}
+
+func setUserState(ctx context.Context, name string, args []string, e env, to tokens.State) error {
+	fs, cfgPath := flags(name, e)
+	user := fs.String("user", "", "user id (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return badInput("%s: --user is required", name)
+	}
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	d, err := open(ctx, cfg, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	r, err := d.refresher(nil, tokens.Options{})
+	if err != nil {
+		return err
+	}
+	op := r.Disable
+	if to == tokens.Active {
+		op = r.Enable
+	}
+	tr, err := op(ctx, *user)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return badInput("%s: no token stored for user %q", name, *user)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if tr == nil {
+		rec, err := d.store.Load(ctx, *user)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(e.stdout, "user %s unchanged: %s\n", *user, rec.State)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "user %s: %s -> %s\n", *user, tr.From, tr.To)
 	return nil
 }

@@ -27,16 +27,17 @@ func script(name string) *redis.Script {
 }
 
 var (
-	claimScript   = script("claim")
-	finishScript  = script("finish")
-	putScript     = script("put")
-	acquireScript = script("acquire")
-	commitScript  = script("commit")
-	failScript    = script("fail")
-	flagScript    = script("flag")
-	releaseScript = script("release")
-	rekeyScript   = script("rekey")
-	allScripts    = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript}
+	claimScript    = script("claim")
+	finishScript   = script("finish")
+	putScript      = script("put")
+	acquireScript  = script("acquire")
+	commitScript   = script("commit")
+	failScript     = script("fail")
+	flagScript     = script("flag")
+	releaseScript  = script("release")
+	rekeyScript    = script("rekey")
+	setStateScript = script("setstate")
+	allScripts     = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript}
 )
 
 // Options configure a Store.
@@ -414,6 +415,34 @@ func (s *Store) Rekey(ctx context.Context, user string, version int64, kid strin
 		return false, fmt.Errorf("rekey: %w", err)
 	}
 	return n == 1, nil
+}
+
+// SetState implements tokens.Store: an operator disables or enables a
+// user. A disabled user leaves the re-auth queue (it is not waiting for
+// consent, it is switched off).
+func (s *Store) SetState(ctx context.Context, user string, to tokens.State, reason string, now time.Time) (*tokens.Transition, error) {
+	from, err := setStateScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, string(to), reason, ms(now)).Text()
+	if err != nil {
+		return nil, fmt.Errorf("set state: %w", err)
+	}
+	if from == "" {
+		return nil, tokens.ErrNotFound
+	}
+	if tokens.State(from) == to || (to == tokens.Active && tokens.State(from) != tokens.Disabled) {
+		return nil, nil
+	}
+	tr := &tokens.Transition{UserID: user, From: tokens.State(from), To: to, Reason: reason, At: now}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if to == tokens.Disabled {
+			p.ZRem(ctx, s.reauthKey(), user)
+		}
+		s.addEvent(ctx, p, tr)
+		return nil
+	})
+	if err != nil {
+		return tr, fmt.Errorf("set state: %w", err)
+	}
+	return tr, nil
 }
 
 // Quarantine implements tokens.Store: the record is renamed within its

@@ -156,6 +156,38 @@ func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Trans
 	return tr, nil
 }
 
+// Disable switches a user off (operator action): no refreshes, no jobs,
+// out of the re-auth queue. Enable brings a disabled user back to active
+// and schedules a refresh check at once; a user whose token died while
+// disabled is flagged by that check.
+func (r *Refresher) Disable(ctx context.Context, user string) (*Transition, error) {
+	return r.setState(ctx, user, Disabled)
+}
+
+// Enable: see Disable.
+func (r *Refresher) Enable(ctx context.Context, user string) (*Transition, error) {
+	return r.setState(ctx, user, Active)
+}
+
+func (r *Refresher) setState(ctx context.Context, user string, to State) (*Transition, error) {
+	now := r.opt.Clock.Now()
+	tr, err := r.store.SetState(ctx, user, to, ReasonOperator, now)
+	if err != nil {
+		return nil, err
+	}
+	at := now // enabled: check now; the handler reschedules by the record
+	if to == Disabled {
+		at = time.Time{}
+	}
+	if tr != nil {
+		if err := r.store.ScheduleDue(ctx, RefreshSet, []scheduler.Entry{{Member: user, At: at}}); err != nil {
+			return tr, err
+		}
+		r.logTransition(tr)
+	}
+	return tr, nil
+}
+
 // handle serves one claimed entry of the refresh due set.
 func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
 	o, err := r.refresh(ctx, d.Member, false)

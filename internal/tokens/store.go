@@ -73,6 +73,9 @@ type Store interface {
 	Fail(ctx context.Context, user, owner string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (ok bool, failures int, tr *Transition, err error)
 	// Flag marks the user reauth_required if version and owner still hold.
 	Flag(ctx context.Context, user, owner string, version int64, reason, lastErr string, now time.Time) (FlagOutcome, *Transition, error)
+	// SetState lets an operator disable a user, or enable a disabled one.
+	// It returns nil when nothing changed.
+	SetState(ctx context.Context, user string, to State, reason string, now time.Time) (*Transition, error)
 	// Release gives up the lease if owner holds it.
 	Release(ctx context.Context, user, owner string) error
 	// Rekey replaces the ciphertext if the version is unchanged.
