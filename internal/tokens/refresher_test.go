@@ -627,3 +627,74 @@ func TestMalformedRecordQuarantined(t *testing.T) {
 		t.Fatalf("quarantine metric %v", got)
 	}
 }
+
+func TestOnUseRefreshIsSingleAcrossReplicas(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 10, Latency: 20 * time.Millisecond}, testPolicy())
+	replicas := []*tokens.Refresher{b.refresher(t, false), b.refresher(t, false), b.refresher(t, false)}
+	users := b.putUsers(t, replicas[0], 1)
+	u := users[0]
+	ctx := context.Background()
+
+	// Fresh enough: no refresh.
+	tok, err := replicas[1].Token(ctx, u, 30*time.Minute)
+	if err != nil || b.prov.Stats().Calls != 0 {
+		t.Fatalf("token: %v, calls %d", err, b.prov.Stats().Calls)
+	}
+	// A job needs the token for longer than it has: 30 callers on three
+	// replicas, one refresh.
+	var wg sync.WaitGroup
+	got := make(chan tokens.Token, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nt, err := replicas[i%3].Token(ctx, u, 2*time.Hour)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got <- nt
+		}()
+	}
+	wg.Wait()
+	close(got)
+	if st := b.prov.Stats(); st.Refreshes != 1 || st.Rejected != 0 {
+		t.Fatalf("provider stats %+v, want exactly one refresh", st)
+	}
+	var fresh tokens.Token
+	for nt := range got {
+		if nt.AccessToken == tok.AccessToken {
+			t.Fatal("a caller got the old token")
+		}
+		fresh = nt
+	}
+	// A 401 with the old token: someone already refreshed, no new refresh.
+	if nt, err := replicas[2].Rejected(ctx, u, tok); err != nil || nt.AccessToken != fresh.AccessToken || b.prov.Stats().Refreshes != 1 {
+		t.Fatalf("rejected old token: %v, refreshes %d", err, b.prov.Stats().Refreshes)
+	}
+	// A 401 with the current token, reported by every replica at once:
+	// one refresh.
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := replicas[i].Rejected(ctx, u, fresh); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := b.prov.Stats(); st.Refreshes != 2 || st.Rejected != 0 {
+		t.Fatalf("provider stats %+v after concurrent 401s, want 2 refreshes and none rejected", st)
+	}
+	// A flagged user gets a clear error.
+	b.prov.Revoke(u)
+	b.clk.Advance(time.Minute)
+	if _, err := replicas[0].Token(ctx, u, 3*time.Hour); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("revoked: %v", err)
+	}
+	if _, err := replicas[1].Token(ctx, u, 0); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("flagged: %v", err)
+	}
+	b.assertNoLeak(t)
+}

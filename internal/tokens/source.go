@@ -1,0 +1,96 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Token returns a usable token for user: the stored one if it is valid
+// for at least minValid more, else a refreshed one (single-flight in this
+// process, leased across replicas; a refresh in progress elsewhere is
+// waited for). A token refreshed since the call began is returned even if
+// the provider's lifetime is shorter than minValid: refreshing again would
+// not help. Jobs call it before using a token.
+func (r *Refresher) Token(ctx context.Context, user string, minValid time.Duration) (Token, error) {
+	start := r.opt.Clock.Now()
+	return r.fresh(ctx, user, func(rec Record, tok Token, now time.Time) bool {
+		return tok.AccessExpiry.After(now.Add(minValid)) || !rec.LastRefresh.Before(start)
+	})
+}
+
+// Rejected is called when a provider answered 401 to a data call made
+// with rejected: it returns a newer token, refreshing unless someone else
+// already has (the digi.me SDKs' refresh-and-retry-once).
+func (r *Refresher) Rejected(ctx context.Context, user string, rejected Token) (Token, error) {
+	return r.fresh(ctx, user, func(_ Record, tok Token, _ time.Time) bool {
+		return tok.AccessToken != rejected.AccessToken
+	})
+}
+
+// Source returns user's tokens as a provider.TokenSource: Token gives a
+// token valid for at least minValid, Rejected refreshes once.
+func (r *Refresher) Source(user string, minValid time.Duration) *Source {
+	return &Source{r: r, user: user, minValid: minValid}
+}
+
+// Source is one user's token source; see Refresher.Source.
+type Source struct {
+	r        *Refresher
+	user     string
+	minValid time.Duration
+}
+
+// Token implements provider.TokenSource.
+func (s *Source) Token(ctx context.Context) (Token, error) {
+	return s.r.Token(ctx, s.user, s.minValid)
+}
+
+// Rejected implements provider.TokenSource.
+func (s *Source) Rejected(ctx context.Context, t Token) (Token, error) {
+	return s.r.Rejected(ctx, s.user, t)
+}
+
+// fresh loads user's token and returns it once good says so, refreshing
+// (forced) otherwise. A few rounds cover a concurrent scheduled pass that
+// decided not to refresh, and a lease held elsewhere.
+func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, Token, time.Time) bool) (Token, error) {
+	wait := 50 * time.Millisecond
+	for round := 0; ; round++ {
+		rec, err := r.store.Load(ctx, user)
+		if err != nil {
+			return Token{}, fmt.Errorf("token for %q: %w", user, err)
+		}
+		if !rec.State.Runnable() {
+			return Token{}, fmt.Errorf("token for %q: %w", user, stateErr(rec.State))
+		}
+		tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
+		if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+			return Token{}, fmt.Errorf("token for %q: %w", user, err)
+		}
+		if good(rec, tok, r.opt.Clock.Now()) {
+			return tok, nil
+		}
+		if round == 5 {
+			return Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
+		}
+		o, err := r.refresh(ctx, user, true)
+		switch {
+		case errors.Is(err, errBusy):
+			// Another replica is refreshing: wait for its commit.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return Token{}, ctx.Err()
+			case <-t.C:
+			}
+			wait = min(2*wait, time.Second)
+		case err != nil:
+			return Token{}, fmt.Errorf("token for %q: %w", user, err)
+		case o.result == "ok":
+			return o.tok, nil
+		}
+	}
+}
