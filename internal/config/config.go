@@ -226,6 +226,55 @@ type ProviderConfig struct {
 	// CircuitCooldown is how long an open circuit waits before one probe
 	// call; > 0, default 30s.
 	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
+
+	// Digime configures a provider of kind digime (and only that kind).
+	Digime DigimeConfig `yaml:"digime"`
+	// OAuth2 configures a provider of kind oauth2 (and only that kind).
+	OAuth2 OAuth2Config `yaml:"oauth2"`
+}
+
+// DigimeConfig is how syncd talks to digi.me (see digime-protocol.md).
+type DigimeConfig struct {
+	// BaseURL of the API; default https://api.digi.me/v1.7/. The JWKS that
+	// verifies token responses is fetched from BaseURL + "jwks/oauth" only.
+	BaseURL string `yaml:"base_url"`
+	// AppID and ContractID form the client_id "<app>_<contract>". Required.
+	AppID      string `yaml:"app_id"`
+	ContractID string `yaml:"contract_id"`
+	// PrivateKeyFile is the contract's RSA private key, PEM (PKCS#1 or
+	// PKCS#8). Required. Relative paths resolve against the config file.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// PollInterval between file-list polls during a pull; default 3s.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxPolls and MaxDuration bound one pull; defaults 100 and 5m.
+	MaxPolls    int           `yaml:"max_polls"`
+	MaxDuration time.Duration `yaml:"max_duration"`
+	// AgentName and AgentVersion are sent as the SDK agent block. Whether
+	// digi.me accepts an unknown agent is unconfirmed: set them to an
+	// identity digi.me gave you if it rejects the default ("syncd").
+	AgentName    string `yaml:"agent_name"`
+	AgentVersion string `yaml:"agent_version"`
+}
+
+// OAuth2Config is how syncd talks to an RFC 6749 API.
+type OAuth2Config struct {
+	// TokenURL is the token endpoint. Required.
+	TokenURL string `yaml:"token_url"`
+	// ClientID is required; the secret is inline or a file, not both.
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// AuthStyle is how the client authenticates: basic (default) or post.
+	AuthStyle string `yaml:"auth_style"`
+	// Scopes sent on refresh; empty sends none.
+	Scopes []string `yaml:"scopes"`
+	// PullURL and PushURL are templates: {{.User}}, and {{.Cursor}} for
+	// PullURL. Empty disables pulls / pushes for this provider.
+	PullURL string `yaml:"pull_url"`
+	PushURL string `yaml:"push_url"`
+	// CursorHeader is the pull response header carrying the next cursor;
+	// default X-Next-Cursor.
+	CursorHeader string `yaml:"cursor_header"`
 }
 
 // JobKind says what a job does for each user.
@@ -348,6 +397,11 @@ func DefaultProvider() ProviderConfig {
 		DegradedAfter:   3,
 		CircuitFailures: 20,
 		CircuitCooldown: 30 * time.Second,
+		Digime: DigimeConfig{
+			BaseURL: "https://api.digi.me/v1.7/", PollInterval: 3 * time.Second, MaxPolls: 100,
+			MaxDuration: 5 * time.Minute, AgentName: "syncd", AgentVersion: "dev",
+		},
+		OAuth2: OAuth2Config{AuthStyle: "basic", CursorHeader: "X-Next-Cursor"},
 	}
 }
 
@@ -465,11 +519,17 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	if u := getenv(EnvRedisURL); u != "" {
 		cfg.Redis.URL = u
 	}
-	for i := range cfg.Encryption.Keys {
-		k := &cfg.Encryption.Keys[i]
-		if k.SecretFile != "" && !filepath.IsAbs(k.SecretFile) {
-			k.SecretFile = filepath.Join(baseDir, k.SecretFile)
+	abs := func(path *string) {
+		if *path != "" && !filepath.IsAbs(*path) {
+			*path = filepath.Join(baseDir, *path)
 		}
+	}
+	for i := range cfg.Encryption.Keys {
+		abs(&cfg.Encryption.Keys[i].SecretFile)
+	}
+	for i := range cfg.Providers {
+		abs(&cfg.Providers[i].Digime.PrivateKeyFile)
+		abs(&cfg.Providers[i].OAuth2.ClientSecretFile)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, x.scrub(err)

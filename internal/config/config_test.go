@@ -659,10 +659,10 @@ func TestEntryDefaults(t *testing.T) {
 	doc := keyConfig + `
 providers:
   - name: digime
-    kind: digime
+    kind: fake
     jitter: 0s
   - name: other
-    kind: oauth2
+    kind: fake
     lead: 20m
 jobs:
   - name: pull-daily
@@ -682,8 +682,8 @@ jobs:
 		t.Errorf("explicit jitter 0s: got %v", p.Jitter)
 	}
 	want := d
-	want.Name, want.Kind, want.Jitter = "digime", ProviderDigime, 0
-	if *p != want {
+	want.Name, want.Kind, want.Jitter = "digime", ProviderFake, 0
+	if !reflect.DeepEqual(*p, want) {
 		t.Errorf("digime: got %+v, want %+v", *p, want)
 	}
 	o, _ := cfg.Provider("other")
@@ -878,4 +878,52 @@ func TestLoadErrors(t *testing.T) {
 			t.Errorf("got  %v\nwant %s", err, want)
 		}
 	})
+}
+
+func TestProviderBlocks(t *testing.T) {
+	dir := t.TempDir()
+	pem := filepath.Join(dir, "contract.pem")
+	if err := os.WriteFile(pem, []byte("not checked here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secret, []byte("s3cr3t-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := keyConfig + `providers:
+  - name: dm
+    kind: digime
+    digime: {app_id: app, contract_id: con, private_key_file: contract.pem, poll_interval: 1s}
+  - name: gh
+    kind: oauth2
+    oauth2: {token_url: "https://example.com/token", client_id: cid, client_secret_file: client-secret, auth_style: post, scopes: [a, b], pull_url: "https://example.com/{{.User}}"}
+`
+	cfg, err := Parse(strings.NewReader(ok), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, _ := cfg.Provider("dm")
+	if dm.Digime.PrivateKeyFile != pem || dm.Digime.PollInterval != time.Second || dm.Digime.MaxPolls != 100 || dm.Digime.BaseURL != "https://api.digi.me/v1.7/" {
+		t.Fatalf("digime block: %+v", dm.Digime)
+	}
+	gh, _ := cfg.Provider("gh")
+	if gh.OAuth2.ClientSecret != "s3cr3t-from-file" || gh.OAuth2.AuthStyle != "post" || len(gh.OAuth2.Scopes) != 2 || gh.OAuth2.CursorHeader != "X-Next-Cursor" {
+		t.Fatalf("oauth2 block: %+v", gh.OAuth2)
+	}
+
+	for _, tc := range []struct{ doc, want string }{
+		{"providers: [{name: dm, kind: digime, digime: {contract_id: c, private_key_file: contract.pem}}]", "providers[0].digime.app_id: required for kind digime"},
+		{"providers: [{name: dm, kind: digime, digime: {app_id: a, contract_id: c, private_key_file: missing.pem}}]", "providers[0].digime.private_key_file: "},
+		{"providers: [{name: dm, kind: digime, digime: {app_id: a, contract_id: c, private_key_file: contract.pem, base_url: \"ftp://x\"}}]", `providers[0].digime.base_url: must be an http(s) URL, got "ftp://x"`},
+		{"providers: [{name: f, kind: fake, digime: {app_id: a}}]", `providers[0].digime: only for kind digime, this provider is kind "fake"`},
+		{"providers: [{name: o, kind: oauth2, oauth2: {client_id: c}}]", "providers[0].oauth2.token_url: required for kind oauth2"},
+		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, client_secret: s, client_secret_file: client-secret}}]", "providers[0].oauth2.client_secret: give client_secret or client_secret_file, not both"},
+		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, auth_style: jwt}}]", `providers[0].oauth2.auth_style: unknown style "jwt" (want basic or post)`},
+		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, bogus: 1}}]", `providers[0].oauth2.bogus: unknown key "bogus"`},
+	} {
+		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
 }

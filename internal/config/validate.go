@@ -360,6 +360,83 @@ func (c *Config) validateProviders(p *problems) {
 			p.add(f+".circuit_failures", "must be at least 1, got %d", pc.CircuitFailures)
 		}
 		positive(p, f+".circuit_cooldown", pc.CircuitCooldown)
+		pc.validateDigime(p, f+".digime")
+		pc.validateOAuth2(p, f+".oauth2")
+	}
+}
+
+func (pc *ProviderConfig) validateDigime(p *problems, f string) {
+	d := &pc.Digime
+	if pc.Kind != ProviderDigime {
+		if d.AppID != "" || d.ContractID != "" || d.PrivateKeyFile != "" {
+			p.add(f, "only for kind digime, this provider is kind %q", pc.Kind)
+		}
+		return
+	}
+	checkURL(p, f+".base_url", d.BaseURL)
+	for _, r := range []struct{ field, v string }{{"app_id", d.AppID}, {"contract_id", d.ContractID}, {"private_key_file", d.PrivateKeyFile}} {
+		if r.v == "" {
+			p.add(f+"."+r.field, "required for kind digime")
+		}
+	}
+	if d.PrivateKeyFile != "" {
+		if st, err := os.Stat(d.PrivateKeyFile); err != nil {
+			p.add(f+".private_key_file", "%v", unwrapPath(err))
+		} else if !st.Mode().IsRegular() {
+			p.add(f+".private_key_file", "%q is not a regular file", d.PrivateKeyFile)
+		}
+	}
+	positive(p, f+".poll_interval", d.PollInterval)
+	if d.MaxPolls < 1 {
+		p.add(f+".max_polls", "must be at least 1, got %d", d.MaxPolls)
+	}
+	positive(p, f+".max_duration", d.MaxDuration)
+	if d.AgentName == "" {
+		p.add(f+".agent_name", "required")
+	}
+}
+
+func (pc *ProviderConfig) validateOAuth2(p *problems, f string) {
+	o := &pc.OAuth2
+	if pc.Kind != ProviderOAuth2 {
+		if o.TokenURL != "" || o.ClientID != "" || o.ClientSecret != "" || o.ClientSecretFile != "" {
+			p.add(f, "only for kind oauth2, this provider is kind %q", pc.Kind)
+		}
+		return
+	}
+	if o.TokenURL == "" {
+		p.add(f+".token_url", "required for kind oauth2")
+	} else {
+		checkURL(p, f+".token_url", o.TokenURL)
+	}
+	if o.ClientID == "" {
+		p.add(f+".client_id", "required for kind oauth2")
+	}
+	switch {
+	case o.ClientSecret != "" && o.ClientSecretFile != "":
+		p.add(f+".client_secret", "give client_secret or client_secret_file, not both")
+	case o.ClientSecretFile != "":
+		s, err := readSecretFile(o.ClientSecretFile)
+		if err != nil {
+			p.add(f+".client_secret_file", "%v", err)
+		} else {
+			o.ClientSecret = s
+		}
+	}
+	if o.AuthStyle != "basic" && o.AuthStyle != "post" {
+		p.add(f+".auth_style", "unknown style %q (want basic or post)", o.AuthStyle)
+	}
+	for _, r := range []struct{ field, v string }{{"pull_url", o.PullURL}, {"push_url", o.PushURL}} {
+		if r.v != "" && !strings.HasPrefix(r.v, "http://") && !strings.HasPrefix(r.v, "https://") {
+			p.add(f+"."+r.field, "must be an http(s) URL template, got %q", r.v)
+		}
+	}
+}
+
+func checkURL(p *problems, field, v string) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add(field, "must be an http(s) URL, got %q", v)
 	}
 }
 
