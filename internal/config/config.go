@@ -52,6 +52,9 @@ type Config struct {
 	Events EventsConfig `yaml:"events"`
 	// Refresher configures the token refresh loop.
 	Refresher RefresherConfig `yaml:"refresher"`
+	// Runner configures the loop that claims due job runs; same fields
+	// and defaults as Refresher, with 64 workers.
+	Runner RefresherConfig `yaml:"runner"`
 	// Providers are the token issuers syncd refreshes against; at least one
 	// is required. When the key is absent the default is a single
 	// {name: default, kind: fake} provider, so a bare config runs.
@@ -227,6 +230,14 @@ type ProviderConfig struct {
 	// call; > 0, default 30s.
 	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
 
+	// RateLimit caps calls to the provider from one process, per second;
+	// 0 (the default) is unlimited. Burst is the bucket size (default 10).
+	RateLimit float64 `yaml:"rate_limit"`
+	Burst     int     `yaml:"burst"`
+	// MaxConcurrency caps job runs in flight against the provider in one
+	// process; default 16.
+	MaxConcurrency int `yaml:"max_concurrency"`
+
 	// Digime configures a provider of kind digime (and only that kind).
 	Digime DigimeConfig `yaml:"digime"`
 	// OAuth2 configures a provider of kind oauth2 (and only that kind).
@@ -333,11 +344,34 @@ type JobConfig struct {
 	Retry RetryConfig `yaml:"retry"`
 	// Paused keeps the job configured but not running; default false.
 	Paused bool `yaml:"paused"`
+	// Sink is where a pull job delivers items; default a Redis stream
+	// <prefix>pulled capped at 100000 entries. Not for push jobs.
+	Sink SinkConfig `yaml:"sink"`
+	// Batch is how many outbox items one push run drains at most; default
+	// 100.
+	Batch int `yaml:"batch"`
 
 	// Schedule is Spec parsed, in Location; set by Validate.
 	Schedule cron.Schedule `yaml:"-"`
 	// Location is the job's time zone; set by Validate, never nil after it.
 	Location *time.Location `yaml:"-"`
+}
+
+// SinkConfig is where pulled items go.
+type SinkConfig struct {
+	// Kind is dir, webhook or redis.
+	Kind string `yaml:"kind"`
+	// Path (dir): items are written to Path/<user>/<job>/<item>, atomically.
+	Path string `yaml:"path"`
+	// URL (webhook): each item is POSTed here, signed with Secret
+	// (X-Syncd-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">).
+	URL        string `yaml:"url"`
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// Stream (redis): items are XADDed to <prefix>Stream, capped at MaxLen
+	// (default 100000).
+	Stream string `yaml:"stream"`
+	MaxLen int64  `yaml:"max_len"`
 }
 
 // RetryConfig is an exponential retry policy.
@@ -378,6 +412,12 @@ func DefaultConfig() *Config {
 			Batch:        256,
 			PollInterval: time.Second,
 		},
+		Runner: RefresherConfig{
+			Workers:      64,
+			Lease:        time.Minute,
+			Batch:        256,
+			PollInterval: time.Second,
+		},
 		Providers: []ProviderConfig{p},
 		Jobs:      []JobConfig{},
 	}
@@ -397,6 +437,8 @@ func DefaultProvider() ProviderConfig {
 		DegradedAfter:   3,
 		CircuitFailures: 20,
 		CircuitCooldown: 30 * time.Second,
+		Burst:           10,
+		MaxConcurrency:  16,
 		Digime: DigimeConfig{
 			BaseURL: "https://api.digi.me/v1.7/", PollInterval: 3 * time.Second, MaxPolls: 100,
 			MaxDuration: 5 * time.Minute, AgentName: "syncd", AgentVersion: "dev",
@@ -409,6 +451,8 @@ func DefaultProvider() ProviderConfig {
 // applied. Name, Kind and Spec are empty: they are required.
 func DefaultJob() JobConfig {
 	return JobConfig{
+		Batch:   100,
+		Sink:    SinkConfig{Kind: "redis", Stream: "pulled", MaxLen: 100000},
 		Timeout: 5 * time.Minute,
 		Missed:  MissedOnce,
 		Retry: RetryConfig{
@@ -526,6 +570,10 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	}
 	for i := range cfg.Encryption.Keys {
 		abs(&cfg.Encryption.Keys[i].SecretFile)
+	}
+	for i := range cfg.Jobs {
+		abs(&cfg.Jobs[i].Sink.Path)
+		abs(&cfg.Jobs[i].Sink.SecretFile)
 	}
 	for i := range cfg.Providers {
 		abs(&cfg.Providers[i].Digime.PrivateKeyFile)

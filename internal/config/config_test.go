@@ -274,7 +274,7 @@ func TestValidationErrors(t *testing.T) {
 		{"retry max", "jobs:\n" + job("a", ", retry: {initial: 1h, max: 1m}"), `jobs[0].retry.max: 1m must be at least retry.initial 1h`},
 
 		// decoding
-		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, providers, jobs)`},
+		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs)`},
 		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},
@@ -920,6 +920,42 @@ func TestProviderBlocks(t *testing.T) {
 		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, client_secret: s, client_secret_file: client-secret}}]", "providers[0].oauth2.client_secret: give client_secret or client_secret_file, not both"},
 		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, auth_style: jwt}}]", `providers[0].oauth2.auth_style: unknown style "jwt" (want basic or post)`},
 		{"providers: [{name: o, kind: oauth2, oauth2: {token_url: \"https://x/t\", client_id: c, bogus: 1}}]", `providers[0].oauth2.bogus: unknown key "bogus"`},
+	} {
+		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestJobSinks(t *testing.T) {
+	dir := t.TempDir()
+	doc := keyConfig + `jobs:
+  - {name: a, kind: pull, schedule: "@every 1m"}
+  - {name: b, kind: pull, schedule: "@every 1m", sink: {kind: dir, path: out}}
+  - {name: c, kind: pull, schedule: "@every 1m", sink: {kind: webhook, url: "https://app.example.com/hook", secret: s}}
+  - {name: d, kind: push, schedule: "@every 1m", batch: 10}
+`
+	cfg, err := Parse(strings.NewReader(doc), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Jobs[0].Sink; s.Kind != "redis" || s.Stream != "pulled" || s.MaxLen != 100000 {
+		t.Fatalf("default sink %+v", s)
+	}
+	if s := cfg.Jobs[1].Sink; s.Path != filepath.Join(dir, "out") {
+		t.Fatalf("dir sink %+v", s)
+	}
+	if cfg.Jobs[3].Batch != 10 || cfg.Runner.Workers != 64 {
+		t.Fatalf("batch %d runner %+v", cfg.Jobs[3].Batch, cfg.Runner)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{`jobs: [{name: a, kind: pull, schedule: "@every 1m", sink: {kind: s3}}]`, `jobs[0].sink.kind: unknown kind "s3" (want dir, webhook or redis)`},
+		{`jobs: [{name: a, kind: pull, schedule: "@every 1m", sink: {kind: dir}}]`, `jobs[0].sink.path: required for a dir sink`},
+		{`jobs: [{name: a, kind: pull, schedule: "@every 1m", sink: {kind: webhook, url: "https://x/h"}}]`, `jobs[0].sink.secret: required for a webhook sink`},
+		{`jobs: [{name: a, kind: push, schedule: "@every 1m", sink: {kind: dir, path: x}}]`, `jobs[0].sink: only for pull jobs`},
+		{`runner: {workers: 0}`, `runner.workers: must be between 1 and 4096, got 0`},
+		{`providers: [{name: p, kind: fake, max_concurrency: 0}]`, `providers[0].max_concurrency: must be at least 1, got 0`},
 	} {
 		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

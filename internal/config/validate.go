@@ -87,7 +87,8 @@ func (c *Config) Validate() error {
 	if c.Events.MaxLen < 100 {
 		p.add("events.max_len", "must be at least 100, got %d", c.Events.MaxLen)
 	}
-	c.Refresher.validate(&p)
+	c.Refresher.validate(&p, "refresher")
+	c.Runner.validate(&p, "runner")
 	c.validateProviders(&p)
 	c.validateJobs(&p)
 	if len(p) > 0 {
@@ -301,17 +302,17 @@ func decodeKey(s string) (key []byte, problem string) {
 	return nil, "got invalid base64"
 }
 
-func (r *RefresherConfig) validate(p *problems) {
+func (r *RefresherConfig) validate(p *problems, f string) {
 	if r.Workers < 1 || r.Workers > 4096 {
-		p.add("refresher.workers", "must be between 1 and 4096, got %d", r.Workers)
+		p.add(f+".workers", "must be between 1 and 4096, got %d", r.Workers)
 	}
 	if r.Lease < time.Second {
-		p.add("refresher.lease", "must be at least 1s, got %s", fmtDuration(r.Lease))
+		p.add(f+".lease", "must be at least 1s, got %s", fmtDuration(r.Lease))
 	}
 	if r.Batch < 1 || r.Batch > 10000 {
-		p.add("refresher.batch", "must be between 1 and 10000, got %d", r.Batch)
+		p.add(f+".batch", "must be between 1 and 10000, got %d", r.Batch)
 	}
-	positive(p, "refresher.poll_interval", r.PollInterval)
+	positive(p, f+".poll_interval", r.PollInterval)
 }
 
 var providerKinds = []string{string(ProviderDigime), string(ProviderOAuth2), string(ProviderFake)}
@@ -360,6 +361,15 @@ func (c *Config) validateProviders(p *problems) {
 			p.add(f+".circuit_failures", "must be at least 1, got %d", pc.CircuitFailures)
 		}
 		positive(p, f+".circuit_cooldown", pc.CircuitCooldown)
+		if pc.RateLimit < 0 {
+			p.add(f+".rate_limit", "must not be negative, got %v", pc.RateLimit)
+		}
+		if pc.Burst < 1 {
+			p.add(f+".burst", "must be at least 1, got %d", pc.Burst)
+		}
+		if pc.MaxConcurrency < 1 {
+			p.add(f+".max_concurrency", "must be at least 1, got %d", pc.MaxConcurrency)
+		}
 		pc.validateDigime(p, f+".digime")
 		pc.validateOAuth2(p, f+".oauth2")
 	}
@@ -479,6 +489,57 @@ func (c *Config) validateJobs(p *problems) {
 		if j.Retry.Initial > 0 && j.Retry.Max < j.Retry.Initial {
 			p.add(f+".retry.max", "%s must be at least retry.initial %s", fmtDuration(j.Retry.Max), fmtDuration(j.Retry.Initial))
 		}
+		if j.Batch < 1 || j.Batch > 10000 {
+			p.add(f+".batch", "must be between 1 and 10000, got %d", j.Batch)
+		}
+		j.validateSink(p, f+".sink")
+	}
+}
+
+var sinkKinds = []string{"dir", "webhook", "redis"}
+
+func (j *JobConfig) validateSink(p *problems, f string) {
+	s := &j.Sink
+	if j.Kind == JobPush {
+		if *s != DefaultJob().Sink {
+			p.add(f, "only for pull jobs: a push job drains the users' outboxes")
+		}
+		return
+	}
+	if j.Kind != JobPull {
+		return
+	}
+	switch s.Kind {
+	case "":
+		p.add(f+".kind", "required for a pull job (want %s)", orList(sinkKinds))
+		return
+	case "dir":
+		if s.Path == "" {
+			p.add(f+".path", "required for a dir sink")
+		}
+	case "webhook":
+		checkURL(p, f+".url", s.URL)
+		switch {
+		case s.Secret != "" && s.SecretFile != "":
+			p.add(f+".secret", "give secret or secret_file, not both")
+		case s.SecretFile != "":
+			v, err := readSecretFile(s.SecretFile)
+			if err != nil {
+				p.add(f+".secret_file", "%v", err)
+			}
+			s.Secret = v
+		case s.Secret == "":
+			p.add(f+".secret", "required for a webhook sink (the receiver checks the signature with it)")
+		}
+	case "redis":
+		if s.Stream == "" {
+			p.add(f+".stream", "required for a redis sink")
+		}
+		if s.MaxLen < 1 {
+			p.add(f+".max_len", "must be at least 1, got %d", s.MaxLen)
+		}
+	default:
+		p.add(f+".kind", "unknown kind %q (want %s)", s.Kind, orList(sinkKinds))
 	}
 }
 
