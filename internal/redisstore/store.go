@@ -37,7 +37,8 @@ var (
 	releaseScript  = script("release")
 	rekeyScript    = script("rekey")
 	setStateScript = script("setstate")
-	allScripts     = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript}
+	unlockScript   = script("unlock")
+	allScripts     = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript}
 )
 
 // Options configure a Store.

@@ -67,6 +67,10 @@ type Options struct {
 	PollInterval time.Duration
 	Clock        clock.Clock
 	Logger       zerolog.Logger
+	// Paused, if set, is asked before each round of claims; while it
+	// returns true nothing is claimed (entries wait, keeping their due
+	// times, and the missed-run policy applies on resume).
+	Paused func() bool
 }
 
 func (o *Options) defaults() {
@@ -219,6 +223,12 @@ func (e *Engine) claimLoop(ctx context.Context) {
 	errs := 0
 	start := rand.IntN(shards)
 	for ctx.Err() == nil {
+		if e.opt.Paused != nil && e.opt.Paused() {
+			if !sleep(ctx, e.opt.PollInterval, e.wake) {
+				return
+			}
+			continue
+		}
 		claimed := 0
 		var claimErr error
 		for i := 0; i < shards && ctx.Err() == nil; i++ {

@@ -53,6 +53,11 @@ type Options struct {
 	// Observe, if set, is called after every pass over a claimed user
 	// (tests, the demo's progress view). It must not block.
 	Observe func(Result)
+	// OnChange, if set, is called after a token is stored and after every
+	// state change, with the user's provider and new state: the job
+	// runner keeps the user's job schedule in step with it. An error is
+	// logged; the next reconciliation repairs what it missed.
+	OnChange func(ctx context.Context, user, provider string, st State) error
 }
 
 // Errors returned to callers that want a usable token.
@@ -150,10 +155,26 @@ func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Trans
 		return tr, err
 	}
 	r.logTransition(tr)
+	st := Active
+	if tr != nil {
+		st = tr.To
+	} else if rec, err := r.store.Load(ctx, tok.UserID); err == nil {
+		st = rec.State
+	}
+	r.changed(ctx, tok.UserID, provider, st)
 	if !due.After(now) {
 		r.engine.Notify()
 	}
 	return tr, nil
+}
+
+func (r *Refresher) changed(ctx context.Context, user, provider string, st State) {
+	if r.opt.OnChange == nil {
+		return
+	}
+	if err := r.opt.OnChange(ctx, user, provider, st); err != nil {
+		r.log.Error().Err(err).Str("user", user).Msg("updating the user's job schedule failed")
+	}
 }
 
 // Disable switches a user off (operator action): no refreshes, no jobs,
@@ -184,6 +205,9 @@ func (r *Refresher) setState(ctx context.Context, user string, to State) (*Trans
 			return tr, err
 		}
 		r.logTransition(tr)
+		if rec, err := r.store.Load(ctx, user); err == nil {
+			r.changed(ctx, user, rec.Provider, tr.To)
+		}
 	}
 	return tr, nil
 }
@@ -433,6 +457,7 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, rec Record, ps
 	case Flagged:
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
+		r.changed(ctx, rec.UserID, rec.Provider, ReauthRequired)
 		return outcome{result: "reauth"}, ErrReauthRequired
 	}
 	return outcome{}, ErrReauthRequired

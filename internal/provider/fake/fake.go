@@ -9,11 +9,14 @@ package fake
 import (
 	"context"
 	"encoding/hex"
+	"strconv"
+	"strings"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -33,6 +36,8 @@ type Options struct {
 	RetryAfter   time.Duration
 	// Seed makes tokens and faults repeatable.
 	Seed uint64
+	// ItemsPerPull is how many new items each pull delivers (default 1).
+	ItemsPerPull int
 }
 
 type issued struct {
@@ -56,6 +61,15 @@ type Provider struct {
 	outageRA   time.Duration
 	configCode string
 	values     []string
+	access     map[string]*accessInfo
+	pulls      map[string][]time.Time
+	pushed     map[string][]provider.PushItem
+	reject401  int
+}
+
+type accessInfo struct {
+	user  string
+	valid bool
 }
 
 // New returns a fake provider.
@@ -72,6 +86,9 @@ func New(opt Options) *Provider {
 		refresh:   make(map[string]*issued),
 		revoked:   make(map[string]bool),
 		refreshes: make(map[string]int),
+		access:    make(map[string]*accessInfo),
+		pulls:     make(map[string][]time.Time),
+		pushed:    make(map[string][]provider.PushItem),
 	}
 }
 
@@ -100,6 +117,7 @@ func (p *Provider) mint(user string) tokens.Token {
 		t.RefreshExpiry = is.expires
 	}
 	p.refresh[t.RefreshToken] = is
+	p.access[t.AccessToken] = &accessInfo{user: user, valid: true}
 	return t
 }
 
@@ -219,4 +237,99 @@ func (p *Provider) Secrets() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.values...)
+}
+
+// InvalidateAccess makes user's access tokens issued so far fail data
+// calls with 401, as if they expired early.
+func (p *Provider) InvalidateAccess(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.access {
+		if a.user == user {
+			a.valid = false
+		}
+	}
+}
+
+func (p *Provider) accessOK(user string, t tokens.Token) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.access[t.AccessToken]
+	if !ok || !a.valid || a.user != user {
+		p.reject401++
+		return false
+	}
+	return true
+}
+
+// authorize gets a token from src and, like a real API, answers 401 to a
+// stale one: the caller refreshes once through src and retries once.
+func (p *Provider) authorize(ctx context.Context, op, user string, src provider.TokenSource) error {
+	t, err := src.Token(ctx)
+	if err != nil {
+		return err
+	}
+	if p.accessOK(user, t) {
+		return nil
+	}
+	if t, err = src.Rejected(ctx, t); err != nil {
+		return err
+	}
+	if p.accessOK(user, t) {
+		return nil
+	}
+	return &provider.Error{Op: op, Status: 401, Code: "invalid_token"}
+}
+
+// Pull delivers ItemsPerPull new items named item-N, N counting up from
+// the cursor, and records the run.
+func (p *Provider) Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error) {
+	res := provider.PullResult{Cursor: cursor, Status: "completed"}
+	if err := p.authorize(ctx, "pull", user, src); err != nil {
+		return res, err
+	}
+	p.mu.Lock()
+	now := p.opt.Clock.Now()
+	p.pulls[user] = append(p.pulls[user], now)
+	p.mu.Unlock()
+	seq, _ := strconv.Atoi(cursor)
+	for i := 1; i <= max(p.opt.ItemsPerPull, 1); i++ {
+		it := provider.Item{Name: "item-" + strconv.Itoa(seq+i), Data: []byte("data for " + user + " #" + strconv.Itoa(seq+i)),
+			MimeType: "text/plain", UpdatedAt: now}
+		if err := deliver(it); err != nil {
+			return res, err
+		}
+		res.Cursor = strconv.Itoa(seq + i)
+		res.Delivered++
+	}
+	return res, nil
+}
+
+// Push records an item; an item whose data starts with "poison" is
+// rejected with a permanent 400.
+func (p *Provider) Push(ctx context.Context, user string, src provider.TokenSource, item provider.PushItem) error {
+	if err := p.authorize(ctx, "push", user, src); err != nil {
+		return err
+	}
+	if strings.HasPrefix(string(item.Data), "poison") {
+		return &provider.Error{Op: "push", Status: 400, Code: "invalid_item", Permanent: true}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pushed[user] = append(p.pushed[user], item)
+	return nil
+}
+
+// Pulls returns the times user was pulled.
+func (p *Provider) Pulls(user string) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.pulls[user]...)
+}
+
+// Pushed returns the items pushed for user, in order.
+func (p *Provider) Pushed(user string) []provider.PushItem {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]provider.PushItem(nil), p.pushed[user]...)
 }

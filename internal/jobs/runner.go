@@ -1,0 +1,561 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// Provider is what a job needs from a provider (internal/provider/...).
+type Provider interface {
+	Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error)
+	Push(ctx context.Context, user string, src provider.TokenSource, item provider.PushItem) error
+}
+
+// ProviderEntry is one provider and its limits in this process.
+type ProviderEntry struct {
+	// Provider may be nil in a Runner that only schedules (the CLI).
+	Provider Provider
+	// RateLimit is calls per second (0: unlimited), Burst the bucket.
+	RateLimit float64
+	Burst     int
+	// MaxConcurrency bounds runs in flight against the provider.
+	MaxConcurrency int
+}
+
+// TokenSources gives a run its user's tokens: valid for at least
+// minValid, refreshed once on a 401 (tokens.Refresher.Source).
+type TokenSources func(user string, minValid time.Duration) provider.TokenSource
+
+// Options tune a Runner.
+type Options struct {
+	// Owner identifies this process in locks.
+	Owner        string
+	Workers      int
+	Batch        int
+	Lease        time.Duration
+	PollInterval time.Duration
+	Clock        clock.Clock
+	Logger       zerolog.Logger
+	Metrics      *Metrics
+	// HTTPClient is used by webhook sinks.
+	HTTPClient *http.Client
+	// Observe, if set, sees every finished run (tests, the demo).
+	Observe func(Run)
+}
+
+// Run is one finished pass of a job over a user, for Options.Observe.
+type Run struct {
+	Job, User string
+	// Result is "ok", "failed", "skipped" (missed-run policy), or "left"
+	// (the user is no longer eligible and left the job's due set).
+	Result string
+	Due    time.Time
+	Next   time.Time
+	Err    error
+}
+
+type limits struct {
+	entry   ProviderEntry
+	limiter *rate.Limiter
+	sem     chan struct{}
+}
+
+type job struct {
+	cfg    config.JobConfig
+	set    string
+	timing scheduler.Timing
+	sink   Sink
+	engine *scheduler.Engine
+	paused atomic.Bool // by an operator (Redis); cfg.Paused is the config's
+}
+
+// Runner runs every configured job for every eligible user.
+type Runner struct {
+	store     Store
+	sources   TokenSources
+	providers map[string]*limits
+	jobs      map[string]*job
+	order     []string
+	opt       Options
+	log       zerolog.Logger
+
+	mu      sync.Mutex
+	started bool
+	cancel  context.CancelFunc
+	watch   chan struct{}
+}
+
+// SetName is the due set of a job.
+func SetName(job string) string { return "job:" + job }
+
+// NewRunner returns a Runner for jobs. Start runs them.
+func NewRunner(store Store, sources TokenSources, providers map[string]ProviderEntry, jobs []config.JobConfig, opt Options) (*Runner, error) {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Owner == "" {
+		opt.Owner = fmt.Sprintf("runner-%x", rand.Uint64())
+	}
+	r := &Runner{store: store, sources: sources, providers: make(map[string]*limits), jobs: make(map[string]*job), opt: opt,
+		log: opt.Logger.With().Str("component", "jobs").Logger()}
+	for name, p := range providers {
+		l := &limits{entry: p, sem: make(chan struct{}, max(p.MaxConcurrency, 1))}
+		if p.RateLimit > 0 {
+			l.limiter = rate.NewLimiter(rate.Limit(p.RateLimit), max(p.Burst, 1))
+		}
+		r.providers[name] = l
+	}
+	for _, c := range jobs {
+		if _, ok := r.providers[c.Provider]; !ok {
+			return nil, fmt.Errorf("job %s: unknown provider %q", c.Name, c.Provider)
+		}
+		sink, err := NewSink(c.Sink, store, opt.HTTPClient, opt.Clock)
+		if err != nil && c.Kind == config.JobPull {
+			return nil, fmt.Errorf("job %s: %w", c.Name, err)
+		}
+		j := &job{cfg: c, set: SetName(c.Name), sink: sink,
+			timing: scheduler.Timing{Schedule: c.Schedule, Spread: c.Spread, Missed: string(c.Missed), Salt: c.Name}}
+		j.engine = scheduler.NewEngine(store, r.handler(j), scheduler.Options{
+			Set: j.set, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease, PollInterval: opt.PollInterval,
+			Clock: opt.Clock, Logger: opt.Logger,
+			Paused: func() bool { return j.cfg.Paused || j.paused.Load() },
+		})
+		r.jobs[c.Name] = j
+		r.order = append(r.order, c.Name)
+	}
+	return r, nil
+}
+
+// Timing returns a job's timing (for the CLI's next runs).
+func (r *Runner) Timing(name string) (scheduler.Timing, bool) {
+	j, ok := r.jobs[name]
+	if !ok {
+		return scheduler.Timing{}, false
+	}
+	return j.timing, true
+}
+
+// Start applies job-definition changes (Sync), then starts every job's
+// engine and a watcher of operator pauses. It returns at once.
+func (r *Runner) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("jobs: runner already started")
+	}
+	r.started = true
+	if err := r.Sync(ctx); err != nil {
+		return err
+	}
+	if err := r.refreshPaused(ctx); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	r.watch = make(chan struct{})
+	go r.watchPaused(wctx)
+	for _, name := range r.order {
+		if err := r.jobs[name].engine.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop stops every engine (see scheduler.Engine.Stop).
+func (r *Runner) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, name := range r.order {
+		errs = append(errs, r.jobs[name].engine.Stop(ctx))
+	}
+	if r.cancel != nil {
+		r.cancel()
+		<-r.watch
+		r.cancel = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runner) watchPaused(ctx context.Context) {
+	defer close(r.watch)
+	t := time.NewTicker(max(r.opt.PollInterval, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.refreshPaused(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("reading paused jobs failed")
+			}
+		}
+	}
+}
+
+func (r *Runner) refreshPaused(ctx context.Context) error {
+	p, err := r.store.PausedJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for name, j := range r.jobs {
+		was := j.paused.Swap(p[name])
+		if was && !p[name] {
+			j.engine.Notify()
+		}
+	}
+	return nil
+}
+
+// fingerprint is what, when changed, means a job's entries must be
+// re-scored.
+func fingerprint(c config.JobConfig) string {
+	return fmt.Sprintf("%s|%s|%s|%s|%s", c.Kind, c.Provider, c.Spec, c.Timezone, c.Spread)
+}
+
+// Sync brings Redis in line with the configured jobs, once across
+// replicas (under a lock): a new job schedules every eligible user, an
+// edited schedule re-scores the job's entries, a removed job's due set is
+// deleted. Call it at start and after a config reload.
+func (r *Runner) Sync(ctx context.Context) error {
+	ok, err := r.store.TryLock(ctx, "jobdefs", r.opt.Owner, 5*time.Minute)
+	if err != nil || !ok {
+		return err // someone else is syncing the same change
+	}
+	defer func() { _ = r.store.Unlock(context.WithoutCancel(ctx), "jobdefs", r.opt.Owner) }()
+	defs, err := r.store.JobDefs(ctx)
+	if err != nil {
+		return err
+	}
+	now := r.opt.Clock.Now()
+	var added []*job
+	for _, name := range r.order {
+		j := r.jobs[name]
+		fp := fingerprint(j.cfg)
+		old, exists := defs[name]
+		switch {
+		case !exists:
+			added = append(added, j)
+		case old != fp:
+			n, err := r.store.RescoreDue(ctx, j.set, func(m string) time.Time { return j.timing.Next(m, now) })
+			if err != nil {
+				return err
+			}
+			r.log.Info().Str("job", name).Int("users", n).Msg("schedule changed; entries re-scored")
+		}
+		if old != fp {
+			if err := r.store.SetJobDef(ctx, name, fp); err != nil {
+				return err
+			}
+		}
+	}
+	for name := range defs {
+		if _, ok := r.jobs[name]; !ok {
+			if err := r.store.DropDue(ctx, SetName(name)); err != nil {
+				return err
+			}
+			if err := r.store.DelJobDef(ctx, name); err != nil {
+				return err
+			}
+			r.log.Info().Str("job", name).Msg("job removed; due set deleted")
+		}
+	}
+	if len(added) > 0 {
+		return r.scheduleAll(ctx, added, now)
+	}
+	return nil
+}
+
+// scheduleAll adds every eligible user to the given jobs, streaming users
+// in batches.
+func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) error {
+	var cursor uint64
+	n := 0
+	for {
+		recs, _, next, err := r.store.Scan(ctx, cursor, 1000)
+		if err != nil {
+			return err
+		}
+		for _, j := range js {
+			var entries []scheduler.Entry
+			for _, rec := range recs {
+				if rec.State.Runnable() && rec.Provider == j.cfg.Provider {
+					entries = append(entries, scheduler.Entry{Member: rec.UserID, At: j.timing.Next(rec.UserID, now)})
+				}
+			}
+			if err := r.store.AddDue(ctx, j.set, entries); err != nil {
+				return err
+			}
+			n += len(entries)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	for _, j := range js {
+		r.log.Info().Str("job", j.cfg.Name).Msg("job added; eligible users scheduled")
+		j.engine.Notify()
+	}
+	return nil
+}
+
+// UserChanged keeps a user's job entries in step with its state: a
+// runnable user is added to every job of its provider (keeping an
+// existing schedule), any other leaves every job. The refresher calls it
+// on every stored token and state change.
+func (r *Runner) UserChanged(ctx context.Context, user, providerName string, st tokens.State) error {
+	now := r.opt.Clock.Now()
+	for _, name := range r.order {
+		j := r.jobs[name]
+		var err error
+		switch {
+		case st.Runnable() && j.cfg.Provider == providerName:
+			err = r.store.AddDue(ctx, j.set, []scheduler.Entry{{Member: user, At: j.timing.Next(user, now)}})
+		case !st.Runnable():
+			err = r.store.ScheduleDue(ctx, j.set, []scheduler.Entry{{Member: user}})
+		}
+		if err != nil {
+			return fmt.Errorf("job %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Trigger makes a job due now for one user (user non-empty) or for every
+// scheduled user. It returns how many entries it moved.
+func (r *Runner) Trigger(ctx context.Context, name, user string) (int, error) {
+	j, ok := r.jobs[name]
+	if !ok {
+		return 0, fmt.Errorf("unknown job %q", name)
+	}
+	now := r.opt.Clock.Now()
+	if user == "" {
+		return r.store.RescoreDue(ctx, j.set, func(string) time.Time { return now })
+	}
+	rec, err := r.store.Load(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	if !rec.State.Runnable() || rec.Provider != j.cfg.Provider {
+		return 0, fmt.Errorf("user %q is %s with provider %q: not eligible for job %s", user, rec.State, rec.Provider, name)
+	}
+	return 1, r.store.ScheduleDue(ctx, j.set, []scheduler.Entry{{Member: user, At: now}})
+}
+
+// SetPaused pauses or resumes a job on every replica.
+func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error {
+	if _, ok := r.jobs[name]; !ok {
+		return fmt.Errorf("unknown job %q", name)
+	}
+	return r.store.SetPaused(ctx, name, paused)
+}
+
+func (r *Runner) handler(j *job) scheduler.Handler {
+	return func(ctx context.Context, d scheduler.Due) time.Time {
+		run := r.handle(ctx, j, d)
+		if r.opt.Observe != nil {
+			r.opt.Observe(run)
+		}
+		return run.Next
+	}
+}
+
+// errLeft: the user is no longer eligible for the job.
+var errLeft = errors.New("user not eligible")
+
+func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
+	user, name := d.Member, j.cfg.Name
+	out := Run{Job: name, User: user, Due: d.Due}
+	log := r.log.With().Str("user", user).Str("job", name).Logger()
+	now := r.opt.Clock.Now()
+	rec, err := r.store.Load(ctx, user)
+	switch {
+	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrMalformedRecord):
+		out.Result, out.Err = "left", err
+		return out
+	case err != nil:
+		out.Result, out.Err, out.Next = "failed", err, now.Add(r.opt.Lease)
+		return out
+	case !rec.State.Runnable() || rec.Provider != j.cfg.Provider:
+		out.Result, out.Err = "left", errLeft
+		return out
+	}
+	run, missed := j.timing.Due(user, d.Due, now)
+	if missed > 0 {
+		r.opt.Metrics.missed(name, missed)
+	}
+	if !run {
+		out.Result, out.Next = "skipped", j.timing.Next(user, now)
+		return out
+	}
+	r.opt.Metrics.lag(name, now.Sub(d.Due))
+	st, err := r.store.JobState(ctx, user, name)
+	if err != nil {
+		out.Result, out.Err, out.Next = "failed", err, now.Add(r.opt.Lease)
+		return out
+	}
+	start := time.Now()
+	err = r.execute(ctx, j, user, &st)
+	r.opt.Metrics.ran(name, err == nil, time.Since(start))
+	end := r.opt.Clock.Now()
+	regular := j.timing.Next(user, end)
+	switch {
+	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
+		// The refresher flagged the user meanwhile: it leaves the job
+		// and comes back, scheduled afresh, with a new token.
+		out.Result, out.Err = "left", err
+		return out
+	case ctx.Err() != nil && err != nil:
+		// Shutting down past the grace period: hand the run back.
+		out.Result, out.Err, out.Next = "failed", err, now
+		return out
+	}
+	st.LastRun = end
+	if err == nil {
+		st.LastSuccess, st.Failures, st.LastError = end, 0, ""
+		out.Result, out.Next = "ok", regular
+	} else {
+		st.Failures++
+		st.LastError = describe(err)
+		out.Result, out.Err, out.Next = "failed", err, regular
+		if st.Failures <= j.cfg.Retry.Attempts {
+			if retry := end.Add(retryDelay(j.cfg.Retry, st.Failures)); retry.Before(regular) {
+				out.Next = retry
+			}
+		}
+		log.Warn().Str("error", st.LastError).Int("failures", st.Failures).Time("next", out.Next).Msg("job run failed")
+	}
+	if serr := r.store.SaveRun(context.WithoutCancel(ctx), user, name, st, err == nil, end); serr != nil {
+		log.Error().Err(serr).Msg("recording the run failed")
+	}
+	return out
+}
+
+// retryDelay is the wait before retry n: exponential from Initial, capped
+// at Max, with jitter in its upper half (never an immediate retry).
+func retryDelay(c config.RetryConfig, n int) time.Duration {
+	d := c.Initial
+	for i := 1; i < n && d < c.Max; i++ {
+		d *= 2
+	}
+	d = min(d, c.Max)
+	return d/2 + rand.N(d/2+1)
+}
+
+// describe turns a run error into the short, secret-free text recorded
+// per (job, user).
+func describe(err error) string {
+	var pe *provider.Error
+	var re *tokens.RefreshError
+	switch {
+	case errors.As(err, &pe):
+		s := "provider:" + pe.Op
+		if pe.Status != 0 {
+			s += fmt.Sprintf(":http_%d", pe.Status)
+		}
+		if pe.Code != "" {
+			s += ":" + pe.Code
+		}
+		return s
+	case errors.As(err, &re):
+		return "token:" + re.Class.String() + ":" + re.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "error:" + truncate(err.Error(), 200)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// execute does the work of one run under the job's timeout and the
+// provider's limits.
+func (r *Runner) execute(ctx context.Context, j *job, user string, st *State) error {
+	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	defer cancel()
+	lim := r.providers[j.cfg.Provider]
+	if lim.entry.Provider == nil {
+		return fmt.Errorf("provider %s is not available in this process", j.cfg.Provider)
+	}
+	select {
+	case lim.sem <- struct{}{}:
+		defer func() { <-lim.sem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if lim.limiter != nil {
+		if err := lim.limiter.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	src := r.sources(user, j.cfg.Timeout)
+	if j.cfg.Kind == config.JobPush {
+		return r.push(ctx, j, lim.entry.Provider, src, user)
+	}
+	res, err := lim.entry.Provider.Pull(ctx, user, src, st.Cursor, func(it provider.Item) error {
+		return j.sink.Deliver(ctx, user, j.cfg.Name, it)
+	})
+	if res.Cursor != "" && res.Cursor != st.Cursor {
+		// Covers exactly the items the sink accepted, even if the pull
+		// failed later: those are not delivered twice.
+		if serr := r.store.SaveCursor(context.WithoutCancel(ctx), user, j.cfg.Name, res.Cursor); serr != nil && err == nil {
+			err = serr
+		}
+		st.Cursor = res.Cursor
+	}
+	return err
+}
+
+// push drains up to Batch outbox items in order. An item leaves the outbox
+// only once the provider accepted it; an item that failed more than
+// retry.attempts times moves to the dead-letter stream and the rest go on.
+func (r *Runner) push(ctx context.Context, j *job, p Provider, src provider.TokenSource, user string) error {
+	items, err := r.store.Outbox(ctx, user, j.cfg.Batch)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		err := p.Push(ctx, user, src, provider.PushItem{ID: it.ID, Data: it.Data, MimeType: it.MimeType, Accounts: it.Accounts, Tags: it.Tags})
+		if err == nil {
+			if err := r.store.Delivered(ctx, user, j.cfg.Name, it.StreamID); err != nil {
+				return err
+			}
+			continue
+		}
+		if errors.Is(err, tokens.ErrReauthRequired) || errors.Is(err, tokens.ErrDisabled) || ctx.Err() != nil {
+			return err
+		}
+		n, aerr := r.store.Attempt(ctx, user, j.cfg.Name, it.StreamID)
+		if aerr != nil {
+			return aerr
+		}
+		if n <= j.cfg.Retry.Attempts {
+			return err // keep the order: retry this item before the rest
+		}
+		if derr := r.store.DeadLetter(ctx, user, j.cfg.Name, it, describe(err), r.opt.Clock.Now()); derr != nil {
+			return derr
+		}
+		r.log.Warn().Str("user", user).Str("job", j.cfg.Name).Str("item", it.StreamID).Int("attempts", n).Str("error", describe(err)).Msg("push item dead-lettered")
+	}
+	return nil
+}

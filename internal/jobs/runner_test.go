@@ -1,0 +1,401 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/provider/fake"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+var t0 = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+const keyYAML = "encryption: {keys: [{id: k1, secret: O0Nsm/A/uTufnXBMX9/72PPt6667YXKFEl0HJFwwdDY=}]}\nproviders: [{name: fake, kind: fake}]\n"
+
+func parseJobs(t *testing.T, doc string) []config.JobConfig {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(keyYAML+doc), t.TempDir(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Jobs
+}
+
+type bundle struct {
+	t       *testing.T
+	srv     *redistest.Server
+	rdb     *redis.Client
+	store   *redisstore.Store
+	clk     *clock.Fake
+	prov    *fake.Provider
+	keys    *tokens.Keyring
+	jobs    []config.JobConfig
+	runs    chan jobs.Run
+	metrics *jobs.Metrics
+	logs    bytes.Buffer
+	logMu   sync.Mutex
+}
+
+func (b *bundle) Write(p []byte) (int, error) {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.logs.Write(p)
+}
+
+func setup(t *testing.T, jobsYAML string) *bundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	keys, _ := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{3}, 32)})
+	b := &bundle{t: t, srv: srv, clk: clock.NewFake(t0), keys: keys, jobs: parseJobs(t, jobsYAML),
+		runs: make(chan jobs.Run, 100000), metrics: jobs.NewMetrics(prometheus.NewRegistry())}
+	b.prov = fake.New(fake.Options{Clock: b.clk, AccessLifetime: time.Hour, Seed: 1})
+	b.rdb = srv.Client(t)
+	b.store = b.newStore()
+	return b
+}
+
+func (b *bundle) newStore() *redisstore.Store {
+	s := redisstore.New(b.srv.Client(b.t), redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
+	if err := s.Ping(context.Background()); err != nil {
+		b.t.Fatal(err)
+	}
+	return s
+}
+
+// instance is one replica: its own clients, refresher and runner.
+type instance struct {
+	ref    *tokens.Refresher
+	runner *jobs.Runner
+}
+
+func (b *bundle) instance(start bool) *instance {
+	b.t.Helper()
+	store := b.newStore()
+	in := &instance{}
+	var err error
+	in.runner, err = jobs.NewRunner(store, func(u string, d time.Duration) provider.TokenSource { return in.ref.Source(u, d) },
+		map[string]jobs.ProviderEntry{"fake": {Provider: b.prov, Burst: 1, MaxConcurrency: 16}}, b.jobs,
+		jobs.Options{Workers: 16, Batch: 128, Lease: 30 * time.Second, PollInterval: 5 * time.Millisecond, Clock: b.clk,
+			Logger: zerolog.New(b), Metrics: b.metrics, Observe: func(r jobs.Run) { b.runs <- r }})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	in.ref, err = tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: tokens.Policy{
+		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
+		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
+		tokens.Options{Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second, OnChange: in.runner.UserChanged})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if start {
+		if err := in.runner.Start(context.Background()); err != nil {
+			b.t.Fatal(err)
+		}
+		b.t.Cleanup(func() { _ = in.runner.Stop(context.Background()) })
+	}
+	return in
+}
+
+func (b *bundle) put(in *instance, users ...string) {
+	b.t.Helper()
+	for _, u := range users {
+		if _, err := in.ref.Put(context.Background(), "fake", b.prov.Issue(u)); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+func userIDs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("u%04d", i)
+	}
+	return out
+}
+
+// wait collects runs until want of them have result, per job.
+func (b *bundle) wait(result string, want map[string]int) []jobs.Run {
+	b.t.Helper()
+	var got []jobs.Run
+	left := 0
+	for _, n := range want {
+		left += n
+	}
+	timeout := time.After(60 * time.Second)
+	for left > 0 {
+		select {
+		case r := <-b.runs:
+			got = append(got, r)
+			if r.Result == result && want[r.Job] > 0 {
+				want[r.Job]--
+				left--
+			}
+		case <-timeout:
+			b.t.Fatalf("timed out waiting for %q runs: still want %v (got %d runs)", result, want, len(got))
+		}
+	}
+	return got
+}
+
+func (b *bundle) outbox(user string, items ...string) {
+	b.t.Helper()
+	for i, it := range items {
+		if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: b.store.OutboxKey(user),
+			Values: []any{"data", it, "mime_type", "text/plain", "id", fmt.Sprintf("%s-%d", user, i), "tags", "a,b"}}).Err(); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+func TestEveryUserEverySlotOnce(t *testing.T) {
+	b := setup(t, `jobs:
+  - {name: pull, kind: pull, schedule: "@every 2s"}
+  - {name: push, kind: push, schedule: "@every 2s"}
+`)
+	const n = 2000
+	users := userIDs(n)
+	first := b.instance(false)
+	b.put(first, users...) // before any runner started: Sync schedules them
+	for _, u := range users {
+		b.outbox(u, "first-"+u, "second-"+u)
+	}
+	for range 3 {
+		b.instance(true)
+	}
+	for slot := 1; slot <= 5; slot++ {
+		b.clk.Advance(2 * time.Second)
+		b.wait("ok", map[string]int{"pull": n, "push": n})
+	}
+	for _, u := range users {
+		pulls := b.prov.Pulls(u)
+		if len(pulls) != 5 {
+			t.Fatalf("%s pulled %d times in 5 slots, want 5", u, len(pulls))
+		}
+		for i := 1; i < len(pulls); i++ {
+			if !pulls[i].After(pulls[i-1]) {
+				t.Fatalf("%s pulled twice in one slot: %v", u, pulls)
+			}
+		}
+		pushed := b.prov.Pushed(u)
+		if len(pushed) != 2 || string(pushed[0].Data) != "first-"+u || string(pushed[1].Data) != "second-"+u {
+			t.Fatalf("%s pushed %d items, want first and second in order", u, len(pushed))
+		}
+	}
+	if n, _ := b.rdb.XLen(context.Background(), b.srv.Prefix+"pulled").Result(); n != 5*2000 {
+		t.Fatalf("sink stream holds %d items, want %d", n, 5*2000)
+	}
+	st, err := b.store.JobState(context.Background(), users[7], "pull")
+	if err != nil || st.Cursor != "5" || st.Failures != 0 || st.LastSuccess.IsZero() {
+		t.Fatalf("job state %+v, %v", st, err)
+	}
+	if got := testutil.ToFloat64(b.metrics.Runs.WithLabelValues("pull", "ok")); got != 5*n {
+		t.Fatalf("runs metric %v", got)
+	}
+}
+
+func TestCrashedInstanceUsersRunElsewhere(t *testing.T) {
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 1m"}]`)
+	users := userIDs(50)
+	in := b.instance(false)
+	b.put(in, users...)
+	if err := in.runner.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A replica claims every due entry and dies holding the leases.
+	b.clk.Advance(time.Minute)
+	now := b.clk.Now()
+	claimed := 0
+	for sh := range 8 {
+		ds, err := b.store.ClaimDue(context.Background(), jobs.SetName("pull"), sh, now, now.Add(30*time.Second), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed += len(ds)
+	}
+	if claimed != 50 {
+		t.Fatalf("claimed %d", claimed)
+	}
+	b.instance(true)
+	if n, _ := b.store.DueCount(context.Background(), jobs.SetName("pull"), b.clk.Now()); n != 0 {
+		t.Fatalf("%d due while the leases hold", n)
+	}
+	b.clk.Advance(31 * time.Second) // the dead replica's leases run out
+	b.wait("ok", map[string]int{"pull": 50})
+	for _, u := range users {
+		if len(b.prov.Pulls(u)) != 1 {
+			t.Fatalf("%s pulled %d times", u, len(b.prov.Pulls(u)))
+		}
+	}
+}
+
+func TestUnauthorizedMidPullRefreshesOnce(t *testing.T) {
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 1m"}]`)
+	in := b.instance(true)
+	b.put(in, "alice")
+	b.prov.InvalidateAccess("alice")
+	b.clk.Advance(time.Minute)
+	b.wait("ok", map[string]int{"pull": 1})
+	if st := b.prov.Stats(); st.Refreshes != 1 || st.Rejected != 0 {
+		t.Fatalf("provider stats %+v: want one refresh, no rejection", st)
+	}
+	if rec, _ := b.store.Load(context.Background(), "alice"); rec.State != tokens.Active {
+		t.Fatalf("state %s", rec.State)
+	}
+}
+
+func TestReauthUserPausesAndResumes(t *testing.T) {
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 1m"}]`)
+	in := b.instance(true)
+	b.put(in, "bob", "carol")
+	b.clk.Advance(time.Minute)
+	b.wait("ok", map[string]int{"pull": 2})
+	// Bob's consent is revoked and his access token dies: the next pull's
+	// refresh fails for good, he is flagged and leaves the job.
+	b.prov.Revoke("bob")
+	b.prov.InvalidateAccess("bob")
+	b.clk.Advance(time.Minute)
+	got := b.wait("ok", map[string]int{"pull": 1})
+	left := false
+	for _, r := range got {
+		left = left || (r.User == "bob" && r.Result == "left")
+	}
+	if !left {
+		b.wait("left", map[string]int{"pull": 1})
+	}
+	if due, _ := b.store.DueAt(context.Background(), jobs.SetName("pull"), "bob"); !due.IsZero() {
+		t.Fatalf("flagged user still due at %v", due)
+	}
+	b.clk.Advance(time.Minute)
+	b.wait("ok", map[string]int{"pull": 1})
+	if n := len(b.prov.Pulls("bob")); n != 1 {
+		t.Fatalf("bob pulled %d times, want only the first", n)
+	}
+	// New consent: bob is back in the next slot.
+	b.put(in, "bob")
+	b.clk.Advance(time.Minute)
+	b.wait("ok", map[string]int{"pull": 2})
+	if n := len(b.prov.Pulls("bob")); n != 2 {
+		t.Fatalf("bob pulled %d times after re-consent, want 2", n)
+	}
+}
+
+func TestPushOrderAndDeadLetter(t *testing.T) {
+	b := setup(t, `jobs: [{name: push, kind: push, schedule: "@every 1m", retry: {attempts: 2, initial: 1s, max: 2s}}]`)
+	in := b.instance(true)
+	b.put(in, "dora")
+	b.outbox("dora", "a", "b", "poison-1", "c", "d")
+	ctx := context.Background()
+	// Run 1 delivers a and b, fails on the poison item; two retries fail
+	// too; the third failure dead-letters it and c, d go through.
+	b.clk.Advance(time.Minute)
+	for i := 0; i < 2; i++ {
+		r := b.wait("failed", map[string]int{"push": 1})
+		if last := r[len(r)-1]; last.Next.Sub(b.clk.Now()) > 2*time.Second {
+			t.Fatalf("retry %d at %v, want within the retry policy", i, last.Next)
+		}
+		b.clk.Advance(2 * time.Second)
+	}
+	b.wait("ok", map[string]int{"push": 1})
+	var got []string
+	for _, it := range b.prov.Pushed("dora") {
+		got = append(got, string(it.Data))
+	}
+	if strings.Join(got, ",") != "a,b,c,d" {
+		t.Fatalf("pushed %v, want a,b,c,d", got)
+	}
+	dead, err := b.rdb.XRange(ctx, b.store.DeadKey("dora"), "-", "+").Result()
+	if err != nil || len(dead) != 1 || dead[0].Values["data"] != "poison-1" || !strings.Contains(dead[0].Values["error"].(string), "http_400") {
+		t.Fatalf("dead letters %v, %v", dead, err)
+	}
+	if n, _ := b.rdb.XLen(ctx, b.store.OutboxKey("dora")).Result(); n != 0 {
+		t.Fatalf("outbox still holds %d", n)
+	}
+}
+
+func TestSyncAddsChangesAndRemovesJobs(t *testing.T) {
+	b := setup(t, `jobs: [{name: daily, kind: pull, schedule: "0 3 * * *"}]`)
+	in := b.instance(false)
+	b.put(in, userIDs(30)...)
+	ctx := context.Background()
+	if err := in.runner.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	due, _ := b.store.DueAt(ctx, jobs.SetName("daily"), "u0001")
+	if want := time.Date(2026, 6, 2, 3, 0, 0, 0, time.UTC); !due.Equal(want) {
+		t.Fatalf("daily due %v, want %v", due, want)
+	}
+	// Edit the schedule and add a job: one Sync re-scores and schedules.
+	b.jobs = parseJobs(t, `jobs:
+  - {name: daily, kind: pull, schedule: "*/5 * * * *"}
+  - {name: hourly, kind: push, schedule: "@hourly"}
+`)
+	in2 := b.instance(false)
+	if err := in2.runner.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := b.store.DueAt(ctx, jobs.SetName("daily"), "u0001"); !due.Equal(t0.Add(5 * time.Minute)) {
+		t.Fatalf("re-scored due %v", due)
+	}
+	if n, _ := b.store.DueCount(ctx, jobs.SetName("hourly"), t0.Add(time.Hour)); n != 30 {
+		t.Fatalf("hourly scheduled %d users", n)
+	}
+	// Remove daily.
+	b.jobs = parseJobs(t, `jobs: [{name: hourly, kind: push, schedule: "@hourly"}]`)
+	if err := b.instance(false).runner.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.store.DueCount(ctx, jobs.SetName("daily"), t0.Add(48*time.Hour)); n != 0 {
+		t.Fatalf("removed job still has %d entries", n)
+	}
+}
+
+func TestPauseAndTrigger(t *testing.T) {
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@daily"}]`)
+	in := b.instance(true)
+	b.put(in, "erin", "fred")
+	ctx := context.Background()
+	if _, err := in.runner.Trigger(ctx, "pull", "erin"); err != nil {
+		t.Fatal(err)
+	}
+	b.wait("ok", map[string]int{"pull": 1})
+	if len(b.prov.Pulls("erin")) != 1 || len(b.prov.Pulls("fred")) != 0 {
+		t.Fatal("trigger ran the wrong users")
+	}
+	if _, err := in.runner.Trigger(ctx, "nope", ""); err == nil {
+		t.Fatal("trigger of an unknown job succeeded")
+	}
+	if err := in.runner.SetPaused(ctx, "pull", true); err != nil {
+		t.Fatal(err)
+	}
+	paused, _ := b.store.PausedJobs(ctx)
+	if !paused["pull"] {
+		t.Fatal("not paused")
+	}
+	if err := in.runner.SetPaused(ctx, "pull", false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := in.runner.Trigger(ctx, "pull", ""); err != nil || n != 2 {
+		t.Fatalf("trigger all: %d %v", n, err)
+	}
+	b.wait("ok", map[string]int{"pull": 2})
+}
+
+var _ jobs.Store = (*redisstore.Store)(nil)
+var _ scheduler.Store = (*redisstore.Store)(nil)

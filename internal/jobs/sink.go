@@ -1,0 +1,171 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/provider"
+)
+
+// Sink receives pulled items. Deliver returns nil only once the item is
+// safely accepted: the pull's cursor moves past it only then.
+type Sink interface {
+	Deliver(ctx context.Context, user, job string, it provider.Item) error
+}
+
+// NewSink builds the sink a job's config describes.
+func NewSink(cfg config.SinkConfig, store Store, hc *http.Client, clk clock.Clock) (Sink, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	switch cfg.Kind {
+	case "dir":
+		return &dirSink{root: cfg.Path}, nil
+	case "webhook":
+		if hc == nil {
+			hc = &http.Client{Timeout: 30 * time.Second}
+		}
+		return &webhookSink{url: cfg.URL, secret: []byte(cfg.Secret), hc: hc, clock: clk}, nil
+	case "redis", "":
+		stream, maxLen := cfg.Stream, cfg.MaxLen
+		if stream == "" {
+			stream, maxLen = "pulled", 100000
+		}
+		return &redisSink{store: store, stream: stream, maxLen: maxLen, clock: clk}, nil
+	}
+	return nil, fmt.Errorf("sink: unknown kind %q", cfg.Kind)
+}
+
+// dirSink writes one file per item: root/<user>/<job>/<item>, atomically
+// (temporary file, fsync, rename), so a reader never sees half an item.
+type dirSink struct{ root string }
+
+func (s *dirSink) Deliver(_ context.Context, user, job string, it provider.Item) error {
+	dir := filepath.Join(s.root, url.PathEscape(user), url.PathEscape(job))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("dir sink: %w", err)
+	}
+	name := url.PathEscape(it.Name)
+	if name == "" || name == "." || name == ".." {
+		name = "item-" + strconv.FormatInt(it.UpdatedAt.UnixMilli(), 10)
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("dir sink: %w", err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(it.Data)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("dir sink: %w", werr)
+	}
+	return nil
+}
+
+// webhookSink POSTs each item, signed: X-Syncd-Signature is
+// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>", so the
+// receiver can check origin and freshness. 5xx, 429 and network errors
+// are retried with backoff until the job's timeout.
+type webhookSink struct {
+	url    string
+	secret []byte
+	hc     *http.Client
+	clock  clock.Clock
+}
+
+// Sign returns the X-Syncd-Signature value for body at time t.
+func Sign(secret, body []byte, t time.Time) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *webhookSink) Deliver(ctx context.Context, user, job string, it provider.Item) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
+	op := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(it.Data))
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		ct := it.MimeType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("X-Syncd-User", user)
+		req.Header.Set("X-Syncd-Job", job)
+		req.Header.Set("X-Syncd-Item", it.Name)
+		if !it.UpdatedAt.IsZero() {
+			req.Header.Set("X-Syncd-Updated", it.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		}
+		req.Header.Set("X-Syncd-Signature", Sign(s.secret, it.Data, s.clock.Now()))
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			return fmt.Errorf("webhook sink: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		switch {
+		case resp.StatusCode < 300:
+			return nil
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			return fmt.Errorf("webhook sink: http %d", resp.StatusCode)
+		}
+		return backoff.Permanent(fmt.Errorf("webhook sink: http %d", resp.StatusCode))
+	}
+	err := backoff.Retry(op, backoff.WithContext(bo, ctx))
+	var pe *backoff.PermanentError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// redisSink appends each item to a capped stream: fields user, job, name,
+// mime_type, updated (RFC 3339), metadata (JSON), data.
+type redisSink struct {
+	store  Store
+	stream string
+	maxLen int64
+	clock  clock.Clock
+}
+
+func (s *redisSink) Deliver(ctx context.Context, user, job string, it provider.Item) error {
+	v := map[string]any{"user": user, "job": job, "name": it.Name, "mime_type": it.MimeType, "data": it.Data}
+	if !it.UpdatedAt.IsZero() {
+		v["updated"] = it.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	if len(it.Metadata) > 0 {
+		v["metadata"] = string(it.Metadata)
+	}
+	return s.store.SinkAdd(ctx, s.stream, s.maxLen, v)
+}

@@ -1,0 +1,311 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/scheduler"
+)
+
+// Job keys (prefix P):
+//
+//	P{u:ID}:jobs        hash   per (job, user): JOB:lr JOB:ls JOB:cf JOB:le JOB:cur, JOB:a:STREAMID (outbox attempts)
+//	P{u:ID}:outbox      stream the app's push items: data, mime_type, accounts, tags, id
+//	P{u:ID}:dead        stream dead letters: the item's fields plus job, error, at
+//	Pjobdefs            hash   job name -> fingerprint of its schedule (detects edits)
+//	Pjobpaused          hash   job name -> "1" while paused by an operator
+//	Pjobstat:JOB:MINUTE hash   ok, failed run counts (expire after 2h)
+//	Plock:NAME          string a short lock (owner)
+func (s *Store) jobsKey(user string) string   { return s.prefix + "{u:" + user + "}:jobs" }
+func (s *Store) outboxKey(user string) string { return s.prefix + "{u:" + user + "}:outbox" }
+func (s *Store) deadKey(user string) string   { return s.prefix + "{u:" + user + "}:dead" }
+func (s *Store) jobStatKey(job string, minute int64) string {
+	return s.prefix + "jobstat:" + job + ":" + strconv.FormatInt(minute, 10)
+}
+
+// OutboxKey is the stream an app appends push items to for user.
+func (s *Store) OutboxKey(user string) string { return s.outboxKey(user) }
+
+// DeadKey is user's dead-letter stream.
+func (s *Store) DeadKey(user string) string { return s.deadKey(user) }
+
+// AddDue implements jobs.Store.
+func (s *Store) AddDue(ctx context.Context, set string, entries []scheduler.Entry) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, e := range entries {
+			p.ZAddNX(ctx, s.dueKey(set, scheduler.Shard(e.Member, s.shards)), redis.Z{Score: float64(ms(e.At)), Member: e.Member})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add due %s: %w", set, err)
+	}
+	return nil
+}
+
+// RescoreDue implements jobs.Store.
+func (s *Store) RescoreDue(ctx context.Context, set string, next func(string) time.Time) (int, error) {
+	n := 0
+	for sh := range s.shards {
+		key := s.dueKey(set, sh)
+		var cursor uint64
+		for {
+			vals, nc, err := s.rdb.ZScan(ctx, key, cursor, "", 1000).Result()
+			if err != nil {
+				return n, fmt.Errorf("rescore %s: %w", set, err)
+			}
+			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i := 0; i+1 < len(vals); i += 2 {
+					p.ZAddXX(ctx, key, redis.Z{Score: float64(ms(next(vals[i]))), Member: vals[i]})
+				}
+				return nil
+			})
+			if err != nil {
+				return n, fmt.Errorf("rescore %s: %w", set, err)
+			}
+			n += len(vals) / 2
+			if cursor = nc; cursor == 0 {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+// DropDue implements jobs.Store.
+func (s *Store) DropDue(ctx context.Context, set string) error {
+	for sh := range s.shards {
+		if err := s.rdb.Unlink(ctx, s.dueKey(set, sh)).Err(); err != nil {
+			return fmt.Errorf("drop %s: %w", set, err)
+		}
+	}
+	return nil
+}
+
+// OldestDue implements jobs.Store.
+func (s *Store) OldestDue(ctx context.Context, set string) (time.Time, error) {
+	cmds := make([]*redis.ZSliceCmd, s.shards)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.ZRangeWithScores(ctx, s.dueKey(set, i), 0, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("oldest due %s: %w", set, err)
+	}
+	var oldest int64
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			if v := int64(z.Score); oldest == 0 || v < oldest {
+				oldest = v
+			}
+		}
+	}
+	return fromMS(oldest), nil
+}
+
+// JobState implements jobs.Store.
+func (s *Store) JobState(ctx context.Context, user, job string) (jobs.State, error) {
+	v, err := s.rdb.HMGet(ctx, s.jobsKey(user), job+":lr", job+":ls", job+":cf", job+":le", job+":cur").Result()
+	if err != nil {
+		return jobs.State{}, fmt.Errorf("job state: %w", err)
+	}
+	str := func(i int) string { x, _ := v[i].(string); return x }
+	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
+	return jobs.State{LastRun: fromMS(num(0)), LastSuccess: fromMS(num(1)), Failures: int(num(2)), LastError: str(3), Cursor: str(4)}, nil
+}
+
+// SaveRun implements jobs.Store: the outcome and the minute's counter in
+// one round trip.
+func (s *Store) SaveRun(ctx context.Context, user, job string, st jobs.State, ok bool, now time.Time) error {
+	stat := s.jobStatKey(job, now.Unix()/60)
+	field := "failed"
+	if ok {
+		field = "ok"
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.jobsKey(user), job+":lr", ms(st.LastRun), job+":ls", ms(st.LastSuccess), job+":cf", st.Failures, job+":le", st.LastError)
+		p.HIncrBy(ctx, stat, field, 1)
+		p.Expire(ctx, stat, 2*time.Hour)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save run: %w", err)
+	}
+	return nil
+}
+
+// SaveCursor implements jobs.Store.
+func (s *Store) SaveCursor(ctx context.Context, user, job, cursor string) error {
+	if err := s.rdb.HSet(ctx, s.jobsKey(user), job+":cur", cursor).Err(); err != nil {
+		return fmt.Errorf("save cursor: %w", err)
+	}
+	return nil
+}
+
+// JobStats implements jobs.Store.
+func (s *Store) JobStats(ctx context.Context, job string, since, now time.Time) (int64, int64, error) {
+	var cmds []*redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for m := since.Unix() / 60; m <= now.Unix()/60; m++ {
+			cmds = append(cmds, p.HMGet(ctx, s.jobStatKey(job, m), "ok", "failed"))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("job stats: %w", err)
+	}
+	var ok, failed int64
+	for _, c := range cmds {
+		v := c.Val()
+		a, _ := v[0].(string)
+		b, _ := v[1].(string)
+		x, _ := strconv.ParseInt(a, 10, 64)
+		y, _ := strconv.ParseInt(b, 10, 64)
+		ok, failed = ok+x, failed+y
+	}
+	return ok, failed, nil
+}
+
+// Outbox implements jobs.Store.
+func (s *Store) Outbox(ctx context.Context, user string, n int) ([]jobs.OutboxItem, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.outboxKey(user), "-", "+", int64(n)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	out := make([]jobs.OutboxItem, len(msgs))
+	for i, m := range msgs {
+		str := func(k string) string { v, _ := m.Values[k].(string); return v }
+		out[i] = jobs.OutboxItem{StreamID: m.ID, ID: str("id"), Data: []byte(str("data")), MimeType: str("mime_type"),
+			Accounts: splitList(str("accounts")), Tags: splitList(str("tags"))}
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	out := parts[:0]
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Attempt implements jobs.Store.
+func (s *Store) Attempt(ctx context.Context, user, job, streamID string) (int, error) {
+	n, err := s.rdb.HIncrBy(ctx, s.jobsKey(user), job+":a:"+streamID, 1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("outbox attempt: %w", err)
+	}
+	return int(n), nil
+}
+
+// Delivered implements jobs.Store.
+func (s *Store) Delivered(ctx context.Context, user, job, streamID string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XDel(ctx, s.outboxKey(user), streamID)
+		p.HDel(ctx, s.jobsKey(user), job+":a:"+streamID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox delivered: %w", err)
+	}
+	return nil
+}
+
+// DeadLetter implements jobs.Store. Dead letter first, then removal: a
+// crash between the two leaves the item in both, never in neither.
+func (s *Store) DeadLetter(ctx context.Context, user, job string, it jobs.OutboxItem, lastErr string, now time.Time) error {
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.deadKey(user), MaxLen: 10000, Approx: true, Values: []any{
+		"id", it.ID, "data", it.Data, "mime_type", it.MimeType, "accounts", strings.Join(it.Accounts, ","),
+		"tags", strings.Join(it.Tags, ","), "outbox_id", it.StreamID, "job", job, "error", lastErr, "at", now.UTC().Format(time.RFC3339Nano),
+	}}).Err()
+	if err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	return s.Delivered(ctx, user, job, it.StreamID)
+}
+
+// SinkAdd implements jobs.Store.
+func (s *Store) SinkAdd(ctx context.Context, stream string, maxLen int64, values map[string]any) error {
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.prefix + stream, MaxLen: maxLen, Approx: true, Values: values}).Err()
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", stream, err)
+	}
+	return nil
+}
+
+// JobDefs implements jobs.Store.
+func (s *Store) JobDefs(ctx context.Context) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, s.prefix+"jobdefs").Result()
+	if err != nil {
+		return nil, fmt.Errorf("job defs: %w", err)
+	}
+	return m, nil
+}
+
+// SetJobDef implements jobs.Store.
+func (s *Store) SetJobDef(ctx context.Context, name, fp string) error {
+	return s.rdb.HSet(ctx, s.prefix+"jobdefs", name, fp).Err()
+}
+
+// DelJobDef implements jobs.Store.
+func (s *Store) DelJobDef(ctx context.Context, name string) error {
+	return s.rdb.HDel(ctx, s.prefix+"jobdefs", name).Err()
+}
+
+// PausedJobs implements jobs.Store.
+func (s *Store) PausedJobs(ctx context.Context) (map[string]bool, error) {
+	m, err := s.rdb.HGetAll(ctx, s.prefix+"jobpaused").Result()
+	if err != nil {
+		return nil, fmt.Errorf("paused jobs: %w", err)
+	}
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out, nil
+}
+
+// SetPaused implements jobs.Store.
+func (s *Store) SetPaused(ctx context.Context, name string, paused bool) error {
+	var err error
+	if paused {
+		err = s.rdb.HSet(ctx, s.prefix+"jobpaused", name, "1").Err()
+	} else {
+		err = s.rdb.HDel(ctx, s.prefix+"jobpaused", name).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("pause %s: %w", name, err)
+	}
+	return nil
+}
+
+// TryLock implements jobs.Store.
+func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.prefix+"lock:"+name, owner, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// Unlock implements jobs.Store.
+func (s *Store) Unlock(ctx context.Context, name, owner string) error {
+	if err := unlockScript.Run(ctx, s.rdb, []string{s.prefix + "lock:" + name}, owner).Err(); err != nil {
+		return fmt.Errorf("unlock %s: %w", name, err)
+	}
+	return nil
+}
