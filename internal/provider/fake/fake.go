@@ -9,9 +9,9 @@ package fake
 import (
 	"context"
 	"encoding/hex"
+	"math/rand/v2"
 	"strconv"
 	"strings"
-	"math/rand/v2"
 	"sync"
 	"time"
 
