@@ -1,0 +1,20 @@
+// Package digimefake is an HTTP server that speaks the digi.me API (v1.7)
+// the way the public digi.me SDKs do, so syncd's digi.me client can be
+// tested end to end and `syncd demo` has something to talk to. The wire
+// protocol it follows is written up in shared/digime-protocol.md.
+//
+// It owns: request JWT checks (PS512 with the contract key, client_id,
+// nonce replay, millisecond timestamp window), the JWKS, refresh with
+// rotation (oauth/token), pull sessions (trigger, file list moving
+// pending→running→completed|partial, encrypted file download in the
+// RSA-OAEP-SHA1 + AES-256-CBC layout, optionally gzip or brotli), direct
+// import with a FileDescriptor JWT, and fault knobs (latency, random 500s,
+// outages with Retry-After), all deterministic under a seed where they are
+// random. Tests drive it through Issue, Revoke, InvalidateAccess, AddFile,
+// SetPartial, SetOutage and read it back through Imports, Stats, Secrets.
+//
+// It does not implement the browser onboarding flow (oauth/authorize,
+// grant_type=authorization_code, oauth/token/reference), accounts,
+// deletion, push to providers (FHIR) or the cloud storage API; those
+// requests get an error answer. Users get tokens from Issue.
+package digimefake
