@@ -27,6 +27,7 @@ type cli struct {
 	srv    *redistest.Server
 	dir    string
 	config string
+	jobs   string
 }
 
 func newCLI(t *testing.T) *cli {
@@ -46,7 +47,7 @@ encryption:
   keys:
     %s
 providers: [{name: digime, kind: fake}]
-`, c.srv.URL, c.srv.Prefix, primary, keys)
+%s`, c.srv.URL, c.srv.Prefix, primary, keys, c.jobs)
 	if err := os.WriteFile(c.config, []byte(doc), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
@@ -320,5 +321,64 @@ func TestUsersDisableEnable(t *testing.T) {
 	}
 	if got, want := strings.Join(seen, " "), ">active:token_stored active>disabled:operator disabled>active:operator"; got != want {
 		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+func TestJobCommands(t *testing.T) {
+	c := newCLI(t)
+	c.jobs = `jobs:
+  - {name: pull-daily, kind: pull, schedule: "30 2 * * *", timezone: America/New_York, spread: 30m}
+  - {name: push-often, kind: push, schedule: "@every 5m"}
+`
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	code, out, errOut := c.run("", "config", "check")
+	if code != 0 || !strings.Contains(out, "2 jobs") || strings.Count(out, "02:30:00 E") != 3 {
+		t.Fatalf("config check: %d %q %q", code, out, errOut)
+	}
+	for _, u := range []string{"gus", "hal"} {
+		if code, _, errOut := c.run(oauthToken("AT-"+u, "RT-"+u), "token", "put", "--user", u); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	// token put scheduled both users for both jobs.
+	code, out, _ = c.run("", "users", "show", "gus", "--json")
+	var show struct {
+		User string
+		Jobs []struct {
+			Job     string
+			NextRun *time.Time `json:"next_run"`
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &show) != nil || len(show.Jobs) != 2 || show.Jobs[0].NextRun == nil || show.Jobs[1].NextRun == nil {
+		t.Fatalf("users show: %d %q", code, out)
+	}
+	if code, out, _ := c.run("", "jobs", "trigger", "push-often", "--user", "hal"); code != 0 || out != "job push-often: 1 users due now\n" {
+		t.Fatalf("trigger: %d %q", code, out)
+	}
+	if code, out, _ := c.run("", "jobs", "pause", "pull-daily"); code != 0 || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %d %q", code, out)
+	}
+	code, out, _ = c.run("", "jobs", "list", "--json")
+	var list []struct {
+		Name   string
+		Paused bool
+		DueNow int64 `json:"users_due_now"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || !list[0].Paused || list[1].DueNow != 1 {
+		t.Fatalf("jobs list: %d %q", code, out)
+	}
+	if code, _, _ := c.run("", "jobs", "resume", "pull-daily"); code != 0 {
+		t.Fatal("resume failed")
+	}
+	if code, _, errOut := c.run("", "jobs", "trigger", "nope"); code != 2 || !strings.Contains(errOut, `unknown job "nope"`) {
+		t.Fatalf("trigger unknown: %d %q", code, errOut)
+	}
+	if code, _, errOut := c.run("", "users", "show", "nobody"); code != 2 || !strings.Contains(errOut, "no token stored") {
+		t.Fatalf("show unknown: %d %q", code, errOut)
+	}
+	c.jobs = "jobs: [{name: bad, kind: pull, schedule: \"*/61 * * * *\"}]\n"
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	if code, _, errOut := c.run("", "config", "check"); code != 2 || !strings.Contains(errOut, `jobs[0].schedule: invalid cron spec "*/61 * * * *"`) {
+		t.Fatalf("bad config check: %d %q", code, errOut)
 	}
 }

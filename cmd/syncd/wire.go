@@ -13,12 +13,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Compile-time checks that the store serves its consumers.
-var _ tokens.Store = (*redisstore.Store)(nil)
+var (
+	_ tokens.Store = (*redisstore.Store)(nil)
+	_ jobs.Store   = (*redisstore.Store)(nil)
+)
 
 var errHelp = errors.New("help shown")
 
@@ -134,9 +138,34 @@ func policy(p config.ProviderConfig) tokens.Policy {
 	}
 }
 
+// runner builds the job runner. clients maps provider names to job
+// providers; nil entries schedule but cannot run (the CLI).
+func (d *deps) runner(clients map[string]jobs.Provider, sources jobs.TokenSources, opt jobs.Options) (*jobs.Runner, error) {
+	entries := make(map[string]jobs.ProviderEntry, len(d.cfg.Providers))
+	for _, p := range d.cfg.Providers {
+		entries[p.Name] = jobs.ProviderEntry{Provider: clients[p.Name], RateLimit: p.RateLimit, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}
+	}
+	rc := d.cfg.Runner
+	opt.Workers, opt.Batch, opt.Lease, opt.PollInterval = rc.Workers, rc.Batch, rc.Lease, rc.PollInterval
+	opt.Logger = d.log
+	r, err := jobs.NewRunner(d.store, sources, entries, d.cfg.Jobs, opt)
+	if err != nil {
+		return nil, inputError{fmt.Errorf("config: %w", err)}
+	}
+	return r, nil
+}
+
 // refresher builds a Refresher; providers maps provider names to clients
-// (nil entries store tokens only, as the CLI does).
+// (nil entries store tokens only, as the CLI does). Stored tokens and
+// state changes keep the users' job schedules in step.
 func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options) (*tokens.Refresher, error) {
+	if opt.OnChange == nil {
+		runner, err := d.runner(nil, nil, jobs.Options{})
+		if err != nil {
+			return nil, err
+		}
+		opt.OnChange = runner.UserChanged
+	}
 	entries := make(map[string]tokens.ProviderEntry, len(d.cfg.Providers))
 	for _, p := range d.cfg.Providers {
 		entries[p.Name] = tokens.ProviderEntry{Provider: clients[p.Name], Policy: policy(p)}

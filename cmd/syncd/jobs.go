@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+func slotTiming(j config.JobConfig) scheduler.Timing {
+	return scheduler.Timing{Schedule: j.Schedule, Missed: string(j.Missed), Salt: j.Name}
+}
+
+func cmdConfigCheck(_ context.Context, args []string, e env) error {
+	fs, cfgPath := flags("config check", e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := config.Path(*cfgPath, e.getenv)
+	cfg, err := loadConfig(*cfgPath, e)
+	if err != nil {
+		return err
+	}
+	if _, err := keyring(cfg); err != nil {
+		return inputError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	fmt.Fprintf(e.stdout, "config %s is valid: %d providers, %d jobs\n", path, len(cfg.Providers), len(cfg.Jobs))
+	now := time.Now()
+	for _, j := range cfg.Jobs {
+		tm := slotTiming(j)
+		fmt.Fprintf(e.stdout, "job %s (%s, provider %s, %q in %s, spread %s, missed %s", j.Name, j.Kind, j.Provider, j.Spec, j.Location, j.Spread, j.Missed)
+		if j.Paused {
+			fmt.Fprint(e.stdout, ", paused")
+		}
+		fmt.Fprintln(e.stdout, "): next runs")
+		t := now
+		for range 3 {
+			t = tm.Next("", t)
+			fmt.Fprintf(e.stdout, "  %s\n", t.In(j.Location).Format("2006-01-02 15:04:05 MST"))
+		}
+	}
+	return nil
+}
+
+type jobView struct {
+	Name       string    `json:"name"`
+	Kind       string    `json:"kind"`
+	Provider   string    `json:"provider"`
+	Schedule   string    `json:"schedule"`
+	Timezone   string    `json:"timezone"`
+	Paused     bool      `json:"paused"`
+	NextSlot   time.Time `json:"next_slot"`
+	DueNow     int64     `json:"users_due_now"`
+	LagSeconds float64   `json:"lag_seconds"`
+	RunsHour   int64     `json:"runs_last_hour"`
+	FailedHour int64     `json:"failures_last_hour"`
+}
+
+func cmdJobsList(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("jobs list", e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	paused, err := d.store.PausedJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("jobs list: %w", err)
+	}
+	now := time.Now()
+	views := make([]jobView, 0, len(d.cfg.Jobs))
+	for _, j := range d.cfg.Jobs {
+		set := jobs.SetName(j.Name)
+		due, err := d.store.DueCount(ctx, set, now)
+		if err != nil {
+			return fmt.Errorf("jobs list: %w", err)
+		}
+		oldest, err := d.store.OldestDue(ctx, set)
+		if err != nil {
+			return fmt.Errorf("jobs list: %w", err)
+		}
+		ok, failed, err := d.store.JobStats(ctx, j.Name, now.Add(-time.Hour), now)
+		if err != nil {
+			return fmt.Errorf("jobs list: %w", err)
+		}
+		v := jobView{Name: j.Name, Kind: string(j.Kind), Provider: j.Provider, Schedule: j.Spec, Timezone: j.Location.String(),
+			Paused: j.Paused || paused[j.Name], NextSlot: slotTiming(j).Next("", now).In(j.Location), DueNow: due,
+			RunsHour: ok + failed, FailedHour: failed}
+		if !oldest.IsZero() && oldest.Before(now) {
+			v.LagSeconds = now.Sub(oldest).Round(time.Second).Seconds()
+		}
+		views = append(views, v)
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, views)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tKIND\tPROVIDER\tSCHEDULE\tZONE\tNEXT SLOT\tDUE NOW\tLAG\tRUNS/1H\tFAILED/1H\tPAUSED")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%v\n", v.Name, v.Kind, v.Provider, v.Schedule, v.Timezone,
+			v.NextSlot.Format("2006-01-02 15:04:05 MST"), v.DueNow, time.Duration(v.LagSeconds)*time.Second, v.RunsHour, v.FailedHour, v.Paused)
+	}
+	return tw.Flush()
+}
+
+// openCmd loads the config and opens storage.
+func openCmd(ctx context.Context, cfgPath string, e env) (*deps, error) {
+	cfg, err := loadConfig(cfgPath, e)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, cfg, e)
+}
+
+func cmdJobsTrigger(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("jobs trigger", e)
+	user := fs.String("user", "", "only this user (default: every scheduled user)")
+	name, rest := splitName(args)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if name == "" {
+		return badInput("jobs trigger: want a job name: syncd jobs trigger NAME [--user ID]")
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	r, err := d.runner(nil, nil, jobs.Options{})
+	if err != nil {
+		return err
+	}
+	if _, ok := r.Timing(name); !ok {
+		return badInput("jobs trigger: unknown job %q", name)
+	}
+	n, err := r.Trigger(ctx, name, *user)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return badInput("jobs trigger: no token stored for user %q", *user)
+	}
+	if err != nil {
+		return fmt.Errorf("jobs trigger: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "job %s: %d users due now\n", name, n)
+	return nil
+}
+
+// splitName takes a leading positional argument (the job name) off args
+// so flags may follow it.
+func splitName(args []string) (string, []string) {
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return "", args
+}
+
+func cmdJobsPause(ctx context.Context, args []string, e env) error {
+	return pauseJob(ctx, "jobs pause", args, e, true)
+}
+
+func cmdJobsResume(ctx context.Context, args []string, e env) error {
+	return pauseJob(ctx, "jobs resume", args, e, false)
+}
+
+func pauseJob(ctx context.Context, cmd string, args []string, e env, paused bool) error {
+	fs, cfgPath := flags(cmd, e)
+	name, rest := splitName(args)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if name == "" {
+		return badInput("%s: want a job name", cmd)
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	r, err := d.runner(nil, nil, jobs.Options{})
+	if err != nil {
+		return err
+	}
+	if _, ok := r.Timing(name); !ok {
+		return badInput("%s: unknown job %q", cmd, name)
+	}
+	if err := r.SetPaused(ctx, name, paused); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	word := "resumed"
+	if paused {
+		word = "paused"
+	}
+	fmt.Fprintf(e.stdout, "job %s %s on every replica\n", name, word)
+	return nil
+}
+
+type userJobView struct {
+	Job         string     `json:"job"`
+	NextRun     *time.Time `json:"next_run,omitempty"`
+	LastRun     *time.Time `json:"last_run,omitempty"`
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	Failures    int        `json:"failures"`
+	LastError   string     `json:"last_error,omitempty"`
+}
+
+func cmdUsersShow(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("users show", e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	user, rest := splitName(args)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if user == "" {
+		return badInput("users show: want a user id: syncd users show ID [--json]")
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rec, err := d.store.Load(ctx, user)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return badInput("users show: no token stored for user %q", user)
+	}
+	if err != nil {
+		return fmt.Errorf("users show: %w", err)
+	}
+	now := time.Now()
+	next, err := d.store.DueAt(ctx, tokens.RefreshSet, user)
+	if err != nil {
+		return fmt.Errorf("users show: %w", err)
+	}
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	out := struct {
+		tokens.Status
+		Jobs []userJobView `json:"jobs"`
+	}{Status: tokens.StatusOf(rec, next, now)}
+	for _, j := range d.cfg.Jobs {
+		if j.Provider != rec.Provider {
+			continue
+		}
+		due, err := d.store.DueAt(ctx, jobs.SetName(j.Name), user)
+		if err != nil {
+			return fmt.Errorf("users show: %w", err)
+		}
+		st, err := d.store.JobState(ctx, user, j.Name)
+		if err != nil {
+			return fmt.Errorf("users show: %w", err)
+		}
+		out.Jobs = append(out.Jobs, userJobView{Job: j.Name, NextRun: opt(due), LastRun: opt(st.LastRun), LastSuccess: opt(st.LastSuccess),
+			Failures: st.Failures, LastError: st.LastError})
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "user\t%s\nprovider\t%s\nstate\t%s (%s since %s)\naccess expires\t%s\nnext refresh\t%s\nrefresh failures\t%d %s\n",
+		rec.UserID, rec.Provider, rec.State, rec.StateReason, fmtTime(rec.StateAt), fmtTime(rec.AccessExpiry), fmtPtr(out.NextRefresh), rec.Failures, rec.LastError)
+	if !rec.State.Runnable() {
+		fmt.Fprintf(tw, "jobs\tnot running: the user is %s\n", rec.State)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nJOB\tNEXT RUN\tLAST RUN\tLAST SUCCESS\tFAILURES\tLAST ERROR")
+	for _, j := range out.Jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", j.Job, fmtPtr(j.NextRun), fmtPtr(j.LastRun), fmtPtr(j.LastSuccess), j.Failures, j.LastError)
+	}
+	return tw.Flush()
+}
