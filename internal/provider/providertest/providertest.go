@@ -39,6 +39,9 @@ type Harness struct {
 	InvalidateAccess func(user string)
 	// SeedData gives user something to pull (at least one item).
 	SeedData func(user string)
+	// Pushed returns the bodies the server accepted for user, in order;
+	// nil skips the push case.
+	Pushed func(user string) [][]byte
 }
 
 // Source is a TokenSource over one token that refreshes through the
@@ -135,6 +138,7 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 	t.Run("outage is transient", func(t *testing.T) {
+		t.Cleanup(func() { h.Outage(0, 0) })
 		tok := h.Issue(t, "c-outage")
 		h.Outage(503, 0)
 		_, err := h.Client.Refresh(ctx, tok)
@@ -174,6 +178,23 @@ func Run(t *testing.T, h Harness) {
 		}
 		if len(items) == 0 || res.Delivered != len(items) || res.Cursor == "" {
 			t.Fatalf("pull after refresh: %d items, result %+v", len(items), res)
+		}
+	})
+	t.Run("push after 401 refreshes once", func(t *testing.T) {
+		if h.Pushed == nil {
+			t.Skip("harness has no Pushed")
+		}
+		tok := h.Issue(t, "c-push")
+		h.InvalidateAccess("c-push")
+		src := &Source{Client: h.Client, Tok: tok}
+		for _, body := range []string{"first", "second"} {
+			if err := h.Client.Push(ctx, "c-push", src, provider.PushItem{ID: body, Data: []byte(body), MimeType: "text/plain", Tags: []string{"t"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := h.Pushed("c-push")
+		if len(got) != 2 || string(got[0]) != "first" || string(got[1]) != "second" || src.Refreshs != 1 {
+			t.Fatalf("pushed %q with %d refreshes; want first, second and one refresh", got, src.Refreshs)
 		}
 	})
 }
