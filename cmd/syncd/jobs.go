@@ -48,20 +48,6 @@ func cmdConfigCheck(_ context.Context, args []string, e env) error {
 	return nil
 }
 
-type jobView struct {
-	Name       string    `json:"name"`
-	Kind       string    `json:"kind"`
-	Provider   string    `json:"provider"`
-	Schedule   string    `json:"schedule"`
-	Timezone   string    `json:"timezone"`
-	Paused     bool      `json:"paused"`
-	NextSlot   time.Time `json:"next_slot"`
-	DueNow     int64     `json:"users_due_now"`
-	LagSeconds float64   `json:"lag_seconds"`
-	RunsHour   int64     `json:"runs_last_hour"`
-	FailedHour int64     `json:"failures_last_hour"`
-}
-
 func cmdJobsList(ctx context.Context, args []string, e env) error {
 	fs, cfgPath := flags("jobs list", e)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -73,33 +59,13 @@ func cmdJobsList(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	paused, err := d.store.PausedJobs(ctx)
+	r, err := d.runner(nil, nil, jobs.Options{})
+	if err != nil {
+		return err
+	}
+	views, err := r.Overview(ctx, time.Now())
 	if err != nil {
 		return fmt.Errorf("jobs list: %w", err)
-	}
-	now := time.Now()
-	views := make([]jobView, 0, len(d.cfg.Jobs))
-	for _, j := range d.cfg.Jobs {
-		set := jobs.SetName(j.Name)
-		due, err := d.store.DueCount(ctx, set, now)
-		if err != nil {
-			return fmt.Errorf("jobs list: %w", err)
-		}
-		oldest, err := d.store.OldestDue(ctx, set)
-		if err != nil {
-			return fmt.Errorf("jobs list: %w", err)
-		}
-		ok, failed, err := d.store.JobStats(ctx, j.Name, now.Add(-time.Hour), now)
-		if err != nil {
-			return fmt.Errorf("jobs list: %w", err)
-		}
-		v := jobView{Name: j.Name, Kind: string(j.Kind), Provider: j.Provider, Schedule: j.Spec, Timezone: j.Location.String(),
-			Paused: j.Paused || paused[j.Name], NextSlot: slotTiming(j).Next("", now).In(j.Location), DueNow: due,
-			RunsHour: ok + failed, FailedHour: failed}
-		if !oldest.IsZero() && oldest.Before(now) {
-			v.LagSeconds = now.Sub(oldest).Round(time.Second).Seconds()
-		}
-		views = append(views, v)
 	}
 	if *asJSON {
 		return writeJSON(e.stdout, views)
@@ -204,15 +170,6 @@ func pauseJob(ctx context.Context, cmd string, args []string, e env, paused bool
 	return nil
 }
 
-type userJobView struct {
-	Job         string     `json:"job"`
-	NextRun     *time.Time `json:"next_run,omitempty"`
-	LastRun     *time.Time `json:"last_run,omitempty"`
-	LastSuccess *time.Time `json:"last_success,omitempty"`
-	Failures    int        `json:"failures"`
-	LastError   string     `json:"last_error,omitempty"`
-}
-
 func cmdUsersShow(ctx context.Context, args []string, e env) error {
 	fs, cfgPath := flags("users show", e)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -240,31 +197,18 @@ func cmdUsersShow(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("users show: %w", err)
 	}
-	opt := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		return &t
+	r, err := d.runner(nil, nil, jobs.Options{})
+	if err != nil {
+		return err
+	}
+	uj, err := r.UserJobs(ctx, user, rec.Provider)
+	if err != nil {
+		return fmt.Errorf("users show: %w", err)
 	}
 	out := struct {
 		tokens.Status
-		Jobs []userJobView `json:"jobs"`
-	}{Status: tokens.StatusOf(rec, next, now)}
-	for _, j := range d.cfg.Jobs {
-		if j.Provider != rec.Provider {
-			continue
-		}
-		due, err := d.store.DueAt(ctx, jobs.SetName(j.Name), user)
-		if err != nil {
-			return fmt.Errorf("users show: %w", err)
-		}
-		st, err := d.store.JobState(ctx, user, j.Name)
-		if err != nil {
-			return fmt.Errorf("users show: %w", err)
-		}
-		out.Jobs = append(out.Jobs, userJobView{Job: j.Name, NextRun: opt(due), LastRun: opt(st.LastRun), LastSuccess: opt(st.LastSuccess),
-			Failures: st.Failures, LastError: st.LastError})
-	}
+		Jobs []jobs.UserJob `json:"jobs"`
+	}{Status: tokens.StatusOf(rec, next, now), Jobs: uj}
 	if *asJSON {
 		return writeJSON(e.stdout, out)
 	}
