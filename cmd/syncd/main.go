@@ -67,6 +67,7 @@ func init() {
 		{"jobs pause", "pause a job on every replica: jobs pause NAME", cmdJobsPause},
 		{"jobs resume", "resume a paused job: jobs resume NAME", cmdJobsResume},
 		{"keys rotate", "re-encrypt every token with the primary key", cmdKeysRotate},
+		{"fake-digime", "serve the fake digi.me API (for trying syncd without a contract)", cmdFakeDigime},
 		{"demo", "run syncd with an embedded Redis and a fake provider", cmdDemo},
 	}
 }

@@ -6,11 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
@@ -381,4 +385,92 @@ func TestJobCommands(t *testing.T) {
 	if code, _, errOut := c.run("", "config", "check"); code != 2 || !strings.Contains(errOut, `jobs[0].schedule: invalid cron spec "*/61 * * * *"`) {
 		t.Fatalf("bad config check: %d %q", code, errOut)
 	}
+}
+
+// The README's digi.me walk-through: the fake digi.me server onboards a
+// user, token put stores the token, and the real digi.me client refreshes
+// it against the fake.
+func TestFakeDigimeWithTokenPut(t *testing.T) {
+	c := newCLI(t)
+	keyFile := filepath.Join(c.dir, "contract.pem")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuf
+	out.init()
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"fake-digime", "--listen", "127.0.0.1:0", "--contract-key", keyFile, "--issue", "zoe", "--tokens-dir", c.dir},
+			env{stdin: strings.NewReader(""), stdout: &out, stderr: io.Discard, getenv: func(string) string { return "" }})
+	}()
+	base := ""
+	for base == "" {
+		select {
+		case code := <-done:
+			t.Fatalf("fake-digime exited %d: %s", code, out.String())
+		case <-out.wrote:
+			if s := out.String(); strings.Contains(s, "base_url ") {
+				base = strings.Fields(strings.SplitN(s, "base_url ", 2)[1])[0]
+				base = strings.TrimSuffix(base, ",")
+			}
+		}
+	}
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	doc, _ := os.ReadFile(c.config)
+	doc = bytes.Replace(doc, []byte("providers: [{name: digime, kind: fake}]"), []byte(fmt.Sprintf(
+		"providers: [{name: digime, kind: digime, digime: {base_url: %q, app_id: fake-app, contract_id: fake-contract, private_key_file: %q}}]", base, keyFile)), 1)
+	if err := os.WriteFile(c.config, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := c.run("", "token", "put", "--user", "zoe", "--file", filepath.Join(c.dir, "zoe.json")); code != 0 {
+		t.Fatalf("token put: %d %q %q", code, out, errOut)
+	}
+	cfg, err := loadConfig(c.config, env{getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := buildProviders(cfg, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(c.dir, "zoe.json"))
+	tok, err := tokens.ParseToken(raw, tokens.ParseOptions{UserID: "zoe", Now: time.Now(), DefaultLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients["digime"].Refresh(context.Background(), tok); err != nil {
+		t.Fatalf("refresh against the fake: %v", err)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("fake-digime exit %d", code)
+	}
+}
+
+// syncBuf is a buffer safe for one writer and one reader, signalling
+// each write.
+type syncBuf struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
+	once  sync.Once
+}
+
+func (s *syncBuf) init() { s.once.Do(func() { s.wrote = make(chan struct{}, 1) }) }
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.init()
+	s.mu.Lock()
+	n, err := s.b.Write(p)
+	s.mu.Unlock()
+	select {
+	case s.wrote <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
