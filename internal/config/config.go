@@ -62,6 +62,37 @@ type Config struct {
 	// Jobs are the cron jobs run for every user of their provider; empty
 	// (the default) means syncd only refreshes tokens.
 	Jobs []JobConfig `yaml:"jobs"`
+	// Admin is the HTTP surface: health, readiness, metrics, JSON API.
+	Admin AdminConfig `yaml:"admin"`
+	// ShutdownGrace is how long SIGTERM waits for running work before
+	// handing the rest back to other replicas; default 25s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// StatsInterval is how often one replica counts users by state for
+	// the syncd_users gauge (a scan of every record); default 1m.
+	StatsInterval time.Duration `yaml:"stats_interval"`
+	// Alerts configures the optional re-auth webhook.
+	Alerts AlertsConfig `yaml:"alerts"`
+}
+
+// AdminConfig is the admin HTTP server.
+type AdminConfig struct {
+	// Listen is host:port; default 127.0.0.1:9464 (loopback only). Empty
+	// disables the server.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token every /v1 write must carry. Empty
+	// (the default) disables /v1 writes.
+	TokenFile string `yaml:"token_file"`
+	// Token is TokenFile's content, read by Validate.
+	Token string `yaml:"-"`
+}
+
+// AlertsConfig is the re-auth webhook: a signed POST (X-Syncd-Signature,
+// as the webhook sink) listing users flagged for re-authorization.
+type AlertsConfig struct {
+	// WebhookURL; empty (the default) disables the webhook.
+	WebhookURL string `yaml:"webhook_url"`
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
 }
 
 // RedisConfig says how to reach Redis and how syncd lays out its keys.
@@ -418,8 +449,11 @@ func DefaultConfig() *Config {
 			Batch:        256,
 			PollInterval: time.Second,
 		},
-		Providers: []ProviderConfig{p},
-		Jobs:      []JobConfig{},
+		Providers:     []ProviderConfig{p},
+		Jobs:          []JobConfig{},
+		Admin:         AdminConfig{Listen: "127.0.0.1:9464"},
+		ShutdownGrace: 25 * time.Second,
+		StatsInterval: time.Minute,
 	}
 }
 
@@ -571,6 +605,8 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	for i := range cfg.Encryption.Keys {
 		abs(&cfg.Encryption.Keys[i].SecretFile)
 	}
+	abs(&cfg.Admin.TokenFile)
+	abs(&cfg.Alerts.SecretFile)
 	for i := range cfg.Jobs {
 		abs(&cfg.Jobs[i].Sink.Path)
 		abs(&cfg.Jobs[i].Sink.SecretFile)

@@ -274,7 +274,7 @@ func TestValidationErrors(t *testing.T) {
 		{"retry max", "jobs:\n" + job("a", ", retry: {initial: 1h, max: 1m}"), `jobs[0].retry.max: 1m must be at least retry.initial 1h`},
 
 		// decoding
-		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs)`},
+		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts)`},
 		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},
@@ -956,6 +956,31 @@ func TestJobSinks(t *testing.T) {
 		{`jobs: [{name: a, kind: push, schedule: "@every 1m", sink: {kind: dir, path: x}}]`, `jobs[0].sink: only for pull jobs`},
 		{`runner: {workers: 0}`, `runner.workers: must be between 1 and 4096, got 0`},
 		{`providers: [{name: p, kind: fake, max_concurrency: 0}]`, `providers[0].max_concurrency: must be at least 1, got 0`},
+	} {
+		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestDaemonSettings(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte("0123456789abcdef-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(strings.NewReader(keyConfig+"admin: {listen: \"0.0.0.0:9464\", token_file: admin-token}\nshutdown_grace: 10s\n"), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Token != "0123456789abcdef-token" || cfg.ShutdownGrace != 10*time.Second || cfg.StatsInterval != time.Minute {
+		t.Fatalf("admin %+v grace %v", cfg.Admin, cfg.ShutdownGrace)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"admin: {listen: nonsense}", `admin.listen: invalid address "nonsense"`},
+		{"admin: {token_file: missing}", "admin.token_file: "},
+		{"alerts: {webhook_url: \"https://x/alerts\"}", "alerts.secret: required with alerts.webhook_url"},
+		{"shutdown_grace: 0s", "shutdown_grace: "},
 	} {
 		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -87,6 +88,7 @@ func (c *Config) Validate() error {
 	if c.Events.MaxLen < 100 {
 		p.add("events.max_len", "must be at least 100, got %d", c.Events.MaxLen)
 	}
+	c.validateDaemon(&p)
 	c.Refresher.validate(&p, "refresher")
 	c.Runner.validate(&p, "runner")
 	c.validateProviders(&p)
@@ -769,4 +771,41 @@ func orList(list []string) string {
 		return list[0]
 	}
 	return strings.Join(list[:len(list)-1], ", ") + " or " + list[len(list)-1]
+}
+
+func (c *Config) validateDaemon(p *problems) {
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			p.add("admin.listen", "invalid address %q: want host:port", c.Admin.Listen)
+		}
+	}
+	if c.Admin.TokenFile != "" {
+		s, err := readSecretFile(c.Admin.TokenFile)
+		switch {
+		case err != nil:
+			p.add("admin.token_file", "%v", err)
+		case len(s) < 16:
+			p.add("admin.token_file", "the token must be at least 16 characters, got %d", len(s))
+		default:
+			c.Admin.Token = s
+		}
+	}
+	positive(p, "shutdown_grace", c.ShutdownGrace)
+	positive(p, "stats_interval", c.StatsInterval)
+	a := &c.Alerts
+	if a.WebhookURL != "" {
+		checkURL(p, "alerts.webhook_url", a.WebhookURL)
+		switch {
+		case a.Secret != "" && a.SecretFile != "":
+			p.add("alerts.secret", "give secret or secret_file, not both")
+		case a.SecretFile != "":
+			v, err := readSecretFile(a.SecretFile)
+			if err != nil {
+				p.add("alerts.secret_file", "%v", err)
+			}
+			a.Secret = v
+		case a.Secret == "":
+			p.add("alerts.secret", "required with alerts.webhook_url (the receiver checks the signature with it)")
+		}
+	}
 }
