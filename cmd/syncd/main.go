@@ -54,6 +54,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"run", "the daemon: refresh tokens, run jobs, serve the admin API (SIGHUP reloads)", cmdRun},
 		{"token put", "store a user's token (digi.me UserAccessToken or OAuth2 JSON) from --file or stdin", cmdTokenPut},
 		{"token show", "show a user's token metadata (never a token value)", cmdTokenShow},
 		{"users list", "list users, optionally by --state", cmdUsersList},

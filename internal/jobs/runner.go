@@ -342,7 +342,7 @@ func (r *Runner) UserChanged(ctx context.Context, user, providerName string, st 
 func (r *Runner) Trigger(ctx context.Context, name, user string) (int, error) {
 	j, ok := r.jobs[name]
 	if !ok {
-		return 0, fmt.Errorf("unknown job %q", name)
+		return 0, fmt.Errorf("job %q: %w", name, ErrUnknownJob)
 	}
 	now := r.opt.Clock.Now()
 	if user == "" {
@@ -361,7 +361,7 @@ func (r *Runner) Trigger(ctx context.Context, name, user string) (int, error) {
 // SetPaused pauses or resumes a job on every replica.
 func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error {
 	if _, ok := r.jobs[name]; !ok {
-		return fmt.Errorf("unknown job %q", name)
+		return fmt.Errorf("job %q: %w", name, ErrUnknownJob)
 	}
 	return r.store.SetPaused(ctx, name, paused)
 }
@@ -375,6 +375,9 @@ func (r *Runner) handler(j *job) scheduler.Handler {
 		return run.Next
 	}
 }
+
+// ErrUnknownJob: no job of that name is configured.
+var ErrUnknownJob = errors.New("unknown job")
 
 // errLeft: the user is no longer eligible for the job.
 var errLeft = errors.New("user not eligible")

@@ -309,3 +309,54 @@ func (s *Store) Unlock(ctx context.Context, name, owner string) error {
 	}
 	return nil
 }
+
+// StateCounts implements admin.Gauges.
+func (s *Store) StateCounts(ctx context.Context) (map[string]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, s.prefix+"stats:users").Result()
+	if err != nil {
+		return nil, fmt.Errorf("state counts: %w", err)
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k], _ = strconv.ParseInt(v, 10, 64)
+	}
+	return out, nil
+}
+
+// SetStateCounts replaces the stored count of users by state.
+func (s *Store) SetStateCounts(ctx context.Context, counts map[string]int64) error {
+	vals := make([]any, 0, 2*len(counts))
+	for k, v := range counts {
+		vals = append(vals, k, v)
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.prefix+"stats:users")
+		if len(vals) > 0 {
+			p.HSet(ctx, s.prefix+"stats:users", vals...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set state counts: %w", err)
+	}
+	return nil
+}
+
+// ReauthStats implements admin.Gauges.
+func (s *Store) ReauthStats(ctx context.Context) (int64, time.Time, error) {
+	var card *redis.IntCmd
+	var first *redis.ZSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		card = p.ZCard(ctx, s.reauthKey())
+		first = p.ZRangeWithScores(ctx, s.reauthKey(), 0, 0)
+		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("reauth stats: %w", err)
+	}
+	var oldest time.Time
+	if z := first.Val(); len(z) > 0 {
+		oldest = fromMS(int64(z[0].Score))
+	}
+	return card.Val(), oldest, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+var _ admin.Backend = (*daemon)(nil)
+
+type daemonCfg struct{ providers []config.ProviderConfig }
+
+func (d *daemon) current() (*tokens.Refresher, *jobs.Runner, *daemonCfg) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.ref, d.runner, &daemonCfg{d.cfg.Providers}
+}
+
+// Ready implements admin.Backend.
+func (d *daemon) Ready(ctx context.Context) error {
+	if !d.ready.Load() {
+		return errors.New("not ready: starting or stopping")
+	}
+	if err := d.store.Ping(ctx); err != nil {
+		return errors.New("not ready: redis unavailable")
+	}
+	return nil
+}
+
+// User implements admin.Backend.
+func (d *daemon) User(ctx context.Context, id string) (admin.UserView, error) {
+	if err := tokens.ValidateUserID(id); err != nil {
+		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	rec, err := d.store.Load(ctx, id)
+	if err != nil {
+		return admin.UserView{}, err
+	}
+	next, err := d.store.DueAt(ctx, tokens.RefreshSet, id)
+	if err != nil {
+		return admin.UserView{}, err
+	}
+	_, runner, _ := d.current()
+	uj, err := runner.UserJobs(ctx, id, rec.Provider)
+	if err != nil {
+		return admin.UserView{}, err
+	}
+	return admin.UserView{Status: tokens.StatusOf(rec, next, time.Now()), Jobs: uj}, nil
+}
+
+// Users implements admin.Backend.
+func (d *daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limit int) ([]tokens.Status, uint64, error) {
+	var out []tokens.Status
+	now := time.Now()
+	for {
+		recs, _, next, err := d.store.Scan(ctx, cursor, int64(min(limit, 1000)))
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, r := range recs {
+			if st == "" || r.State == st {
+				out = append(out, tokens.StatusOf(r, time.Time{}, now))
+			}
+		}
+		cursor = next
+		if cursor == 0 || len(out) >= limit {
+			return out, cursor, nil
+		}
+	}
+}
+
+// PutToken implements admin.Backend.
+func (d *daemon) PutToken(ctx context.Context, id, providerName string, body []byte) (admin.UserView, error) {
+	if err := tokens.ValidateUserID(id); err != nil {
+		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	ref, _, cfg := d.current()
+	p, err := pickProvider(cfg.providers, providerName)
+	if err != nil {
+		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	tok, err := tokens.ParseToken(body, tokens.ParseOptions{UserID: id, Now: time.Now(), DefaultLifetime: p.DefaultLifetime})
+	if err != nil {
+		return admin.UserView{}, err
+	}
+	if _, err := ref.Put(ctx, p.Name, tok); err != nil {
+		return admin.UserView{}, err
+	}
+	return d.User(ctx, id)
+}
+
+// Reauth implements admin.Backend.
+func (d *daemon) Reauth(ctx context.Context) ([]tokens.ReauthEntry, error) {
+	return d.store.ReauthQueue(ctx)
+}
+
+// Jobs implements admin.Backend.
+func (d *daemon) Jobs(ctx context.Context) ([]jobs.JobView, error) {
+	_, runner, _ := d.current()
+	return runner.Overview(ctx, time.Now())
+}
+
+// Trigger implements admin.Backend.
+func (d *daemon) Trigger(ctx context.Context, job, user string) (int, error) {
+	_, runner, _ := d.current()
+	n, err := runner.Trigger(ctx, job, user)
+	if err != nil && !errors.Is(err, jobs.ErrUnknownJob) && !errors.Is(err, tokens.ErrNotFound) {
+		return 0, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	return n, err
+}
+
+// Pause implements admin.Backend.
+func (d *daemon) Pause(ctx context.Context, job string, paused bool) error {
+	_, runner, _ := d.current()
+	return runner.SetPaused(ctx, job, paused)
+}

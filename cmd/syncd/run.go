@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+var _ admin.Gauges = (*redisstore.Store)(nil)
+
+// cmdRun is the daemon: refresher, job runner and admin server on one
+// Redis, until SIGTERM/SIGINT; SIGHUP or a change of the config file
+// reloads the config.
+func cmdRun(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("run", e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := config.Path(*cfgPath, e.getenv)
+	cfg, err := loadConfig(path, e)
+	if err != nil {
+		return err
+	}
+	keys, err := keyring(cfg)
+	if err != nil {
+		return inputError{err}
+	}
+	log := newLogger(cfg.Log, e.stderr)
+
+	// Signals: the first SIGINT/SIGTERM drains (ctx from main), a second
+	// exits at once; SIGHUP reloads.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	reload := make(chan struct{}, 1)
+	go func() {
+		terms := 0
+		for s := range sigs {
+			if s == syscall.SIGHUP {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			if terms++; terms == 1 {
+				stop()
+				continue
+			}
+			log.Warn().Msg("second signal: exiting now")
+			os.Exit(exitError)
+		}
+	}()
+
+	rdb := redis.NewClient(cfg.Redis.Options())
+	defer rdb.Close() // last: everything below stops first
+	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+	reg := prometheus.NewRegistry()
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_config_reload_total", Help: "Config reloads by result (ok, error)."}, []string{"result"})
+	reloads.WithLabelValues("ok")
+	reloads.WithLabelValues("error")
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		admin.BuildInfo(version), admin.NewCollector(store, nil, log), reloads)
+	d := &daemon{store: store, log: log, keys: keys, cfg: cfg, owner: owner(),
+		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg)}
+
+	errc := make(chan error, 2)
+	if cfg.Admin.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return inputError{fmt.Errorf("admin.listen: %w", err)}
+		}
+		srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: reg, Logger: log})
+		adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopAdmin()
+		go func() { errc <- srv.Serve(adminCtx, ln) }()
+		log.Info().Str("listen", ln.Addr().String()).Msg("admin server listening")
+	}
+
+	// Wait for Redis without crashing: /healthz answers, /readyz fails.
+	if err := waitRedis(ctx, store, log); err != nil {
+		return nil // stopped before Redis came
+	}
+	d.applied = fileSum(path)
+	if err := d.apply(ctx, cfg); err != nil {
+		return err
+	}
+	d.ready.Store(true)
+	_, _ = sd.SdNotify(false, sd.SdNotifyReady)
+	log.Info().Str("version", version).Int("jobs", len(cfg.Jobs)).Int("providers", len(cfg.Providers)).Msg("syncd running")
+
+	house := cron.New()
+	_, _ = house.AddFunc(fmt.Sprintf("@every %s", cfg.StatsInterval), func() { d.housekeeping(ctx) })
+	house.Start()
+	go d.housekeeping(ctx)
+
+	changes := watchConfig(ctx, path, log)
+	var watchdog <-chan time.Time
+	if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return d.shutdown(house, reloads)
+		case err := <-errc:
+			stop()
+			_ = d.shutdown(house, reloads)
+			return err
+		case <-reload:
+			d.reload(ctx, path, e, reloads, true)
+		case <-changes:
+			d.reload(ctx, path, e, reloads, false)
+		case <-watchdog:
+			_, _ = sd.SdNotify(false, sd.SdNotifyWatchdog)
+		}
+	}
+}
+
+func fileSum(path string) [32]byte {
+	raw, _ := os.ReadFile(path)
+	return sha256.Sum256(raw)
+}
+
+func owner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+func waitRedis(ctx context.Context, store *redisstore.Store, log zerolog.Logger) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, 0
+	attempt := 0
+	return backoff.Retry(func() error {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		err := store.Ping(pctx)
+		if err != nil && ctx.Err() == nil {
+			if attempt++; attempt == 1 || attempt%10 == 0 {
+				log.Error().Err(err).Int("consecutive_errors", attempt).Msg("redis unavailable; retrying")
+			}
+		}
+		return err
+	}, backoff.WithContext(bo, ctx))
+}
+
+// daemon holds what runs now; reload swaps it.
+type daemon struct {
+	store      *redisstore.Store
+	log        zerolog.Logger
+	owner      string
+	tokMetrics *tokens.Metrics
+	jobMetrics *jobs.Metrics
+	ready      atomic.Bool
+
+	mu      sync.RWMutex
+	cfg     *config.Config
+	keys    *tokens.Keyring
+	ref     *tokens.Refresher
+	runner  *jobs.Runner
+	applied [32]byte // hash of the config file last applied
+}
+
+// apply builds providers, refresher and runner for cfg and starts them,
+// after stopping the previous ones (which hand their claims back).
+func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
+	keys, err := keyring(cfg)
+	if err != nil {
+		return inputError{err}
+	}
+	clients, err := buildProviders(cfg, d.log, clock.Real{})
+	if err != nil {
+		return err
+	}
+	deps := &deps{cfg: cfg, store: d.store, keys: keys, log: d.log}
+	refClients := make(map[string]tokens.Provider, len(clients))
+	jobClients := make(map[string]jobs.Provider, len(clients))
+	for n, c := range clients {
+		refClients[n], jobClients[n] = c, c
+	}
+	var ref *tokens.Refresher
+	runner, err := deps.runner(jobClients, func(u string, min time.Duration) provider.TokenSource { return ref.Source(u, min) },
+		jobs.Options{Owner: d.owner, Metrics: d.jobMetrics})
+	if err != nil {
+		return err
+	}
+	ref, err = deps.refresher(refClients, tokens.Options{Owner: d.owner, Metrics: d.tokMetrics, OnChange: runner.UserChanged})
+	if err != nil {
+		return err
+	}
+
+	d.mu.Lock()
+	oldRef, oldRunner := d.ref, d.runner
+	d.mu.Unlock()
+	if oldRef != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownGrace)
+		_ = oldRunner.Stop(sctx)
+		_ = oldRef.Stop(sctx)
+		cancel()
+	}
+	if err := runner.Start(ctx); err != nil {
+		return err
+	}
+	if err := ref.Start(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.cfg, d.keys, d.ref, d.runner = cfg, keys, ref, runner
+	d.mu.Unlock()
+	return nil
+}
+
+// reload validates the config file and applies it; an invalid one is
+// rejected (logged, counted) and the running one stays.
+// A file event that left the content as applied is ignored; SIGHUP
+// (force) always reloads.
+func (d *daemon) reload(ctx context.Context, path string, e env, reloads *prometheus.CounterVec, force bool) {
+	sum := fileSum(path)
+	d.mu.RLock()
+	same := bytes.Equal(sum[:], d.applied[:])
+	old := d.cfg
+	d.mu.RUnlock()
+	if same && !force {
+		return
+	}
+	_, _ = sd.SdNotify(false, sd.SdNotifyReloading)
+	defer sd.SdNotify(false, sd.SdNotifyReady) //nolint:errcheck
+	cfg, err := config.Load(path, e.getenv)
+	if err != nil {
+		reloads.WithLabelValues("error").Inc()
+		d.log.Error().Err(err).Msg("config reload rejected; keeping the running config")
+		return
+	}
+	if cfg.Redis.URL != old.Redis.URL || cfg.Redis.Prefix != old.Redis.Prefix || cfg.Redis.Shards != old.Redis.Shards || cfg.Admin != old.Admin {
+		d.log.Warn().Msg("config reload: redis and admin settings take effect on restart only")
+		cfg.Redis, cfg.Admin = old.Redis, old.Admin
+	}
+	if err := d.apply(ctx, cfg); err != nil {
+		reloads.WithLabelValues("error").Inc()
+		d.log.Error().Err(err).Msg("config reload failed to apply")
+		return
+	}
+	d.mu.Lock()
+	d.applied = sum
+	d.mu.Unlock()
+	reloads.WithLabelValues("ok").Inc()
+	d.log.Info().Int("jobs", len(cfg.Jobs)).Msg("config reloaded")
+}
+
+// shutdown stops claiming, lets running work finish within the grace
+// period and hands the rest back.
+func (d *daemon) shutdown(house *cron.Cron, _ *prometheus.CounterVec) error {
+	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
+	d.ready.Store(false)
+	<-house.Stop().Done()
+	d.mu.RLock()
+	ref, runner, grace := d.ref, d.runner, d.cfg.ShutdownGrace
+	d.mu.RUnlock()
+	d.log.Info().Dur("grace", grace).Msg("shutting down: finishing running work, handing back the rest")
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	var errs [2]error
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = runner.Stop(ctx) }()
+	go func() { defer wg.Done(); errs[1] = ref.Stop(ctx) }()
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		d.log.Warn().Err(err).Msg("work cancelled at the end of the grace period; its claims were handed back")
+	}
+	d.log.Info().Msg("stopped")
+	return nil
+}
+
+// housekeeping counts users by state for the shared gauge and repairs the
+// re-auth queue, once per interval across replicas.
+func (d *daemon) housekeeping(ctx context.Context) {
+	d.mu.RLock()
+	iv := d.cfg.StatsInterval
+	d.mu.RUnlock()
+	ok, err := d.store.TryLock(ctx, "stats", d.owner, iv)
+	if err != nil || !ok {
+		return
+	}
+	counts, err := tokens.CountStates(ctx, d.store)
+	if err == nil {
+		err = d.store.SetStateCounts(ctx, counts)
+	}
+	if err == nil {
+		_, err = d.store.ReauthQueue(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn().Err(err).Msg("housekeeping failed")
+	}
+}
+
+// watchConfig signals changes of the config file. It watches the
+// directory, so an editor's rename and a Kubernetes ConfigMap update
+// (which swaps a symlink) are both seen; bursts are debounced.
+func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
+		return out
+	}
+	if err := w.Add(filepath.Dir(path)); err != nil {
+		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
+		_ = w.Close()
+		return out
+	}
+	go func() {
+		defer w.Close()
+		var debounce <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Has(fsnotify.Chmod) {
+					continue
+				}
+				debounce = time.After(300 * time.Millisecond)
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				log.Warn().Err(err).Msg("config watch error")
+			case <-debounce:
+				debounce = nil
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,285 @@
+// Package admin is syncd's HTTP surface: /healthz, /readyz, /metrics and
+// the /v1 JSON API for operators and apps. It declares the Backend it
+// needs; cmd/syncd wires it to the running refresher and job runner.
+// Writes need the bearer token from admin.token_file; request bodies are
+// size-limited; errors are JSON {"error": "..."}; no response ever holds a
+// token value.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// Errors a Backend returns for the caller's mistakes.
+var (
+	// ErrBadRequest: the request is wrong (bad token JSON, bad state...).
+	ErrBadRequest = errors.New("bad request")
+	// ErrNotFound: no such user or job.
+	ErrNotFound = errors.New("not found")
+)
+
+// UserView is everything about one user.
+type UserView struct {
+	tokens.Status
+	Jobs []jobs.UserJob `json:"jobs"`
+}
+
+// Backend is what the API serves.
+type Backend interface {
+	// Ready is nil when Redis answers and the config is applied.
+	Ready(ctx context.Context) error
+	User(ctx context.Context, id string) (UserView, error)
+	// Users lists users (optionally in one state) from a SCAN cursor;
+	// next is 0 at the end.
+	Users(ctx context.Context, state tokens.State, cursor uint64, limit int) (users []tokens.Status, next uint64, err error)
+	// PutToken parses body (same formats and checks as token put) and
+	// stores it for id under provider ("" for the only provider).
+	PutToken(ctx context.Context, id, provider string, body []byte) (UserView, error)
+	Reauth(ctx context.Context) ([]tokens.ReauthEntry, error)
+	Jobs(ctx context.Context) ([]jobs.JobView, error)
+	Trigger(ctx context.Context, job, user string) (int, error)
+	Pause(ctx context.Context, job string, paused bool) error
+}
+
+// Options configure a Server.
+type Options struct {
+	// Token is the bearer token writes need; empty disables writes.
+	Token    string
+	Backend  Backend
+	Gatherer prometheus.Gatherer
+	Logger   zerolog.Logger
+}
+
+// MaxBody bounds request bodies.
+const MaxBody = 64 << 10
+
+// Server is the admin HTTP server.
+type Server struct {
+	opt Options
+	mux *http.ServeMux
+	log zerolog.Logger
+}
+
+// New returns a Server.
+func New(opt Options) *Server {
+	s := &Server{opt: opt, mux: http.NewServeMux(), log: opt.Logger.With().Str("component", "admin").Logger()}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	if opt.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.mux.HandleFunc("GET /v1/users/{id}", s.user)
+	s.mux.HandleFunc("GET /v1/users", s.users)
+	s.mux.HandleFunc("PUT /v1/users/{id}/token", s.write(s.putToken))
+	s.mux.HandleFunc("GET /v1/reauth", s.reauth)
+	s.mux.HandleFunc("GET /v1/jobs", s.jobs)
+	s.mux.HandleFunc("POST /v1/jobs/{name}/trigger", s.write(s.trigger))
+	s.mux.HandleFunc("POST /v1/jobs/{name}/pause", s.write(s.pause(true)))
+	s.mux.HandleFunc("POST /v1/jobs/{name}/resume", s.write(s.pause(false)))
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+// Handler returns the server's handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves on ln until ctx ends, then shuts down within 5s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// fail maps a backend error to a status; messages are the backend's,
+// which never carry token values.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrBadRequest), errors.Is(err, tokens.ErrBadToken):
+		writeErr(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrNotFound), errors.Is(err, tokens.ErrNotFound), errors.Is(err, jobs.ErrUnknownJob):
+		writeErr(w, http.StatusNotFound, err.Error())
+	default:
+		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("admin request failed")
+		writeErr(w, http.StatusInternalServerError, "internal error; see the daemon's log")
+	}
+}
+
+// write guards a write endpoint with the bearer token.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opt.Token == "" {
+			writeErr(w, http.StatusForbidden, "writes are disabled: set admin.token_file")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="syncd"`)
+			writeErr(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		h(w, r)
+	}
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.opt.Backend.Ready(ctx); err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+func (s *Server) user(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opt.Backend.User(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (s *Server) users(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var st tokens.State
+	if v := q.Get("state"); v != "" {
+		var err error
+		if st, err = tokens.ParseState(v); err != nil {
+			writeErr(w, http.StatusBadRequest, "state: "+err.Error())
+			return
+		}
+	}
+	limit := 500
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1..10000, got %q", v))
+			return
+		}
+		limit = n
+	}
+	var cursor uint64
+	if v := q.Get("cursor"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("cursor: not a number: %q", v))
+			return
+		}
+		cursor = n
+	}
+	list, next, err := s.opt.Backend.Users(r.Context(), st, cursor, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []tokens.Status{}
+	}
+	out := map[string]any{"users": list}
+	if next != 0 {
+		out["next_cursor"] = strconv.FormatUint(next, 10)
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) putToken(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody))
+		return
+	}
+	v, err := s.opt.Backend.PutToken(r.Context(), r.PathValue("id"), r.URL.Query().Get("provider"), body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (s *Server) reauth(w http.ResponseWriter, r *http.Request) {
+	q, err := s.opt.Backend.Reauth(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	type entry struct {
+		User     string    `json:"user"`
+		Provider string    `json:"provider"`
+		Since    time.Time `json:"since"`
+		Reason   string    `json:"reason"`
+	}
+	out := make([]entry, len(q))
+	for i, x := range q {
+		out[i] = entry{User: x.UserID, Provider: x.Provider, Since: x.Since.UTC(), Reason: x.Reason}
+	}
+	writeJSON(w, 200, map[string]any{"size": len(out), "users": out})
+}
+
+func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opt.Backend.Jobs(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"jobs": v})
+}
+
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
+	n, err := s.opt.Backend.Trigger(r.Context(), r.PathValue("name"), r.URL.Query().Get("user"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"job": r.PathValue("name"), "triggered": n})
+}
+
+func (s *Server) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.opt.Backend.Pause(r.Context(), r.PathValue("name"), paused); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, 200, map[string]any{"job": r.PathValue("name"), "paused": paused})
+	}
+}
