@@ -3,8 +3,17 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,40 +21,45 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncd/syncd/internal/config"
-	"github.com/syncd/syncd/internal/provider/fake"
-	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
-// cmdDemo runs the token lifecycle end to end on one machine with nothing
-// installed: an embedded Redis (miniredis), the in-process fake provider
-// with short token lifetimes and some throttling, and a few users whose
-// consent is revoked so the re-auth path shows.
+// cmdDemo runs the whole daemon on one machine with nothing installed: an
+// embedded Redis (miniredis), the fake digi.me server on loopback, users
+// with short-lived tokens, pull and push jobs every few seconds, and a
+// few users whose consent is revoked so the re-auth path shows. The admin
+// server listens on loopback (curl /metrics works).
 func cmdDemo(ctx context.Context, args []string, e env) error {
 	fs, _ := flags("demo", e)
 	users := fs.Int("users", 25, "number of demo users")
 	revoked := fs.Int("revoked", 3, "of which this many have their consent revoked")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
-	lifetime := fs.Duration("lifetime", 20*time.Second, "access-token lifetime the fake provider issues")
+	lifetime := fs.Duration("lifetime", 20*time.Second, "access-token lifetime the fake digi.me issues")
+	every := fs.Duration("every", 5*time.Second, "pull and push job interval")
 	redisURL := fs.String("redis-url", "", "use this Redis instead of an embedded one (keys under a demo prefix)")
+	adminListen := fs.String("admin", "127.0.0.1:9464", "admin server address (a free port is used if it is taken)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *users < 1 || *revoked < 0 || *revoked > *users {
 		return badInput("demo: want --users >= 1 and 0 <= --revoked <= --users, got %d and %d", *users, *revoked)
 	}
-	if *lifetime < 4*time.Second {
-		return badInput("demo: --lifetime must be at least 4s, got %s", *lifetime)
+	if *lifetime < 4*time.Second || *every < time.Second {
+		return badInput("demo: --lifetime must be at least 4s and --every at least 1s, got %s and %s", *lifetime, *every)
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	dir, err := os.MkdirTemp("", "syncd-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 
-	cfg := config.DefaultConfig()
-	cfg.Log.Level, cfg.Log.Format = "warn", "console"
-	log := newLogger(cfg.Log, e.stderr)
 	url := *redisURL
 	if url == "" {
 		mr := miniredis.NewMiniRedis()
@@ -55,101 +69,182 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 		defer mr.Close()
 		url = "redis://" + mr.Addr()
 	}
-	opt, err := redis.ParseURL(url)
+
+	// The contract's key pair and the fake digi.me server.
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return badInput("demo: --redis-url: %v", err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	prefix := fmt.Sprintf("syncd-demo-%d:", time.Now().UnixNano())
-	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Shards: 4})
-	if err := store.Ping(ctx); err != nil {
 		return err
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keys, err := tokens.NewKeyring("demo", map[string][]byte{"demo": key})
+	keyFile := filepath.Join(dir, "contract.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return err
+	}
+	fake, err := digimefake.New(digimefake.Options{AppID: "demo-app", ContractID: "demo-contract", ContractKey: &key.PublicKey,
+		AccessLifetime: *lifetime, PendingPolls: -1, RunningPolls: 1, FailRate: 0.02, Seed: 42})
+	if err != nil {
+		return err
+	}
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fctx, stopFake := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFake()
+	go func() { _ = fake.Serve(fctx, fln, io.Discard) }()
+
+	admin := *adminListen
+	if l, err := net.Listen("tcp", admin); err == nil {
+		l.Close()
+	} else {
+		admin = "127.0.0.1:0"
+	}
+	ekey := make([]byte, 32)
+	_, _ = rand.Read(ekey)
+	doc := fmt.Sprintf(`redis: {url: %q, prefix: "syncd-demo-%d:", shards: 4}
+log: {level: error, format: console}
+encryption: {keys: [{id: demo, secret: %q}]}
+admin: {listen: %q}
+shutdown_grace: 3s
+stats_interval: 2s
+refresher: {poll_interval: 200ms, lease: 10s}
+runner: {poll_interval: 200ms, lease: 10s, workers: 16}
+providers:
+  - name: digime
+    kind: digime
+    lead: %s
+    jitter: %s
+    default_lifetime: %s
+    timeout: 3s
+    retry_initial: 1s
+    retry_max: 5s
+    retry_after_cap: 10s
+    degraded_after: 2
+    digime: {base_url: %q, app_id: demo-app, contract_id: demo-contract, private_key_file: contract.pem, poll_interval: 100ms, max_duration: 5s}
+jobs:
+  - {name: pull, kind: pull, schedule: "@every %s", timeout: 4s, retry: {attempts: 2, initial: 1s, max: 2s}}
+  - {name: push, kind: push, schedule: "@every %s", timeout: 4s, retry: {attempts: 2, initial: 1s, max: 2s}}
+`, url, time.Now().UnixNano(), base64.StdEncoding.EncodeToString(ekey), admin, *lifetime/2, *lifetime/5, *lifetime,
+		"http://"+fln.Addr().String()+digimefake.PathPrefix, *every, *every)
+	cfg, err := config.Parse(strings.NewReader(doc), dir, func(string) string { return "" })
+	if err != nil {
+		return fmt.Errorf("demo: config: %w", err)
+	}
+
+	// Refreshes are counted at the provider: scheduled ones and those a
+	// job makes on use (a token that would expire during the run, a 401).
+	var transient, pulls, pushes, failed atomic.Int64
+	h := hooks{
+		observeRefresh: func(r tokens.Result) {
+			if r.Outcome == "transient" {
+				transient.Add(1)
+			}
+		},
+		observeRun: func(r jobs.Run) {
+			switch {
+			case r.Result == "ok" && r.Job == "pull":
+				pulls.Add(1)
+			case r.Result == "ok" && r.Job == "push":
+				pushes.Add(1)
+			case r.Result == "failed":
+				failed.Add(1)
+			}
+		},
+	}
+	start := time.Now()
+	// The driver and the progress view stop (and are waited for) before
+	// the summary is printed.
+	var wg sync.WaitGroup
+	gctx, stopGoroutines := context.WithCancel(ctx)
+	defer stopGoroutines()
+	h.started = func(d *daemon, adminAddr string) {
+		fmt.Fprintf(e.stdout, "syncd demo: %d users (%d will have their consent revoked), tokens live %s, pull and push every %s\n",
+			*users, *revoked, *lifetime, *every)
+		fmt.Fprintf(e.stdout, "  fake digi.me at http://%s%s; admin at http://%s (try: curl http://%s/metrics, /v1/jobs, /v1/reauth)\n",
+			fln.Addr(), digimefake.PathPrefix, adminAddr, adminAddr)
+		wg.Add(2)
+		go func() { defer wg.Done(); demoDriver(gctx, d, fake, *users, *revoked, *every) }()
+		go func() {
+			defer wg.Done()
+			demoProgress(gctx, d, fake, e.stdout, start, &transient, &pulls, &pushes, &failed)
+		}()
+	}
+	err = serve(ctx, cfg, "", e, h)
+	stopGoroutines()
+	wg.Wait()
 	if err != nil {
 		return err
 	}
 
-	prov := fake.New(fake.Options{AccessLifetime: *lifetime, ThrottleRate: 0.05, RetryAfter: 2 * time.Second, Latency: 20 * time.Millisecond, Seed: 42})
-	pol := tokens.Policy{
-		Lead: *lifetime / 2, Jitter: *lifetime / 5, DefaultLifetime: *lifetime, Timeout: 2 * time.Second,
-		RetryInitial: time.Second, RetryMax: 5 * time.Second, RetryAfterCap: 10 * time.Second,
-		DegradedAfter: 2, CircuitFailures: 50, CircuitCooldown: 5 * time.Second,
-	}
-	var ok, transient, flagged atomic.Int64
-	r, err := tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"demo": {Provider: prov, Policy: pol}},
-		tokens.Options{Workers: 8, PollInterval: 200 * time.Millisecond, Lease: 10 * time.Second, Logger: log,
-			Observe: func(res tokens.Result) {
-				switch res.Outcome {
-				case "ok":
-					ok.Add(1)
-				case "transient":
-					transient.Add(1)
-				case "reauth":
-					flagged.Add(1)
-				}
-			}})
-	if err != nil {
-		return err
-	}
+	// Summary (the daemon has stopped; Redis is still up).
+	opt, _ := redis.ParseURL(url)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	pulled, _ := rdb.XLen(context.Background(), cfg.Redis.Prefix+"pulled").Result()
+	imported := 0
 	for i := range *users {
-		u := fmt.Sprintf("demo-user-%02d", i+1)
-		if _, err := r.Put(ctx, "demo", prov.Issue(u)); err != nil {
-			return err
-		}
-		if i < *revoked {
-			prov.Revoke(u)
-		}
+		imported += len(fake.Imports(demoUser(i)))
 	}
-	fmt.Fprintf(e.stdout, "syncd demo: %d users (%d with revoked consent), tokens live %s and refresh %s-%s ahead; Redis at %s\n",
-		*users, *revoked, *lifetime, pol.Lead, pol.Lead+pol.Jitter, opt.Addr)
-	if err := r.Start(ctx); err != nil {
-		return err
+	fmt.Fprintf(e.stdout, "\nsummary after %s: %d refreshes (%d retried transiently), %d pulls delivering %d files, %d pushes importing %d items, %d failed runs retried\n",
+		time.Since(start).Round(time.Second), fake.Stats().Refreshes, transient.Load(), pulls.Load(), pulled, pushes.Load(), imported, failed.Load())
+	store := newStoreFor(rdb, cfg)
+	q, _ := store.ReauthQueue(context.Background())
+	fmt.Fprintf(e.stdout, "%d users in the re-auth queue:\n", len(q))
+	for _, x := range q {
+		fmt.Fprintf(e.stdout, "  %s  since %s  reason %s\n", x.UserID, x.Since.Local().Format(time.TimeOnly), x.Reason)
 	}
-	start := time.Now()
-	counts := func() map[tokens.State]int {
-		m := map[tokens.State]int{}
-		var cursor uint64
-		for {
-			recs, _, next, err := store.Scan(context.WithoutCancel(ctx), cursor, 500)
-			if err != nil {
-				return m
-			}
-			for _, rec := range recs {
-				m[rec.State]++
-			}
-			if cursor = next; cursor == 0 {
-				return m
-			}
+	fmt.Fprintln(e.stdout, "tokens are encrypted at rest; storing a new token (syncd token put, PUT /v1/users/ID/token) brings a flagged user back.")
+	return nil
+}
+
+func demoUser(i int) string { return fmt.Sprintf("demo-user-%02d", i+1) }
+
+// demoDriver plays the app and the users: onboarding, new files to pull,
+// items to push, and consent revoked for a few.
+func demoDriver(ctx context.Context, d *daemon, fake *digimefake.Server, users, revoked int, every time.Duration) {
+	ref, _, _ := d.current()
+	for i := range users {
+		u := demoUser(i)
+		fake.AddFile(u, digimefake.File{Name: "profile.json", Data: []byte(`{"user":"` + u + `"}`), MimeType: "application/json"})
+		if _, err := ref.Put(ctx, "digime", fake.Issue(u)); err != nil {
+			d.log.Error().Err(err).Msg("demo: storing a token failed")
 		}
 	}
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for done := false; !done; {
+	for i := range revoked {
+		// The user withdraws consent and the access token dies with it:
+		// the next refresh fails for good.
+		fake.Revoke(demoUser(i))
+		fake.InvalidateAccess(demoUser(i))
+	}
+	t := time.NewTicker(2 * every)
+	defer t.Stop()
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
-			done = true
-		case <-tick.C:
-			c := counts()
-			fmt.Fprintf(e.stdout, "%5.0fs  active %-3d degraded %-3d reauth_required %-3d | refreshes ok %-4d transient %-3d | flagged %d\n",
-				time.Since(start).Seconds(), c[tokens.Active], c[tokens.Degraded], c[tokens.ReauthRequired], ok.Load(), transient.Load(), flagged.Load())
+			return
+		case <-t.C:
+		}
+		for i := range users {
+			u := demoUser(i)
+			fake.AddFile(u, digimefake.File{Name: fmt.Sprintf("posts-%d.json", n), Data: []byte(fmt.Sprintf(`{"n":%d}`, n)),
+				MimeType: "application/json", Compression: "gzip"})
+			_ = d.store.AppendOutbox(ctx, u, map[string]any{"data": fmt.Sprintf("note %d for %s", n, u), "mime_type": "text/plain", "id": fmt.Sprint(n)})
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+}
+
+func demoProgress(ctx context.Context, d *daemon, fake *digimefake.Server, w io.Writer, start time.Time, transient, pulls, pushes, failed *atomic.Int64) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		counts, _ := tokens.CountStates(ctx, d.store)
+		size, _, _ := d.store.ReauthStats(ctx)
+		fmt.Fprintf(w, "%5.0fs  active %-3d degraded %-3d reauth %-3d | refreshes %-4d (transient %d) | pulls %-4d pushes %-4d failed %-3d | re-auth queue %d\n",
+			time.Since(start).Seconds(), counts[string(tokens.Active)], counts[string(tokens.Degraded)], counts[string(tokens.ReauthRequired)],
+			fake.Stats().Refreshes, transient.Load(), pulls.Load(), pushes.Load(), failed.Load(), size)
 	}
-	q, _ := store.ReauthQueue(context.Background())
-	st := prov.Stats()
-	fmt.Fprintf(e.stdout, "\nsummary after %s: %d refreshes (%d throttled and retried), %d users in the re-auth queue:\n",
-		time.Since(start).Round(time.Second), st.Refreshes, transient.Load(), len(q))
-	for _, x := range q {
-		fmt.Fprintf(e.stdout, "  %s  since %s  reason %s\n", x.UserID, x.Since.Format(time.TimeOnly), x.Reason)
-	}
-	fmt.Fprintln(e.stdout, "tokens are encrypted at rest; `syncd token put` brings a flagged user back (see README).")
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -276,12 +277,13 @@ func TestDemoRuns(t *testing.T) {
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	code := run(ctx, []string{"demo", "--users", "5", "--revoked", "1", "--lifetime", "4s", "--duration", "7s"},
+	code := run(ctx, []string{"demo", "--users", "5", "--revoked", "1", "--lifetime", "4s", "--every", "1s", "--duration", "7s", "--admin", "127.0.0.1:0"},
 		env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }})
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s %s", code, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "1 users in the re-auth queue") || !strings.Contains(out.String(), "demo-user-01") {
+	if !strings.Contains(out.String(), "1 users in the re-auth queue") || !strings.Contains(out.String(), "demo-user-01") ||
+		!regexp.MustCompile(`[1-9]\d* refreshes .* [1-9]\d* pulls delivering [1-9]\d* files, [1-9]\d* pushes`).MatchString(out.String()) {
 		t.Fatalf("demo summary: %s", out.String())
 	}
 }

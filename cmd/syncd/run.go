@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/alerts"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
@@ -51,6 +52,20 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, path, e, hooks{})
+}
+
+// hooks let the demo watch a daemon it runs in-process.
+type hooks struct {
+	observeRefresh func(tokens.Result)
+	observeRun     func(jobs.Run)
+	// started is called once the daemon is ready, with its admin address.
+	started func(d *daemon, admin string)
+}
+
+// serve runs the daemon for cfg until ctx ends. path is the config file
+// to reload on SIGHUP and on change; "" disables reloading.
+func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks) error {
 	keys, err := keyring(cfg)
 	if err != nil {
 		return inputError{err}
@@ -86,7 +101,7 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 
 	rdb := redis.NewClient(cfg.Redis.Options())
 	defer rdb.Close() // last: everything below stops first
-	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+	store := newStoreFor(rdb, cfg)
 	reg := prometheus.NewRegistry()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_config_reload_total", Help: "Config reloads by result (ok, error)."}, []string{"result"})
 	reloads.WithLabelValues("ok")
@@ -94,9 +109,15 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.BuildInfo(version), admin.NewCollector(store, nil, log), reloads)
 	d := &daemon{store: store, log: log, keys: keys, cfg: cfg, owner: owner(),
-		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg)}
+		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg),
+		observeRefresh: h.observeRefresh, observeRun: h.observeRun}
+	if cfg.Alerts.WebhookURL != "" {
+		d.alerts = alerts.New(alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log})
+		defer d.alerts.Close()
+	}
 
 	errc := make(chan error, 2)
+	adminAddr := ""
 	if cfg.Admin.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -106,18 +127,24 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 		adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopAdmin()
 		go func() { errc <- srv.Serve(adminCtx, ln) }()
-		log.Info().Str("listen", ln.Addr().String()).Msg("admin server listening")
+		adminAddr = ln.Addr().String()
+		log.Info().Str("listen", adminAddr).Msg("admin server listening")
 	}
 
 	// Wait for Redis without crashing: /healthz answers, /readyz fails.
 	if err := waitRedis(ctx, store, log); err != nil {
 		return nil // stopped before Redis came
 	}
-	d.applied = fileSum(path)
+	if path != "" {
+		d.applied = fileSum(path)
+	}
 	if err := d.apply(ctx, cfg); err != nil {
 		return err
 	}
 	d.ready.Store(true)
+	if h.started != nil {
+		h.started(d, adminAddr)
+	}
 	_, _ = sd.SdNotify(false, sd.SdNotifyReady)
 	log.Info().Str("version", version).Int("jobs", len(cfg.Jobs)).Int("providers", len(cfg.Providers)).Msg("syncd running")
 
@@ -126,7 +153,10 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 	house.Start()
 	go d.housekeeping(ctx)
 
-	changes := watchConfig(ctx, path, log)
+	var changes <-chan struct{}
+	if path != "" {
+		changes = watchConfig(ctx, path, log)
+	}
 	var watchdog <-chan time.Time
 	if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {
 		t := time.NewTicker(iv / 2)
@@ -142,7 +172,9 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 			_ = d.shutdown(house, reloads)
 			return err
 		case <-reload:
-			d.reload(ctx, path, e, reloads, true)
+			if path != "" {
+				d.reload(ctx, path, e, reloads, true)
+			}
 		case <-changes:
 			d.reload(ctx, path, e, reloads, false)
 		case <-watchdog:
@@ -186,6 +218,12 @@ type daemon struct {
 	tokMetrics *tokens.Metrics
 	jobMetrics *jobs.Metrics
 	ready      atomic.Bool
+	// observeRefresh and observeRun, if set, see every refresh pass and
+	// job run (the demo's progress view).
+	observeRefresh func(tokens.Result)
+	observeRun     func(jobs.Run)
+	// alerts sends the re-auth webhook; nil without alerts.webhook_url.
+	alerts *alerts.Notifier
 
 	mu      sync.RWMutex
 	cfg     *config.Config
@@ -214,11 +252,20 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	var ref *tokens.Refresher
 	runner, err := deps.runner(jobClients, func(u string, min time.Duration) provider.TokenSource { return ref.Source(u, min) },
-		jobs.Options{Owner: d.owner, Metrics: d.jobMetrics})
+		jobs.Options{Owner: d.owner, Metrics: d.jobMetrics, Observe: d.observeRun})
 	if err != nil {
 		return err
 	}
-	ref, err = deps.refresher(refClients, tokens.Options{Owner: d.owner, Metrics: d.tokMetrics, OnChange: runner.UserChanged})
+	onChange := runner.UserChanged
+	if d.alerts != nil {
+		onChange = func(ctx context.Context, user, prov string, st tokens.State) error {
+			if st == tokens.ReauthRequired {
+				d.alerts.Notify(alerts.Flag{User: user, Provider: prov, At: time.Now().UTC()})
+			}
+			return runner.UserChanged(ctx, user, prov, st)
+		}
+	}
+	ref, err = deps.refresher(refClients, tokens.Options{Owner: d.owner, Metrics: d.tokMetrics, OnChange: onChange, Observe: d.observeRefresh})
 	if err != nil {
 		return err
 	}
@@ -338,6 +385,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan st
 		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
 		return out
 	}
+	base := filepath.Base(path)
 	if err := w.Add(filepath.Dir(path)); err != nil {
 		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
 		_ = w.Close()
@@ -354,7 +402,10 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan st
 				if !ok {
 					return
 				}
-				if ev.Has(fsnotify.Chmod) {
+				// Only the config file itself, or Kubernetes' ..data
+				// symlink swap; other files in the directory (a log file,
+				// an editor's swap file) are not the config.
+				if name := filepath.Base(ev.Name); ev.Has(fsnotify.Chmod) || (name != base && name != "..data") {
 					continue
 				}
 				debounce = time.After(300 * time.Millisecond)

@@ -105,13 +105,17 @@ type deps struct {
 
 func (d *deps) Close() { _ = d.rdb.Close() }
 
+func newStoreFor(rdb redis.UniversalClient, cfg *config.Config) *redisstore.Store {
+	return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+}
+
 func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 	keys, err := keyring(cfg)
 	if err != nil {
 		return nil, inputError{err}
 	}
 	rdb := redis.NewClient(cfg.Redis.Options())
-	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+	store := newStoreFor(rdb, cfg)
 	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout+time.Second)
 	defer cancel()
 	if err := store.Ping(pctx); err != nil {

@@ -360,3 +360,11 @@ func (s *Store) ReauthStats(ctx context.Context) (int64, time.Time, error) {
 	}
 	return card.Val(), oldest, nil
 }
+
+// AppendOutbox appends a push item to user's outbox, as an app does.
+func (s *Store) AppendOutbox(ctx context.Context, user string, values map[string]any) error {
+	if err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.outboxKey(user), Values: values}).Err(); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
