@@ -34,7 +34,6 @@ import (
 type daemonProc struct {
 	t     *testing.T
 	cmd   *exec.Cmd
-	admin string
 	logs  *os.File
 	done  chan error
 }
