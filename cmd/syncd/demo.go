@@ -98,6 +98,9 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 	} else {
 		admin = "127.0.0.1:0"
 	}
+	// A job refreshes a token first if it would expire during the run:
+	// keep the run's timeout well under the short demo lifetimes.
+	jobTimeout := min(4*time.Second, *lifetime/4)
 	ekey := make([]byte, 32)
 	_, _ = rand.Read(ekey)
 	doc := fmt.Sprintf(`redis: {url: %q, prefix: "syncd-demo-%d:", shards: 4}
@@ -121,10 +124,10 @@ providers:
     degraded_after: 2
     digime: {base_url: %q, app_id: demo-app, contract_id: demo-contract, private_key_file: contract.pem, poll_interval: 100ms, max_duration: 5s}
 jobs:
-  - {name: pull, kind: pull, schedule: "@every %s", timeout: 4s, retry: {attempts: 2, initial: 1s, max: 2s}}
-  - {name: push, kind: push, schedule: "@every %s", timeout: 4s, retry: {attempts: 2, initial: 1s, max: 2s}}
+  - {name: pull, kind: pull, schedule: "@every %s", timeout: %s, retry: {attempts: 2, initial: 1s, max: 2s}}
+  - {name: push, kind: push, schedule: "@every %s", timeout: %s, retry: {attempts: 2, initial: 1s, max: 2s}}
 `, url, time.Now().UnixNano(), base64.StdEncoding.EncodeToString(ekey), admin, *lifetime/2, *lifetime/5, *lifetime,
-		"http://"+fln.Addr().String()+digimefake.PathPrefix, *every, *every)
+		"http://"+fln.Addr().String()+digimefake.PathPrefix, *every, jobTimeout, *every, jobTimeout)
 	cfg, err := config.Parse(strings.NewReader(doc), dir, func(string) string { return "" })
 	if err != nil {
 		return fmt.Errorf("demo: config: %w", err)
