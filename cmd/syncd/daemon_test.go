@@ -310,3 +310,48 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// Redis down at start: the daemon stays up, /healthz answers, /readyz
+// fails; when Redis comes it becomes ready. Then Redis dies again: no
+// crash, not ready; back again: ready.
+func TestDaemonSurvivesRedisOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	redisAddr, adminAddr := freeAddr(t), freeAddr(t)
+	_, port, _ := net.SplitHostPort(redisAddr)
+	cfg := filepath.Join(dir, "syncd.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: "redis://%s/0", dial_timeout: 500ms}
+encryption: {keys: [{id: k1, secret: %q}]}
+admin: {listen: %q}
+log: {level: warn, format: json}
+jobs: [{name: pull, kind: pull, schedule: "@every 1s"}]
+`, redisAddr, key1, adminAddr)), 0o600)
+	p := startDaemon(t, bin, cfg, dir, 0)
+	poll(t, "healthz", 20*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/healthz"); return c == 200 })
+	if c, _ := httpGet("http://" + adminAddr + "/readyz"); c != 503 {
+		t.Fatalf("readyz %d without Redis, want 503", c)
+	}
+	startRedis := func() *exec.Cmd {
+		cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	r := startRedis()
+	poll(t, "ready once Redis is up", 30*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 200 })
+	_ = r.Process.Kill()
+	_ = r.Wait()
+	poll(t, "not ready while Redis is down", 10*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 503 })
+	select {
+	case err := <-p.done:
+		t.Fatalf("daemon exited while Redis was down: %v", err)
+	default:
+	}
+	startRedis()
+	poll(t, "ready again", 30*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 200 })
+}
