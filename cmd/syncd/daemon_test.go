@@ -32,10 +32,10 @@ import (
 
 // daemonProc is one `syncd run` process.
 type daemonProc struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	logs  *os.File
-	done  chan error
+	t    *testing.T
+	cmd  *exec.Cmd
+	logs *os.File
+	done chan error
 }
 
 func freeAddr(t *testing.T) string {
