@@ -54,15 +54,11 @@ func cmdJobsList(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	d, err := openCmd(ctx, *cfgPath, e)
+	d, r, err := openRunner(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	r, err := d.runner(nil, nil, jobs.Options{})
-	if err != nil {
-		return err
-	}
 	views, err := r.Overview(ctx, time.Now())
 	if err != nil {
 		return fmt.Errorf("jobs list: %w", err)
@@ -77,6 +73,20 @@ func cmdJobsList(ctx context.Context, args []string, e env) error {
 			v.NextSlot.Format("2006-01-02 15:04:05 MST"), v.DueNow, time.Duration(v.LagSeconds)*time.Second, v.RunsHour, v.FailedHour, v.Paused)
 	}
 	return tw.Flush()
+}
+
+// openRunner opens storage and builds a scheduling-only job runner.
+func openRunner(ctx context.Context, cfgPath string, e env) (*deps, *jobs.Runner, error) {
+	d, err := openCmd(ctx, cfgPath, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := d.runner(nil, nil, jobs.Options{})
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, r, nil
 }
 
 // openCmd loads the config and opens storage.
@@ -98,15 +108,11 @@ func cmdJobsTrigger(ctx context.Context, args []string, e env) error {
 	if name == "" {
 		return badInput("jobs trigger: want a job name: syncd jobs trigger NAME [--user ID]")
 	}
-	d, err := openCmd(ctx, *cfgPath, e)
+	d, r, err := openRunner(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	r, err := d.runner(nil, nil, jobs.Options{})
-	if err != nil {
-		return err
-	}
 	if _, ok := r.Timing(name); !ok {
 		return badInput("jobs trigger: unknown job %q", name)
 	}
@@ -147,15 +153,11 @@ func pauseJob(ctx context.Context, cmd string, args []string, e env, paused bool
 	if name == "" {
 		return badInput("%s: want a job name", cmd)
 	}
-	d, err := openCmd(ctx, *cfgPath, e)
+	d, r, err := openRunner(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	r, err := d.runner(nil, nil, jobs.Options{})
-	if err != nil {
-		return err
-	}
 	if _, ok := r.Timing(name); !ok {
 		return badInput("%s: unknown job %q", cmd, name)
 	}

@@ -99,11 +99,7 @@ func cmdTokenShow(ctx context.Context, args []string, e env) error {
 	if err := tokens.ValidateUserID(*user); err != nil {
 		return inputError{fmt.Errorf("token show: %w", err)}
 	}
-	cfg, err := loadConfig(*cfgPath, e)
-	if err != nil {
-		return err
-	}
-	d, err := open(ctx, cfg, e)
+	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,7 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 		}
 		want = st
 	}
-	cfg, err := loadConfig(*cfgPath, e)
-	if err != nil {
-		return err
-	}
-	d, err := open(ctx, cfg, e)
+	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
@@ -113,11 +109,7 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath, e)
-	if err != nil {
-		return err
-	}
-	d, err := open(ctx, cfg, e)
+	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
@@ -127,17 +119,7 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("reauth list: %w", err)
 	}
 	if *asJSON {
-		type entry struct {
-			User     string    `json:"user"`
-			Provider string    `json:"provider"`
-			Since    time.Time `json:"since"`
-			Reason   string    `json:"reason"`
-		}
-		out := make([]entry, len(q))
-		for i, x := range q {
-			out[i] = entry{User: x.UserID, Provider: x.Provider, Since: x.Since.UTC(), Reason: x.Reason}
-		}
-		return writeJSON(e.stdout, out)
+		return writeJSON(e.stdout, q)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tPROVIDER\tSINCE\tWAITING\tREASON")
@@ -158,11 +140,7 @@ func cmdKeysRotate(ctx context.Context, args []string, e env) error {
 	if *batch < 1 {
 		return badInput("keys rotate: --batch must be at least 1, got %d", *batch)
 	}
-	cfg, err := loadConfig(*cfgPath, e)
-	if err != nil {
-		return err
-	}
-	d, err := open(ctx, cfg, e)
+	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}
@@ -208,11 +186,7 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 	if *user == "" {
 		return badInput("%s: --user is required", name)
 	}
-	cfg, err := loadConfig(*cfgPath, e)
-	if err != nil {
-		return err
-	}
-	d, err := open(ctx, cfg, e)
+	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
 		return err
 	}

@@ -243,17 +243,10 @@ func (s *Server) reauth(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	type entry struct {
-		User     string    `json:"user"`
-		Provider string    `json:"provider"`
-		Since    time.Time `json:"since"`
-		Reason   string    `json:"reason"`
+	if q == nil {
+		q = []tokens.ReauthEntry{}
 	}
-	out := make([]entry, len(q))
-	for i, x := range q {
-		out[i] = entry{User: x.UserID, Provider: x.Provider, Since: x.Since.UTC(), Reason: x.Reason}
-	}
-	writeJSON(w, 200, map[string]any{"size": len(out), "users": out})
+	writeJSON(w, 200, map[string]any{"size": len(q), "users": q})
 }
 
 func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {

@@ -47,10 +47,10 @@ const (
 
 // ReauthEntry is one user in the re-auth queue.
 type ReauthEntry struct {
-	UserID   string
-	Since    time.Time
-	Reason   string
-	Provider string
+	UserID   string    `json:"user"`
+	Provider string    `json:"provider"`
+	Since    time.Time `json:"since"`
+	Reason   string    `json:"reason"`
 }
 
 // Store is what the token lifecycle needs from storage
