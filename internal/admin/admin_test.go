@@ -1,0 +1,123 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+// backend is a hand-written fake of the daemon.
+type backend struct {
+	ready   error
+	puts    []string
+	paused  map[string]bool
+	lastPut []byte
+}
+
+func (b *backend) Ready(context.Context) error { return b.ready }
+func (b *backend) User(_ context.Context, id string) (admin.UserView, error) {
+	if id != "alice" {
+		return admin.UserView{}, tokens.ErrNotFound
+	}
+	return admin.UserView{Status: tokens.Status{User: "alice", State: tokens.Active}}, nil
+}
+func (b *backend) Users(context.Context, tokens.State, uint64, int) ([]tokens.Status, uint64, error) {
+	return []tokens.Status{{User: "alice"}}, 42, nil
+}
+func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.UserView, error) {
+	if !strings.HasPrefix(string(body), "{") {
+		return admin.UserView{}, tokens.ErrBadToken
+	}
+	b.puts = append(b.puts, id)
+	b.lastPut = body
+	return admin.UserView{Status: tokens.Status{User: id}}, nil
+}
+func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, error) {
+	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, nil
+}
+func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) { return []jobs.JobView{{Name: "pull"}}, nil }
+func (b *backend) Trigger(_ context.Context, job, _ string) (int, error) {
+	if job != "pull" {
+		return 0, jobs.ErrUnknownJob
+	}
+	return 3, nil
+}
+func (b *backend) Pause(_ context.Context, job string, p bool) error {
+	b.paused[job] = p
+	return nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	be := &backend{paused: map[string]bool{}}
+	const token = "an-admin-token-123456"
+	h := admin.New(admin.Options{Token: token, Backend: be, Gatherer: prometheus.NewRegistry(), Logger: zerolog.Nop()}).Handler()
+	tests := []struct {
+		method, path, token, body string
+		code                      int
+		want                      string
+	}{
+		{"GET", "/healthz", "", "", 200, `"ok"`},
+		{"GET", "/readyz", "", "", 200, `"ready"`},
+		{"GET", "/metrics", "", "", 200, ""},
+		{"GET", "/v1/users/alice", "", "", 200, `"user":"alice"`},
+		{"GET", "/v1/users/zed", "", "", 404, `"error"`},
+		{"GET", "/v1/users?state=active&limit=10", "", "", 200, `"next_cursor":"42"`},
+		{"GET", "/v1/users?state=sleepy", "", "", 400, `unknown state \"sleepy\"`},
+		{"GET", "/v1/users?limit=0", "", "", 400, "limit: want 1..10000"},
+		{"GET", "/v1/reauth", "", "", 200, `"size":1`},
+		{"GET", "/v1/jobs", "", "", 200, `"name":"pull"`},
+		{"PUT", "/v1/users/carol/token", "", "{}", 401, "bearer token"},
+		{"PUT", "/v1/users/carol/token", "wrong-token-1234567", "{}", 401, "bearer token"},
+		{"PUT", "/v1/users/carol/token", token, "not json", 400, "bad token"},
+		{"PUT", "/v1/users/carol/token", token, `{"access_token":"x"}`, 200, `"user":"carol"`},
+		{"PUT", "/v1/users/carol/token", token, "{" + strings.Repeat(" ", admin.MaxBody) + "}", 413, "larger than"},
+		{"POST", "/v1/jobs/pull/trigger", token, "", 200, `"triggered":3`},
+		{"POST", "/v1/jobs/nope/trigger", token, "", 404, "unknown job"},
+		{"POST", "/v1/jobs/pull/pause", token, "", 200, `"paused":true`},
+		{"POST", "/v1/jobs/pull/pause", "", "", 401, ""},
+		{"DELETE", "/v1/users/alice", token, "", 404, "no route DELETE /v1/users/alice"},
+		{"GET", "/v1/nothing", "", "", 404, "no route"},
+	}
+	for _, tc := range tests {
+		code, body := do(t, h, tc.method, tc.path, tc.token, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %q, want %d containing %q", tc.method, tc.path, code, body, tc.code, tc.want)
+		}
+	}
+	if len(be.puts) != 1 || !be.paused["pull"] {
+		t.Fatalf("puts %v paused %v", be.puts, be.paused)
+	}
+	be.ready = errors.New("not ready: redis unavailable")
+	if code, body := do(t, h, "GET", "/readyz", "", ""); code != 503 || !strings.Contains(body, "redis unavailable") {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	// Without a token file, writes are refused outright.
+	h2 := admin.New(admin.Options{Backend: be}).Handler()
+	if code, body := do(t, h2, "POST", "/v1/jobs/pull/resume", "anything", ""); code != 403 || !strings.Contains(body, "admin.token_file") {
+		t.Fatalf("writes without a token file: %d %s", code, body)
+	}
+}
