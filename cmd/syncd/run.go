@@ -251,7 +251,7 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
 		refClients[n], jobClients[n] = c, c
 	}
 	var ref *tokens.Refresher
-	runner, err := deps.runner(jobClients, func(u string, min time.Duration) provider.TokenSource { return ref.Source(u, min) },
+	runner, err := deps.runner(jobClients, func(rec tokens.Record, min time.Duration) provider.TokenSource { return ref.SourceFrom(rec, min) },
 		jobs.Options{Owner: d.owner, Metrics: d.jobMetrics, Observe: d.observeRun})
 	if err != nil {
 		return err

@@ -38,8 +38,9 @@ type ProviderEntry struct {
 }
 
 // TokenSources gives a run its user's tokens: valid for at least
-// minValid, refreshed once on a 401 (tokens.Refresher.Source).
-type TokenSources func(user string, minValid time.Duration) provider.TokenSource
+// minValid, refreshed once on a 401 (tokens.Refresher.SourceFrom). rec is
+// the record the run just read, so a fresh token costs no second read.
+type TokenSources func(rec tokens.Record, minValid time.Duration) provider.TokenSource
 
 // Options tune a Runner.
 type Options struct {
@@ -387,7 +388,7 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 	out := Run{Job: name, User: user, Due: d.Due}
 	log := r.log.With().Str("user", user).Str("job", name).Logger()
 	now := r.opt.Clock.Now()
-	rec, err := r.store.Load(ctx, user)
+	rec, st, err := r.store.LoadForRun(ctx, user, name)
 	switch {
 	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrMalformedRecord):
 		out.Result, out.Err = "left", err
@@ -408,13 +409,8 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 		return out
 	}
 	r.opt.Metrics.lag(name, now.Sub(d.Due))
-	st, err := r.store.JobState(ctx, user, name)
-	if err != nil {
-		out.Result, out.Err, out.Next = "failed", err, now.Add(r.opt.Lease)
-		return out
-	}
 	start := time.Now()
-	err = r.execute(ctx, j, user, &st)
+	err = r.execute(ctx, j, rec, &st)
 	r.opt.Metrics.ran(name, err == nil, time.Since(start))
 	end := r.opt.Clock.Now()
 	regular := j.timing.Next(user, end)
@@ -493,7 +489,8 @@ func truncate(s string, n int) string {
 
 // execute does the work of one run under the job's timeout and the
 // provider's limits.
-func (r *Runner) execute(ctx context.Context, j *job, user string, st *State) error {
+func (r *Runner) execute(ctx context.Context, j *job, rec tokens.Record, st *State) error {
+	user := rec.UserID
 	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
 	defer cancel()
 	lim := r.providers[j.cfg.Provider]
@@ -511,7 +508,7 @@ func (r *Runner) execute(ctx context.Context, j *job, user string, st *State) er
 			return err
 		}
 	}
-	src := r.sources(user, j.cfg.Timeout)
+	src := r.sources(rec, j.cfg.Timeout)
 	if j.cfg.Kind == config.JobPush {
 		return r.push(ctx, j, lim.entry.Provider, src, user)
 	}

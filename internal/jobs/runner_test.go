@@ -90,7 +90,7 @@ func (b *bundle) instance(start bool) *instance {
 	store := b.newStore()
 	in := &instance{}
 	var err error
-	in.runner, err = jobs.NewRunner(store, func(u string, d time.Duration) provider.TokenSource { return in.ref.Source(u, d) },
+	in.runner, err = jobs.NewRunner(store, func(rec tokens.Record, d time.Duration) provider.TokenSource { return in.ref.SourceFrom(rec, d) },
 		map[string]jobs.ProviderEntry{"fake": {Provider: b.prov, Burst: 1, MaxConcurrency: 16}}, b.jobs,
 		jobs.Options{Workers: 16, Batch: 128, Lease: 30 * time.Second, PollInterval: 5 * time.Millisecond, Clock: b.clk,
 			Logger: zerolog.New(b), Metrics: b.metrics, Observe: func(r jobs.Run) { b.runs <- r }})

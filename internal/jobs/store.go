@@ -53,6 +53,8 @@ type Store interface {
 	Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error)
 
 	JobState(ctx context.Context, user, job string) (State, error)
+	// LoadForRun is Load and JobState in one round trip.
+	LoadForRun(ctx context.Context, user, job string) (tokens.Record, State, error)
 	// SaveRun records a run's outcome and counts it in the job's
 	// per-minute statistics.
 	SaveRun(ctx context.Context, user, job string, st State, ok bool, now time.Time) error

@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Job keys (prefix P):
@@ -117,9 +118,7 @@ func (s *Store) JobState(ctx context.Context, user, job string) (jobs.State, err
 	if err != nil {
 		return jobs.State{}, fmt.Errorf("job state: %w", err)
 	}
-	str := func(i int) string { x, _ := v[i].(string); return x }
-	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
-	return jobs.State{LastRun: fromMS(num(0)), LastSuccess: fromMS(num(1)), Failures: int(num(2)), LastError: str(3), Cursor: str(4)}, nil
+	return parseJobState(v), nil
 }
 
 // SaveRun implements jobs.Store: the outcome and the minute's counter in
@@ -367,4 +366,33 @@ func (s *Store) AppendOutbox(ctx context.Context, user string, values map[string
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
+}
+
+// LoadForRun implements jobs.Store: the user's record and the job's state
+// in one round trip.
+func (s *Store) LoadForRun(ctx context.Context, user, job string) (tokens.Record, jobs.State, error) {
+	var rec *redis.MapStringStringCmd
+	var st *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.HGetAll(ctx, s.tokenKey(user))
+		st = p.HMGet(ctx, s.jobsKey(user), job+":lr", job+":ls", job+":cf", job+":le", job+":cur")
+		return nil
+	})
+	if err != nil {
+		return tokens.Record{}, jobs.State{}, fmt.Errorf("load for run: %w", err)
+	}
+	if len(rec.Val()) == 0 {
+		return tokens.Record{}, jobs.State{}, tokens.ErrNotFound
+	}
+	r, err := parseRecord(user, rec.Val())
+	if err != nil {
+		return tokens.Record{}, jobs.State{}, err
+	}
+	return r, parseJobState(st.Val()), nil
+}
+
+func parseJobState(v []any) jobs.State {
+	str := func(i int) string { x, _ := v[i].(string); return x }
+	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
+	return jobs.State{LastRun: fromMS(num(0)), LastSuccess: fromMS(num(1)), Failures: int(num(2)), LastError: str(3), Cursor: str(4)}
 }

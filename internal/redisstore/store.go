@@ -616,3 +616,35 @@ func parseRecord(user string, m map[string]string) (tokens.Record, error) {
 	r.Failures = int(n)
 	return r, nil
 }
+
+// PutMany stores many new tokens in one round trip per call (bulk
+// onboarding, benchmarks). It writes records only: callers schedule the
+// users (ScheduleDue, AddDue) themselves. Transitions are not evented.
+func (s *Store) PutMany(ctx context.Context, recs []tokens.Record, now time.Time) error {
+	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, rec := range recs {
+			putScript.EvalSha(ctx, p, []string{s.tokenKey(rec.UserID)},
+				rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), tokens.ReasonStored)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put tokens: %w", err)
+	}
+	return nil
+}
+
+// Info returns a section of INFO as key/value pairs.
+func (s *Store) Info(ctx context.Context, section string) (map[string]string, error) {
+	txt, err := s.rdb.Info(ctx, section).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string)
+	for _, line := range strings.Split(txt, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
