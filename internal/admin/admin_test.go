@@ -47,7 +47,9 @@ func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.
 func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, error) {
 	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, nil
 }
-func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) { return []jobs.JobView{{Name: "pull"}}, nil }
+func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) {
+	return []jobs.JobView{{Name: "pull"}}, nil
+}
 func (b *backend) Trigger(_ context.Context, job, _ string) (int, error) {
 	if job != "pull" {
 		return 0, jobs.ErrUnknownJob
