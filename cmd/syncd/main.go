@@ -69,6 +69,7 @@ func init() {
 		{"jobs resume", "resume a paused job: jobs resume NAME", cmdJobsResume},
 		{"keys rotate", "re-encrypt every token with the primary key", cmdKeysRotate},
 		{"fake-digime", "serve the fake digi.me API (for trying syncd without a contract)", cmdFakeDigime},
+		{"bench", "measure throughput, scheduling, memory and lag at scale", cmdBench},
 		{"demo", "run syncd with an embedded Redis and a fake provider", cmdDemo},
 	}
 }

@@ -99,6 +99,39 @@ type Runner struct {
 	started bool
 	cancel  context.CancelFunc
 	watch   chan struct{}
+
+	// Run counts per job since the last flush: written to Redis once a
+	// second (jobs list's runs in the last hour), not once per run.
+	statMu sync.Mutex
+	stats  map[string][2]int64
+}
+
+func (r *Runner) count(job string, ok bool) {
+	r.statMu.Lock()
+	defer r.statMu.Unlock()
+	if r.stats == nil {
+		r.stats = make(map[string][2]int64)
+	}
+	c := r.stats[job]
+	if ok {
+		c[0]++
+	} else {
+		c[1]++
+	}
+	r.stats[job] = c
+}
+
+func (r *Runner) flushStats(ctx context.Context) {
+	r.statMu.Lock()
+	st := r.stats
+	r.stats = nil
+	r.statMu.Unlock()
+	if len(st) == 0 {
+		return
+	}
+	if err := r.store.AddJobStats(ctx, st, r.opt.Clock.Now()); err != nil {
+		r.log.Warn().Err(err).Msg("recording job statistics failed")
+	}
 }
 
 // SetName is the due set of a job.
@@ -201,8 +234,10 @@ func (r *Runner) watchPaused(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			r.flushStats(context.WithoutCancel(ctx))
 			return
 		case <-t.C:
+			r.flushStats(ctx)
 			if err := r.refreshPaused(ctx); err != nil && ctx.Err() == nil {
 				r.log.Warn().Err(err).Msg("reading paused jobs failed")
 			}
@@ -289,7 +324,7 @@ func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) erro
 	var cursor uint64
 	n := 0
 	for {
-		recs, _, next, err := r.store.Scan(ctx, cursor, 1000)
+		recs, next, err := r.store.ScanUsers(ctx, cursor, 1000)
 		if err != nil {
 			return err
 		}
@@ -440,7 +475,8 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 		}
 		log.Warn().Str("error", st.LastError).Int("failures", st.Failures).Time("next", out.Next).Msg("job run failed")
 	}
-	if serr := r.store.SaveRun(context.WithoutCancel(ctx), user, name, st, err == nil, end); serr != nil {
+	r.count(name, err == nil)
+	if serr := r.store.SaveRun(context.WithoutCancel(ctx), user, name, st); serr != nil {
 		log.Error().Err(serr).Msg("recording the run failed")
 	}
 	return out

@@ -51,13 +51,16 @@ type Store interface {
 
 	Load(ctx context.Context, user string) (tokens.Record, error)
 	Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error)
+	// ScanUsers walks every user's id, state and provider in batches.
+	ScanUsers(ctx context.Context, cursor uint64, count int64) ([]tokens.UserRef, uint64, error)
 
 	JobState(ctx context.Context, user, job string) (State, error)
 	// LoadForRun is Load and JobState in one round trip.
 	LoadForRun(ctx context.Context, user, job string) (tokens.Record, State, error)
-	// SaveRun records a run's outcome and counts it in the job's
-	// per-minute statistics.
-	SaveRun(ctx context.Context, user, job string, st State, ok bool, now time.Time) error
+	// SaveRun records a run's outcome.
+	SaveRun(ctx context.Context, user, job string, st State) error
+	// AddJobStats adds run counts to the jobs' per-minute statistics.
+	AddJobStats(ctx context.Context, counts map[string][2]int64, now time.Time) error
 	// SaveCursor records a pull's cursor (after the sink accepted items).
 	SaveCursor(ctx context.Context, user, job, cursor string) error
 

@@ -121,24 +121,67 @@ func (s *Store) JobState(ctx context.Context, user, job string) (jobs.State, err
 	return parseJobState(v), nil
 }
 
-// SaveRun implements jobs.Store: the outcome and the minute's counter in
-// one round trip.
-func (s *Store) SaveRun(ctx context.Context, user, job string, st jobs.State, ok bool, now time.Time) error {
-	stat := s.jobStatKey(job, now.Unix()/60)
-	field := "failed"
-	if ok {
-		field = "ok"
-	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.jobsKey(user), job+":lr", ms(st.LastRun), job+":ls", ms(st.LastSuccess), job+":cf", st.Failures, job+":le", st.LastError)
-		p.HIncrBy(ctx, stat, field, 1)
-		p.Expire(ctx, stat, 2*time.Hour)
-		return nil
-	})
+// SaveRun implements jobs.Store.
+func (s *Store) SaveRun(ctx context.Context, user, job string, st jobs.State) error {
+	err := s.rdb.HSet(ctx, s.jobsKey(user), job+":lr", ms(st.LastRun), job+":ls", ms(st.LastSuccess), job+":cf", st.Failures, job+":le", st.LastError).Err()
 	if err != nil {
 		return fmt.Errorf("save run: %w", err)
 	}
 	return nil
+}
+
+// AddJobStats implements jobs.Store: one round trip for every job's
+// counts of the minute.
+func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now time.Time) error {
+	minute := now.Unix() / 60
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for job, c := range counts {
+			key := s.jobStatKey(job, minute)
+			if c[0] > 0 {
+				p.HIncrBy(ctx, key, "ok", c[0])
+			}
+			if c[1] > 0 {
+				p.HIncrBy(ctx, key, "failed", c[1])
+			}
+			p.Expire(ctx, key, 2*time.Hour)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("job stats: %w", err)
+	}
+	return nil
+}
+
+// ScanUsers implements jobs.Store: ids from SCAN, state and provider by
+// one pipelined HMGET per batch (not the whole records).
+func (s *Store) ScanUsers(ctx context.Context, cursor uint64, count int64) ([]tokens.UserRef, uint64, error) {
+	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan users: %w", err)
+	}
+	cmds := make([]*redis.SliceCmd, len(keys))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HMGet(ctx, k, "s", "p")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan users: %w", err)
+	}
+	out := make([]tokens.UserRef, 0, len(keys))
+	for i, k := range keys {
+		user, ok := s.userOfTokenKey(k)
+		v := cmds[i].Val()
+		st, _ := v[0].(string)
+		prov, _ := v[1].(string)
+		if !ok || st == "" {
+			continue
+		}
+		out = append(out, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
+	}
+	return out, next, nil
 }
 
 // SaveCursor implements jobs.Store.

@@ -10,7 +10,7 @@ func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
 	}
 	var cursor uint64
 	for {
-		recs, _, next, err := store.Scan(ctx, cursor, 1000)
+		recs, next, err := store.ScanUsers(ctx, cursor, 1000)
 		if err != nil {
 			return nil, err
 		}

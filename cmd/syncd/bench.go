@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/syncd/syncd/internal/bench"
+)
+
+// cmdBench runs the benchmark harness (internal/bench).
+func cmdBench(ctx context.Context, args []string, e env) error {
+	fs, _ := flags("bench", e)
+	users := fs.Int("users", 100000, "users to seed")
+	workers := fs.Int("workers", 64, "workers per engine")
+	latency := fs.Duration("latency", 0, "latency added to every provider call")
+	redisURL := fs.String("redis-url", "", "Redis to use (default: start a private redis-server)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *users < 1 || *workers < 1 {
+		return badInput("bench: --users and --workers must be at least 1")
+	}
+	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, res)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("users / workers / latency", fmt.Sprintf("%d / %d / %s", res.Users, res.Workers, *latency))
+	row("machine", fmt.Sprintf("%d cores, %s; redis %s; %s", res.Cores, res.CPUModel, res.RedisVersion, res.GoVersion))
+	row("job throughput", fmt.Sprintf("%.0f no-op pull runs/s, %.3f CPU s per 1k runs", res.JobsPerSec, res.CPUSecondsPer1kJobs))
+	row("round trips per job", fmt.Sprintf("%.2f (Redis commands incl. script calls: %.2f)", res.RoundTripsPerJob, res.RedisCallsPerJob))
+	row("refresh throughput", fmt.Sprintf("%.0f tokens/s (%.2f round trips each)", res.RefreshPerSec, res.RoundTripsPerRefresh))
+	row("schedule a new job", fmt.Sprintf("%.2f s", res.ScheduleSeconds))
+	row("re-score after an edit", fmt.Sprintf("%.2f s", res.RescheduleSeconds))
+	row("peak RSS", fmt.Sprintf("%.1f MiB", float64(res.PeakRSSBytes)/(1<<20)))
+	row("Redis memory per user", fmt.Sprintf("%.0f bytes", res.RedisBytesPerUser))
+	row("lag at load", fmt.Sprintf("%.0f%%: p50 %s, p99 %s", res.LagLoad*100,
+		time.Duration(res.LagP50Seconds*float64(time.Second)).Round(time.Millisecond), time.Duration(res.LagP99Seconds*float64(time.Second)).Round(time.Millisecond)))
+	return tw.Flush()
+}
