@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -17,8 +19,20 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	latency := fs.Duration("latency", 0, "latency added to every provider call")
 	redisURL := fs.String("redis-url", "", "Redis to use (default: start a private redis-server)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return inputError{fmt.Errorf("bench: --cpuprofile: %w", err)}
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *users < 1 || *workers < 1 {
 		return badInput("bench: --users and --workers must be at least 1")

@@ -99,7 +99,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 		}
 	}()
 
-	rdb := redis.NewClient(cfg.Redis.Options())
+	rdb := redis.NewClient(redisOptions(cfg))
 	defer rdb.Close() // last: everything below stops first
 	store := newStoreFor(rdb, cfg)
 	reg := prometheus.NewRegistry()

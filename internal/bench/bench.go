@@ -118,6 +118,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return res, fmt.Errorf("bench: --redis-url: %w", err)
 	}
 	ro.PoolSize = 4 * opt.Workers
+	ro.Protocol = 2
 	rdb := redis.NewClient(ro)
 	defer rdb.Close()
 	rt := &counter{}
