@@ -73,6 +73,19 @@ func (t Timing) Due(member string, due, now time.Time) (run bool, missed int) {
 // gap runs at the same offset after the transition (02:30 → 03:30), an
 // ambiguous one at its first occurrence.
 func next(s cron.Schedule, t time.Time) time.Time {
+	if cd, ok := s.(cron.ConstantDelaySchedule); ok {
+		// robfig's @every counts from the time it is given, so every
+		// member asked at the same moment gets the same slot and spread
+		// has no effect. Slots on a fixed grid (multiples of the delay
+		// since the Unix epoch) are the same on every replica and let the
+		// per-member offset spread the load.
+		d := cd.Delay
+		if d <= 0 {
+			return s.Next(t)
+		}
+		n := t.UnixNano() / int64(d)
+		return time.Unix(0, (n+1)*int64(d)).In(t.Location())
+	}
 	spec, ok := s.(*cron.SpecSchedule)
 	if !ok || spec.Location == nil || spec.Location == time.UTC {
 		return s.Next(t)

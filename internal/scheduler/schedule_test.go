@@ -165,3 +165,19 @@ func TestMissedPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestEverySpreadsOnAFixedGrid(t *testing.T) {
+	tm := timing(t, "@every 10s", "", 10*time.Second, scheduler.MissedOnce)
+	from := time.Date(2026, 5, 1, 10, 0, 3, 0, time.UTC)
+	seen := map[time.Time]bool{}
+	for i := range 200 {
+		n := tm.Next(fmt.Sprintf("u%d", i), from)
+		if !n.After(from) || n.Sub(from) > 20*time.Second {
+			t.Fatalf("next %v", n)
+		}
+		seen[n.Truncate(time.Second)] = true
+	}
+	if len(seen) < 8 {
+		t.Fatalf("200 users landed on %d distinct seconds, want them spread over the 10s window", len(seen))
+	}
+}
