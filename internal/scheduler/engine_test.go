@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/clock"
@@ -211,4 +212,40 @@ func TestShardStable(t *testing.T) {
 			t.Fatalf("shard %d has %d of 10000", i, c)
 		}
 	}
+}
+
+// BenchmarkClaim measures the claim script: batches of 256 due entries
+// claimed and finished, as the engine does.
+func BenchmarkClaim(b *testing.B) {
+	srv := redistest.Start(b)
+	opt, _ := redis.ParseURL(srv.URL)
+	opt.Protocol = 2
+	store := redisstore.New(redis.NewClient(opt), redisstore.Options{Prefix: srv.Prefix, Shards: 1})
+	ctx := context.Background()
+	if err := store.Ping(ctx); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	entries := make([]scheduler.Entry, 256)
+	for i := range entries {
+		entries[i] = scheduler.Entry{Member: fmt.Sprintf("m%d", i), At: now.Add(-time.Second)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := store.ScheduleDue(ctx, set, entries); err != nil {
+			b.Fatal(err)
+		}
+		ds, err := store.ClaimDue(ctx, set, 0, now, now.Add(time.Minute), 256)
+		if err != nil || len(ds) != 256 {
+			b.Fatalf("claimed %d: %v", len(ds), err)
+		}
+		done := make([]scheduler.Done, len(ds))
+		for i, d := range ds {
+			done[i] = scheduler.Done{Member: d.Member, Fence: d.Fence, Next: now.Add(-time.Second)}
+		}
+		if _, err := store.FinishDue(ctx, set, done); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/entry")
 }

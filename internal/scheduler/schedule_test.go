@@ -181,3 +181,26 @@ func TestEverySpreadsOnAFixedGrid(t *testing.T) {
 		t.Fatalf("200 users landed on %d distinct seconds, want them spread over the 10s window", len(seen))
 	}
 }
+
+func BenchmarkTimingNextWithSpread(b *testing.B) {
+	tm := scheduler.Timing{Spread: 10 * time.Minute, Salt: "pull"}
+	s, _ := parser.Parse("0 * * * *")
+	tm.Schedule = s
+	from := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = tm.Next("user-12345", from)
+	}
+}
+
+func BenchmarkTimingNextInZone(b *testing.B) {
+	loc, _ := time.LoadLocation("Europe/London")
+	s, _ := parser.Parse("30 2 * * *")
+	s.(*cron.SpecSchedule).Location = loc
+	tm := scheduler.Timing{Schedule: s, Spread: 30 * time.Minute, Salt: "pull"}
+	from := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tm.Next("user-12345", from)
+	}
+}
