@@ -135,6 +135,9 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	if err := waitRedis(ctx, store, log); err != nil {
 		return nil // stopped before Redis came
 	}
+	if n := store.ListpackValueLimit(ctx); n > 0 && n < 256 {
+		log.Warn().Int("hash_max_listpack_value", n).Msg("Redis keeps token records compact only with hash-max-listpack-value 256 or more; memory per user roughly doubles (docs/benchmarks.md)")
+	}
 	if path != "" {
 		d.applied = fileSum(path)
 	}

@@ -648,3 +648,14 @@ func (s *Store) Info(ctx context.Context, section string) (map[string]string, er
 	}
 	return out, nil
 }
+
+// ListpackValueLimit returns Redis' hash-max-listpack-value, or 0 when
+// CONFIG GET is not allowed (managed Redis).
+func (s *Store) ListpackValueLimit(ctx context.Context) int {
+	m, err := s.rdb.ConfigGet(ctx, "hash-max-listpack-value").Result()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m["hash-max-listpack-value"])
+	return n
+}
