@@ -70,6 +70,11 @@ type Run struct {
 	Err    error
 }
 
+type prefetched struct {
+	fence int64
+	Loaded
+}
+
 type limits struct {
 	entry   ProviderEntry
 	limiter *rate.Limiter
@@ -77,6 +82,11 @@ type limits struct {
 }
 
 type job struct {
+	// prefetched holds records and states read for a claimed batch, by
+	// member and fence; a handler takes its entry (or reads itself).
+	pmu        sync.Mutex
+	prefetched map[string]prefetched
+
 	cfg    config.JobConfig
 	set    string
 	timing scheduler.Timing
@@ -167,7 +177,8 @@ func NewRunner(store Store, sources TokenSources, providers map[string]ProviderE
 		j.engine = scheduler.NewEngine(store, r.handler(j), scheduler.Options{
 			Set: j.set, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease, PollInterval: opt.PollInterval,
 			Clock: opt.Clock, Logger: opt.Logger,
-			Paused: func() bool { return j.cfg.Paused || j.paused.Load() },
+			Paused:   func() bool { return j.cfg.Paused || j.paused.Load() },
+			Prefetch: func(ctx context.Context, batch []scheduler.Due) { r.prefetch(ctx, j, batch) },
 		})
 		r.jobs[c.Name] = j
 		r.order = append(r.order, c.Name)
@@ -319,14 +330,36 @@ func (r *Runner) Sync(ctx context.Context) error {
 }
 
 // scheduleAll adds every eligible user to the given jobs, streaming users
-// in batches.
+// in batches; the writes of one batch overlap the scan of the next.
 func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) error {
+	type write struct {
+		set     string
+		entries []scheduler.Entry
+	}
+	writes := make(chan write, 8)
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range writes {
+				if err := r.store.AddDue(ctx, w.set, w.entries); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	var scanErr error
 	var cursor uint64
-	n := 0
 	for {
 		recs, next, err := r.store.ScanUsers(ctx, cursor, 1000)
 		if err != nil {
-			return err
+			scanErr = err
+			break
 		}
 		for _, j := range js {
 			var entries []scheduler.Entry
@@ -335,14 +368,23 @@ func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) erro
 					entries = append(entries, scheduler.Entry{Member: rec.UserID, At: j.timing.Next(rec.UserID, now)})
 				}
 			}
-			if err := r.store.AddDue(ctx, j.set, entries); err != nil {
-				return err
+			if len(entries) > 0 {
+				writes <- write{set: j.set, entries: entries}
 			}
-			n += len(entries)
 		}
 		if cursor = next; cursor == 0 {
 			break
 		}
+	}
+	close(writes)
+	wg.Wait()
+	if scanErr != nil {
+		return scanErr
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
 	}
 	for _, j := range js {
 		r.log.Info().Str("job", j.cfg.Name).Msg("job added; eligible users scheduled")
@@ -415,6 +457,42 @@ func (r *Runner) handler(j *job) scheduler.Handler {
 // ErrUnknownJob: no job of that name is configured.
 var ErrUnknownJob = errors.New("unknown job")
 
+// prefetch reads the records and job states of a claimed batch in one
+// round trip. On failure the handlers read for themselves.
+func (r *Runner) prefetch(ctx context.Context, j *job, batch []scheduler.Due) {
+	users := make([]string, len(batch))
+	for i, d := range batch {
+		users[i] = d.Member
+	}
+	loaded, err := r.store.LoadManyForRun(ctx, users, j.cfg.Name)
+	if err != nil {
+		return
+	}
+	j.pmu.Lock()
+	defer j.pmu.Unlock()
+	if j.prefetched == nil || len(j.prefetched) > 100000 {
+		j.prefetched = make(map[string]prefetched, len(batch)) // drop leftovers of handed-back claims
+	}
+	for i, d := range batch {
+		j.prefetched[d.Member] = prefetched{fence: d.Fence, Loaded: loaded[i]}
+	}
+}
+
+// load returns the record and job state for a claimed entry: prefetched
+// with this claim, or read now.
+func (r *Runner) load(ctx context.Context, j *job, d scheduler.Due) (tokens.Record, State, error) {
+	j.pmu.Lock()
+	p, ok := j.prefetched[d.Member]
+	if ok {
+		delete(j.prefetched, d.Member)
+	}
+	j.pmu.Unlock()
+	if ok && p.fence == d.Fence {
+		return p.Record, p.State, p.Err
+	}
+	return r.store.LoadForRun(ctx, d.Member, j.cfg.Name)
+}
+
 // errLeft: the user is no longer eligible for the job.
 var errLeft = errors.New("user not eligible")
 
@@ -423,7 +501,7 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 	out := Run{Job: name, User: user, Due: d.Due}
 	log := r.log.With().Str("user", user).Str("job", name).Logger()
 	now := r.opt.Clock.Now()
-	rec, st, err := r.store.LoadForRun(ctx, user, name)
+	rec, st, err := r.load(ctx, j, d)
 	switch {
 	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrMalformedRecord):
 		out.Result, out.Err = "left", err

@@ -33,6 +33,13 @@ type OutboxItem struct {
 	Tags     []string
 }
 
+// Loaded is one user's record and job state, or why it could not be read.
+type Loaded struct {
+	Record tokens.Record
+	State  State
+	Err    error
+}
+
 // Store is what jobs need from storage (internal/redisstore).
 type Store interface {
 	scheduler.Store
@@ -57,6 +64,8 @@ type Store interface {
 	JobState(ctx context.Context, user, job string) (State, error)
 	// LoadForRun is Load and JobState in one round trip.
 	LoadForRun(ctx context.Context, user, job string) (tokens.Record, State, error)
+	// LoadManyForRun is LoadForRun for many users in one round trip.
+	LoadManyForRun(ctx context.Context, users []string, job string) ([]Loaded, error)
 	// SaveRun records a run's outcome.
 	SaveRun(ctx context.Context, user, job string, st State) error
 	// AddJobStats adds run counts to the jobs' per-minute statistics.

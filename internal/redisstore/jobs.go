@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,33 +51,56 @@ func (s *Store) AddDue(ctx context.Context, set string, entries []scheduler.Entr
 	return nil
 }
 
-// RescoreDue implements jobs.Store.
+// RescoreDue implements jobs.Store. Shards are walked four at a time:
+// each walk waits on its round trips, so they overlap well.
 func (s *Store) RescoreDue(ctx context.Context, set string, next func(string) time.Time) (int, error) {
-	n := 0
+	var (
+		mu    sync.Mutex
+		total int
+		first error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, 4)
+	)
 	for sh := range s.shards {
-		key := s.dueKey(set, sh)
-		var cursor uint64
-		for {
-			vals, nc, err := s.rdb.ZScan(ctx, key, cursor, "", 1000).Result()
-			if err != nil {
-				return n, fmt.Errorf("rescore %s: %w", set, err)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			n, err := s.rescoreShard(ctx, s.dueKey(set, sh), next)
+			mu.Lock()
+			total += n
+			if err != nil && first == nil {
+				first = fmt.Errorf("rescore %s: %w", set, err)
 			}
-			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i := 0; i+1 < len(vals); i += 2 {
-					p.ZAddXX(ctx, key, redis.Z{Score: float64(ms(next(vals[i]))), Member: vals[i]})
-				}
-				return nil
-			})
-			if err != nil {
-				return n, fmt.Errorf("rescore %s: %w", set, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return total, first
+}
+
+func (s *Store) rescoreShard(ctx context.Context, key string, next func(string) time.Time) (int, error) {
+	n := 0
+	var cursor uint64
+	for {
+		vals, nc, err := s.rdb.ZScan(ctx, key, cursor, "", 1000).Result()
+		if err != nil {
+			return n, err
+		}
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := 0; i+1 < len(vals); i += 2 {
+				p.ZAddXX(ctx, key, redis.Z{Score: float64(ms(next(vals[i]))), Member: vals[i]})
 			}
-			n += len(vals) / 2
-			if cursor = nc; cursor == 0 {
-				break
-			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		n += len(vals) / 2
+		if cursor = nc; cursor == 0 {
+			return n, nil
 		}
 	}
-	return n, nil
 }
 
 // DropDue implements jobs.Store.
@@ -432,6 +456,33 @@ func (s *Store) LoadForRun(ctx context.Context, user, job string) (tokens.Record
 		return tokens.Record{}, jobs.State{}, err
 	}
 	return r, parseJobState(st.Val()), nil
+}
+
+// LoadManyForRun implements jobs.Store.
+func (s *Store) LoadManyForRun(ctx context.Context, users []string, job string) ([]jobs.Loaded, error) {
+	recs := make([]*redis.MapStringStringCmd, len(users))
+	sts := make([]*redis.SliceCmd, len(users))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			recs[i] = p.HGetAll(ctx, s.tokenKey(u))
+			sts[i] = p.HMGet(ctx, s.jobsKey(u), job+":lr", job+":ls", job+":cf", job+":le", job+":cur")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load for run: %w", err)
+	}
+	out := make([]jobs.Loaded, len(users))
+	for i, u := range users {
+		switch {
+		case len(recs[i].Val()) == 0:
+			out[i].Err = tokens.ErrNotFound
+		default:
+			out[i].Record, out[i].Err = parseRecord(u, recs[i].Val())
+			out[i].State = parseJobState(sts[i].Val())
+		}
+	}
+	return out, nil
 }
 
 func parseJobState(v []any) jobs.State {

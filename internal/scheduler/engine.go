@@ -67,6 +67,10 @@ type Options struct {
 	PollInterval time.Duration
 	Clock        clock.Clock
 	Logger       zerolog.Logger
+	// Prefetch, if set, is called with each claimed batch before its
+	// entries are handed to workers: a handler can then read what it
+	// needs for the whole batch in one round trip instead of one each.
+	Prefetch func(ctx context.Context, batch []Due)
 	// Paused, if set, is asked before each round of claims; while it
 	// returns true nothing is claimed (entries wait, keeping their due
 	// times, and the missed-run policy applies on resume).
@@ -260,6 +264,9 @@ func (e *Engine) claimLoop(ctx context.Context) {
 				e.inflight[d.Member] = d.Fence
 			}
 			e.imu.Unlock()
+			if e.opt.Prefetch != nil && len(fresh) > 0 {
+				e.opt.Prefetch(ctx, fresh)
+			}
 			for _, d := range fresh {
 				e.queue <- d
 			}
