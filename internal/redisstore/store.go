@@ -299,6 +299,35 @@ func (s *Store) Acquire(ctx context.Context, user, owner string, now, until time
 	if err != nil {
 		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", err)
 	}
+	return s.acquired(ctx, user, owner, vals)
+}
+
+// AcquireMany implements tokens.Store.
+func (s *Store) AcquireMany(ctx context.Context, users []string, owner string, now, until time.Time) ([]tokens.Lease, error) {
+	cmds := make([]*redis.Cmd, len(users))
+	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			cmds[i] = acquireScript.EvalSha(ctx, p, []string{s.tokenKey(u)}, owner, ms(now), ms(until))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("acquire leases: %w", err)
+	}
+	out := make([]tokens.Lease, len(users))
+	for i, u := range users {
+		vals, err := cmds[i].Slice()
+		if err != nil {
+			out[i].Err = fmt.Errorf("acquire lease: %w", err)
+			continue
+		}
+		out[i].Record, out[i].Status, out[i].Err = s.acquired(ctx, u, owner, vals)
+	}
+	return out, nil
+}
+
+// acquired decodes the acquire script's answer.
+func (s *Store) acquired(ctx context.Context, user, owner string, vals []any) (tokens.Record, tokens.AcquireStatus, error) {
 	st, _ := vals[0].(int64)
 	if st == 0 {
 		return tokens.Record{}, tokens.AcquireMissing, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -83,6 +84,9 @@ type Refresher struct {
 	log       zerolog.Logger
 	engine    *scheduler.Engine
 	sf        singleflight.Group
+
+	pmu        sync.Mutex
+	prefetched map[string]prefetched
 }
 
 type providerState struct {
@@ -114,6 +118,7 @@ func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry
 	r.engine = scheduler.NewEngine(store, r.handle, scheduler.Options{
 		Set: RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
 		PollInterval: opt.PollInterval, Clock: opt.Clock, Logger: opt.Logger,
+		Prefetch: r.prefetch,
 	})
 	return r, nil
 }
@@ -212,9 +217,52 @@ func (r *Refresher) setState(ctx context.Context, user string, to State) (*Trans
 	return tr, nil
 }
 
+// prefetch takes the refresh leases of a claimed batch in one round trip;
+// each handler then starts from its acquired record. (A claim handed back
+// unhandled keeps its lease until the lease time: another replica waits
+// that long at most.) On failure the handlers acquire for themselves.
+func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
+	users := make([]string, len(batch))
+	for i, d := range batch {
+		users[i] = d.Member
+	}
+	now := r.opt.Clock.Now()
+	res, err := r.store.AcquireMany(ctx, users, r.opt.Owner, now, now.Add(r.opt.Lease))
+	if err != nil {
+		return
+	}
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if r.prefetched == nil || len(r.prefetched) > 100000 {
+		r.prefetched = make(map[string]prefetched, len(batch))
+	}
+	for i, d := range batch {
+		r.prefetched[d.Member] = prefetched{fence: d.Fence, Lease: res[i]}
+	}
+}
+
+type prefetched struct {
+	fence int64
+	Lease
+}
+
+func (r *Refresher) takePrefetched(d scheduler.Due) *Lease {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	p, ok := r.prefetched[d.Member]
+	if !ok {
+		return nil
+	}
+	delete(r.prefetched, d.Member)
+	if p.fence != d.Fence {
+		return nil
+	}
+	return &p.Lease
+}
+
 // handle serves one claimed entry of the refresh due set.
 func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
-	o, err := r.refresh(ctx, d.Member, false)
+	o, err := r.refreshWith(ctx, d.Member, false, r.takePrefetched(d))
 	if r.opt.Observe != nil {
 		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
 	}
@@ -244,18 +292,31 @@ type Result struct {
 // (zero when it has none to give), when the user is next due (zero: leave
 // the due set), and why there is no usable token.
 func (r *Refresher) refresh(ctx context.Context, user string, force bool) (outcome, error) {
+	return r.refreshWith(ctx, user, force, nil)
+}
+
+// refreshWith is refresh starting, when pre is set, from a lease already
+// acquired for this claim.
+func (r *Refresher) refreshWith(ctx context.Context, user string, force bool, pre *Lease) (outcome, error) {
 	v, err, _ := r.sf.Do(user, func() (any, error) {
-		o, err := r.refreshLocked(ctx, user, force)
+		o, err := r.refreshLocked(ctx, user, force, pre)
 		return o, err
 	})
 	o, _ := v.(outcome)
 	return o, err
 }
 
-func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool) (outcome, error) {
+func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, pre *Lease) (outcome, error) {
 	log := r.log.With().Str("user", user).Logger()
 	now := r.opt.Clock.Now()
-	rec, st, err := r.store.Acquire(ctx, user, r.opt.Owner, now, now.Add(r.opt.Lease))
+	var rec Record
+	var st AcquireStatus
+	var err error
+	if pre != nil {
+		rec, st, err = pre.Record, pre.Status, pre.Err
+	} else {
+		rec, st, err = r.store.Acquire(ctx, user, r.opt.Owner, now, now.Add(r.opt.Lease))
+	}
 	switch {
 	case errors.Is(err, ErrMalformedRecord):
 		log.Error().Err(err).Msg("malformed record quarantined")

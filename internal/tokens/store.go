@@ -32,6 +32,13 @@ const (
 	AcquireNotRunnable
 )
 
+// Lease is one result of AcquireMany.
+type Lease struct {
+	Record Record
+	Status AcquireStatus
+	Err    error
+}
+
 // FlagOutcome is the outcome of flagging a user for re-authorization.
 type FlagOutcome int
 
@@ -72,6 +79,8 @@ type Store interface {
 	Load(ctx context.Context, user string) (Record, error)
 	// Acquire takes the user's refresh lease and returns the record.
 	Acquire(ctx context.Context, user, owner string, now, until time.Time) (Record, AcquireStatus, error)
+	// AcquireMany is Acquire for many users in one round trip.
+	AcquireMany(ctx context.Context, users []string, owner string, now, until time.Time) ([]Lease, error)
 	// Commit persists a refreshed token if version and owner still hold;
 	// ok is false when fenced out.
 	Commit(ctx context.Context, owner string, rec Record, reason string, now time.Time) (ok bool, tr *Transition, err error)
