@@ -169,10 +169,10 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	for {
 		select {
 		case <-ctx.Done():
-			return d.shutdown(house, reloads)
+			return d.shutdown(house)
 		case err := <-errc:
 			stop()
-			_ = d.shutdown(house, reloads)
+			_ = d.shutdown(house)
 			return err
 		case <-reload:
 			if path != "" {
@@ -333,7 +333,7 @@ func (d *daemon) reload(ctx context.Context, path string, e env, reloads *promet
 
 // shutdown stops claiming, lets running work finish within the grace
 // period and hands the rest back.
-func (d *daemon) shutdown(house *cron.Cron, _ *prometheus.CounterVec) error {
+func (d *daemon) shutdown(house *cron.Cron) error {
 	_, _ = sd.SdNotify(false, sd.SdNotifyStopping)
 	d.ready.Store(false)
 	<-house.Stop().Done()

@@ -159,5 +159,3 @@ func fmtPtr(t *time.Time) string {
 	}
 	return fmtTime(*t)
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -76,7 +77,7 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 				fmt.Fprintln(e.stdout)
 				st := tokens.StatusOf(rec, time.Time{}, now)
 				st.NextRefresh = nil
-				b, _ := jsonMarshal(st)
+				b, _ := json.Marshal(st)
 				fmt.Fprintf(e.stdout, "  %s", b)
 			} else {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", rec.UserID, rec.Provider, rec.State,

@@ -242,13 +242,12 @@ func (s *Store) DueCount(ctx context.Context, set string, t time.Time) (int64, e
 // ---- token records (tokens.Store) ----
 
 // Put implements tokens.Store.
-func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now time.Time) (int64, *tokens.Transition, error) {
+func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now time.Time) (tokens.State, *tokens.Transition, error) {
 	vals, err := putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
 		rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
 	if err != nil {
-		return 0, nil, fmt.Errorf("put token: %w", err)
+		return "", nil, fmt.Errorf("put token: %w", err)
 	}
-	v, _ := vals[0].(int64)
 	from, _ := vals[1].(string)
 	to, _ := vals[2].(string)
 	var tr *tokens.Transition
@@ -264,9 +263,9 @@ func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now t
 		return nil
 	})
 	if err != nil {
-		return v, tr, fmt.Errorf("put token: %w", err)
+		return tokens.State(to), tr, fmt.Errorf("put token: %w", err)
 	}
-	return v, tr, nil
+	return tokens.State(to), tr, nil
 }
 
 func (s *Store) addEvent(ctx context.Context, p redis.Pipeliner, tr *tokens.Transition) {

@@ -151,7 +151,7 @@ func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Trans
 	now := r.opt.Clock.Now()
 	rec := Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
 		AccessExpiry: tok.AccessExpiry, RefreshExpiry: tok.RefreshExpiry}
-	_, tr, err := r.store.Put(ctx, rec, ReasonStored, now)
+	st, tr, err := r.store.Put(ctx, rec, ReasonStored, now)
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +160,6 @@ func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Trans
 		return tr, err
 	}
 	r.logTransition(tr)
-	st := Active
-	if tr != nil {
-		st = tr.To
-	} else if rec, err := r.store.Load(ctx, tok.UserID); err == nil {
-		st = rec.State
-	}
 	r.changed(ctx, tok.UserID, provider, st)
 	if !due.After(now) {
 		r.engine.Notify()

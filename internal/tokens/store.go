@@ -73,8 +73,8 @@ type ReauthEntry struct {
 type Store interface {
 	// Put stores a new token for a user: the user becomes active (unless
 	// disabled), leaves the re-auth queue, and any refresh in flight is
-	// fenced out.
-	Put(ctx context.Context, rec Record, reason string, now time.Time) (version int64, tr *Transition, err error)
+	// fenced out. It returns the user's state after the put.
+	Put(ctx context.Context, rec Record, reason string, now time.Time) (st State, tr *Transition, err error)
 	// Load returns a user's record.
 	Load(ctx context.Context, user string) (Record, error)
 	// Acquire takes the user's refresh lease and returns the record.

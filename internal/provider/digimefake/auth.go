@@ -152,6 +152,16 @@ func millis(n json.Number) (time.Time, bool) {
 	return time.UnixMilli(int64(f)), true
 }
 
+// dataUser authenticates a data call (request JWT, then its access
+// token) and returns the token's user; on failure it has answered.
+func (s *Server) dataUser(w http.ResponseWriter, r *http.Request) (string, bool) {
+	c, ok := s.authenticate(w, r)
+	if !ok {
+		return "", false
+	}
+	return s.accessUser(w, c)
+}
+
 // accessUser checks c's access_token for a data call (counting the call)
 // and returns its user. On failure it answers 401 InvalidToken.
 func (s *Server) accessUser(w http.ResponseWriter, c *requestClaims) (string, bool) {

@@ -46,11 +46,7 @@ type sessionInfo struct {
 // handleTrigger serves POST permission-access/trigger: it starts a pull
 // session for the access token's user.
 func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	user, ok := s.accessUser(w, c)
+	user, ok := s.dataUser(w, r)
 	if !ok {
 		return
 	}
@@ -109,11 +105,7 @@ type fileListResponse struct {
 // RunningPolls "running", then "completed" or, after SetPartial,
 // "partial". Every non-pending answer lists all the user's files.
 func (s *Server) handleFileList(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	user, ok := s.accessUser(w, c)
+	user, ok := s.dataUser(w, r)
 	if !ok {
 		return
 	}
@@ -180,11 +172,7 @@ type xMetadata struct {
 // handleFile serves GET (the encrypted file) and HEAD (its headers) of
 // permission-access/query/{session}/{file}.
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	user, ok := s.accessUser(w, c)
+	user, ok := s.dataUser(w, r)
 	if !ok {
 		return
 	}

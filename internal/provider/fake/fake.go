@@ -64,7 +64,6 @@ type Provider struct {
 	access     map[string]*accessInfo
 	pulls      map[string][]time.Time
 	pushed     map[string][]provider.PushItem
-	reject401  int
 }
 
 type accessInfo struct {
@@ -256,7 +255,6 @@ func (p *Provider) accessOK(user string, t tokens.Token) bool {
 	defer p.mu.Unlock()
 	a, ok := p.access[t.AccessToken]
 	if !ok || !a.valid || a.user != user {
-		p.reject401++
 		return false
 	}
 	return true
