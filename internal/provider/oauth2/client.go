@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -55,15 +56,18 @@ var ErrNotConfigured = errors.New("url not configured")
 
 // Log field names.
 const (
-	fieldComponent = "component"
-	fieldUser      = "user"
-	fieldStatus    = "status"
-	fieldWait      = "wait"
-	fieldItem      = "item"
-	fieldBytes     = "bytes"
-	fieldRotated   = "rotated"
-	fieldExpiry    = "access_expiry"
-	fieldDelivered = "delivered"
+	fieldComponent  = "component"
+	fieldUser       = "user"
+	fieldStatus     = "status"
+	fieldWait       = "wait"
+	fieldItem       = "item"
+	fieldBytes      = "bytes"
+	fieldRotated    = "rotated"
+	fieldExpiry     = "access_expiry"
+	fieldDelivered  = "delivered"
+	fieldCode       = "error_code"
+	fieldPermanent  = "permanent"
+	fieldHasRefresh = "has_refresh_token"
 )
 
 const (
@@ -83,8 +87,18 @@ type Config struct {
 	// also for "") or AuthPost.
 	AuthStyle string
 	// Scopes are sent on refresh (space-joined, as "scope") only if set;
-	// nil asks for the originally granted scope (RFC 6749 §6).
+	// nil asks for the originally granted scope (RFC 6749 §6). They are
+	// also the scope of AuthorizeURL's links (none when nil).
 	Scopes []string
+	// AuthURL is the authorization endpoint, an absolute http(s) URL; it
+	// may carry a query, which links keep. "" disables AuthorizeURL (it
+	// returns ErrNotConfigured).
+	AuthURL string
+	// AuthParams are extra parameters of AuthorizeURL's links, e.g.
+	// access_type=offline and prompt=consent. They cannot replace the
+	// parameters the client sets itself (response_type, client_id,
+	// redirect_uri, scope, state, code_challenge, code_challenge_method).
+	AuthParams map[string]string
 	// PullURL is a text/template rendering the pull URL from {{.User}}
 	// and {{.Cursor}}, both query-escaped; the cursor is "" on the first
 	// pull. Example: "https://api.example.com/v1/export?since={{.Cursor}}".
@@ -113,10 +127,12 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// Client is the OAuth 2 provider. It implements tokens.Provider and the
-// pull/push calls jobs make. Safe for concurrent use.
+// Client is the OAuth 2 provider. It implements tokens.Provider,
+// provider.Authorizer and the pull/push calls jobs make. Safe for
+// concurrent use.
 type Client struct {
-	oauth        xoauth2.Config
+	oauth        xoauth2.Config // never copied: x/oauth2 caches in it
+	authParams   []xoauth2.AuthCodeOption
 	tokenHTTP    *http.Client // HTTPClient, with the scope added when Scopes is set
 	http         *http.Client
 	pullURL      *template.Template // nil: not configured
@@ -158,12 +174,23 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("oauth2: Scopes[%d] %q: must be a non-empty scope token", i, s)
 		}
 	}
+	if cfg.AuthURL != "" {
+		if err := checkURL(cfg.AuthURL); err != nil {
+			return nil, fmt.Errorf("oauth2: AuthURL %q: %w", cfg.AuthURL, err)
+		}
+	}
+	authParams, err := authParamOptions(cfg.AuthParams)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		oauth: xoauth2.Config{
 			ClientID:     cfg.ClientID,
 			ClientSecret: cfg.ClientSecret,
-			Endpoint:     xoauth2.Endpoint{TokenURL: cfg.TokenURL, AuthStyle: style},
+			Endpoint:     xoauth2.Endpoint{AuthURL: cfg.AuthURL, TokenURL: cfg.TokenURL, AuthStyle: style},
+			Scopes:       slices.Clone(cfg.Scopes), // only AuthCodeURL reads them
 		},
+		authParams:   authParams,
 		cursorHeader: cfg.CursorHeader,
 		retries:      cfg.GetRetries,
 		clock:        cfg.Clock,
@@ -172,7 +199,6 @@ func New(cfg Config) (*Client, error) {
 		retryInitial: retryInitial,
 		maxItem:      MaxItemBytes,
 	}
-	var err error
 	if cfg.PullURL != "" {
 		if c.pullURL, err = parseURLTemplate("PullURL", cfg.PullURL, pullData{User: "user", Cursor: "cursor"}); err != nil {
 			return nil, err

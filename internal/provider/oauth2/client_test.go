@@ -167,6 +167,13 @@ func TestNew(t *testing.T) {
 		{name: "pull template syntax", mod: func(c *Config) { c.PullURL = "https://x/{{.User" }, want: `oauth2: PullURL "https://x/{{.User": template: PullURL:1: unclosed action`},
 		{name: "pull template field", mod: func(c *Config) { c.PullURL = "https://x/{{.Since}}" }, want: `oauth2: PullURL "https://x/{{.Since}}": template: PullURL:1:12: executing "PullURL" at <.Since>: can't evaluate field Since`},
 		{name: "pull template relative", mod: func(c *Config) { c.PullURL = "/v1/{{.User}}" }, want: `oauth2: PullURL "/v1/{{.User}}": rendered URL: must be an absolute http or https URL`},
+		{name: "auth url", mod: func(c *Config) {
+			c.AuthURL = "https://auth.example.com/authorize?tenant=1"
+			c.AuthParams = map[string]string{"prompt": "consent", "access_type": "offline"}
+		}},
+		{name: "auth url relative", mod: func(c *Config) { c.AuthURL = "/authorize" }, want: `oauth2: AuthURL "/authorize": must be an absolute http or https URL`},
+		{name: "auth param reserved", mod: func(c *Config) { c.AuthParams = map[string]string{"prompt": "consent", "state": "x"} }, want: `oauth2: AuthParams["state"]: set by the client itself`},
+		{name: "auth param empty name", mod: func(c *Config) { c.AuthParams = map[string]string{"": "x"} }, want: `oauth2: AuthParams: empty parameter name`},
 		{name: "push has no cursor", mod: func(c *Config) { c.PushURL = "https://x/{{.User}}?c={{.Cursor}}" }, want: `oauth2: PushURL "https://x/{{.User}}?c={{.Cursor}}": template: PushURL:1:`},
 	}
 	for _, tt := range tests {

@@ -9,19 +9,21 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	xoauth2 "golang.org/x/oauth2"
 
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/provider/providertest"
 )
 
-// TestNoSecretsInLogsOrErrors runs refreshes, pulls and pushes through
-// every path (success, rotation reuse, revocation, bad client, outage,
-// 401 and refresh, retries, hostile servers echoing credentials) with
-// debug logging, then checks that no token value or client secret appears
+// TestNoSecretsInLogsOrErrors runs refreshes, code exchanges, pulls and
+// pushes through every path (success, rotation and code reuse, revocation,
+// wrong verifier, bad client, outage, 401 and refresh, retries, hostile
+// servers echoing credentials) with debug logging, then checks that no
+// token value, authorization code, code verifier or client secret appears
 // in the logs or in any error text.
 func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	ctx := context.Background()
-	b := setup(t, AuthBasic, nil)
+	b := setup(t, AuthBasic, withAuthURL)
 	var errs []error
 	note := func(err error) {
 		if err != nil {
@@ -48,6 +50,39 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	b.fake.Revoke("u2")
 	_, err = b.client.Refresh(ctx, revoked)
 	note(err)
+
+	// Code exchange paths.
+	var verifiers []string
+	consented := func(user string) flow {
+		f := authorizeUser(t, b.client, user)
+		verifiers = append(verifiers, f.verifier)
+		return f
+	}
+	f := consented("u5")
+	_, err = b.client.Exchange(ctx, f.request("u5"))
+	note(err)
+	_, err = b.client.Exchange(ctx, f.request("u5")) // reuse
+	note(err)
+	f = consented("u6")
+	wrong := f
+	wrong.verifier = xoauth2.GenerateVerifier()
+	verifiers = append(verifiers, wrong.verifier)
+	_, err = b.client.Exchange(ctx, wrong.request("u6"))
+	note(err)
+	_, err = b.client.Exchange(ctx, f.request("u6")) // spent by the failure
+	note(err)
+	f = consented("u7")
+	_, err = bad.Exchange(ctx, f.request("u7"))
+	note(err)
+	mismatch := f.request("u7")
+	mismatch.RedirectURI += "?x=1"
+	_, err = b.client.Exchange(ctx, mismatch)
+	note(err)
+	f = consented("u8")
+	b.fake.SetOutage(503, 0)
+	_, err = b.client.Exchange(ctx, f.request("u8"))
+	note(err)
+	b.fake.SetOutage(0, 0)
 
 	// Data paths against the fake.
 	src := &providertest.Source{Client: b.client, Tok: b.fake.Issue("u3")}
@@ -79,18 +114,22 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	_, err = hc.Pull(ctx, "u4", hsrc, "", func(provider.Item) error { return nil })
 	note(err)
 	note(hc.Push(ctx, "u4", hsrc, provider.PushItem{ID: "i"}))
+	f = consented("u9")
+	_, err = hc.Exchange(ctx, f.request("u9"))
+	note(err)
 
-	if len(errs) < 7 {
+	if len(errs) < 14 {
 		t.Fatalf("only %d errors: the run did not reach the failure paths", len(errs))
 	}
 	logs := b.logs.String()
-	for _, want := range []string{`"user":"u3"`, "token refreshed", "access token rejected, refreshing", "pull request failed, retrying", "push done"} {
+	for _, want := range []string{`"user":"u3"`, "token refreshed", "access token rejected, refreshing", "pull request failed, retrying", "push done",
+		"authorization link built", "code exchanged", "code exchange failed"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q; the run did not log what it should", want)
 		}
 	}
-	secrets := b.fake.Secrets()
-	if len(secrets) < 8 {
+	secrets := append(b.fake.Secrets(), verifiers...)
+	if len(secrets) < 20 {
 		t.Fatalf("only %d secrets", len(secrets))
 	}
 	for _, s := range secrets {

@@ -63,58 +63,87 @@ func (c *Client) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, err
 	if err != nil {
 		return tokens.Token{}, c.refreshError(ctx, err)
 	}
-	if !tokenChars(xt.AccessToken) || !tokenChars(xt.RefreshToken) {
+	nt, ok := newToken(t.UserID, xt, start)
+	if !ok {
 		return tokens.Token{}, tokens.NewRefreshError(0, CodeInvalidResponse, 0, errInvalidResponse)
 	}
-
-	nt := tokens.Token{
-		UserID:       t.UserID,
-		AccessToken:  xt.AccessToken,
-		RefreshToken: xt.RefreshToken,
-		TokenType:    xt.TokenType,
-		ConsentID:    t.ConsentID,
-	}
+	nt.ConsentID = t.ConsentID
 	rotated := nt.RefreshToken != "" && nt.RefreshToken != t.RefreshToken
 	if !rotated {
 		// x/oauth2 already fills in the old value; say it here too.
 		nt.RefreshToken = t.RefreshToken
-		nt.RefreshExpiry = t.RefreshExpiry
-	}
-	if d, ok := lifetime(xt.Extra("expires_in")); ok {
-		nt.AccessExpiry = start.Add(d)
-	}
-	if d, ok := lifetime(xt.Extra("refresh_token_expires_in")); ok {
-		nt.RefreshExpiry = start.Add(d)
+		if nt.RefreshExpiry.IsZero() {
+			nt.RefreshExpiry = t.RefreshExpiry
+		}
 	}
 	c.log.Debug().Str(fieldUser, t.UserID).Bool(fieldRotated, rotated).Time(fieldExpiry, nt.AccessExpiry).Msg("token refreshed")
 	return nt, nil
 }
 
-// refreshError classifies a failed refresh without ever using
-// RetrieveError.Error, which quotes the response body.
-func (c *Client) refreshError(ctx context.Context, err error) error {
+// newToken maps a token response to user's tokens.Token: the access and
+// refresh token and the token type as sent, AccessExpiry from expires_in
+// and RefreshExpiry from refresh_token_expires_in, both counted from
+// start (when the request was sent) and zero when absent. ok is false
+// when a token value cannot go into an Authorization header.
+func newToken(user string, xt *xoauth2.Token, start time.Time) (tokens.Token, bool) {
+	if !tokenChars(xt.AccessToken) || !tokenChars(xt.RefreshToken) {
+		return tokens.Token{}, false
+	}
+	t := tokens.Token{
+		UserID:       user,
+		AccessToken:  xt.AccessToken,
+		RefreshToken: xt.RefreshToken,
+		TokenType:    xt.TokenType,
+	}
+	if d, ok := lifetime(xt.Extra("expires_in")); ok {
+		t.AccessExpiry = start.Add(d)
+	}
+	if d, ok := lifetime(xt.Extra("refresh_token_expires_in")); ok {
+		t.RefreshExpiry = start.Add(d)
+	}
+	return t, true
+}
+
+// endpointFailure is a failed token endpoint call reduced to what may be
+// shown.
+type endpointFailure struct {
+	status     int    // 0 without an answer
+	code       string // the sanitized RFC 6749 error code, CodeTimeout, CodeInvalidResponse or ""
+	retryAfter time.Duration
+	err        error // the cause of a failure without an OAuth error answer, else nil
+}
+
+// classify reads a failed token endpoint call without ever using
+// RetrieveError.Error, which quotes the response body, or the url.Error's
+// URL.
+func (c *Client) classify(ctx context.Context, err error) endpointFailure {
 	if re, ok := errors.AsType[*xoauth2.RetrieveError](err); ok {
-		status := 0
-		var ra time.Duration
+		f := endpointFailure{code: errorCode(re.ErrorCode)}
 		if re.Response != nil {
-			status = re.Response.StatusCode
-			ra = parseRetryAfter(re.Response.Header.Get("Retry-After"), c.clock.Now())
+			f.status = re.Response.StatusCode
+			f.retryAfter = parseRetryAfter(re.Response.Header.Get("Retry-After"), c.clock.Now())
 		}
-		return tokens.NewRefreshError(status, errorCode(re.ErrorCode), ra, nil)
+		return f
 	}
 	if ue, ok := errors.AsType[*url.Error](err); ok {
 		// Drop the URL and keep the cause (dial, TLS, timeout, context).
-		code := ""
+		f := endpointFailure{err: ue.Err}
 		if ue.Timeout() {
-			code = CodeTimeout
+			f.code = CodeTimeout
 		}
-		return tokens.NewRefreshError(0, code, 0, ue.Err)
+		return f
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return tokens.NewRefreshError(0, "", 0, cerr)
+		return endpointFailure{err: cerr}
 	}
 	// x/oauth2's parse errors can quote bits of the body: replace them.
-	return tokens.NewRefreshError(0, CodeInvalidResponse, 0, errInvalidResponse)
+	return endpointFailure{code: CodeInvalidResponse, err: errInvalidResponse}
+}
+
+// refreshError classifies a failed refresh.
+func (c *Client) refreshError(ctx context.Context, err error) error {
+	f := c.classify(ctx, err)
+	return tokens.NewRefreshError(f.status, f.code, f.retryAfter, f.err)
 }
 
 // lifetime reads a seconds value from a token response as x/oauth2 hands

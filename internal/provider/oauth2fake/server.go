@@ -68,7 +68,12 @@ type Options struct {
 	// default) rotates on every refresh, and the old refresh token is
 	// answered invalid_grant from then on.
 	KeepRefreshToken bool
-	// Clock reads the time for expiries (default the system clock).
+	// AllowNoPKCE lets GET /authorize go without code_challenge (the code
+	// is then exchanged without code_verifier). False (the default)
+	// requires PKCE S256.
+	AllowNoPKCE bool
+	// Clock reads the time for expiries, authorization codes' included
+	// (default the system clock).
 	Clock clock.Clock
 	// Seed makes token values repeatable.
 	Seed uint64
@@ -99,17 +104,27 @@ type Stats struct {
 	DataCalls int
 	// Unauthorized counts data calls answered 401.
 	Unauthorized int
+	// Authorizations counts authorization codes issued (consents given
+	// on GET /authorize).
+	Authorizations int
+	// Exchanges counts successful authorization_code grants.
+	Exchanges int
+	// ExchangeRejected counts authorization_code token requests answered
+	// with an OAuth error (also counted in Rejected).
+	ExchangeRejected int
 }
 
 type refreshGrant struct {
 	user    string
 	current bool
+	code    string // the authorization code the grant stems from, "" for Issue
 }
 
 type accessGrant struct {
 	user    string
 	expires time.Time
 	invalid bool
+	code    string // as in refreshGrant
 }
 
 type dataSet struct {
@@ -135,6 +150,9 @@ type Server struct {
 	outageRA time.Duration
 	stats    Stats
 	secrets  []string
+	codes    map[string]*authCode
+	lastAuth url.Values
+	users    int // default consenting users named so far
 }
 
 // New returns a server; mount Handler on an httptest.Server.
@@ -156,11 +174,13 @@ func New(opt Options) *Server {
 		revoked: make(map[string]bool),
 		data:    make(map[string]dataSet),
 		pushes:  make(map[string][]Push),
+		codes:   make(map[string]*authCode),
 	}
 	if opt.ClientSecret != "" {
 		s.secrets = append(s.secrets, opt.ClientSecret)
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /authorize", s.serveAuthorize)
 	mux.HandleFunc("POST /token", s.serveToken)
 	mux.HandleFunc("GET /data/{user}", s.serveData)
 	mux.HandleFunc("POST /push/{user}", s.servePush)
@@ -168,39 +188,51 @@ func New(opt Options) *Server {
 	return s
 }
 
-// Handler serves POST /token, GET /data/{user}?since=... and
-// POST /push/{user}.
+// Handler serves GET /authorize, POST /token, GET /data/{user}?since=...
+// and POST /push/{user}.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Issue is a new consent for user: it lifts a revocation, supersedes the
 // user's earlier refresh tokens and returns fresh tokens (what an app
-// hands to syncd).
+// hands to syncd). A successful authorization_code grant does the same.
 func (s *Server) Issue(user string) tokens.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.issueLocked(user, "")
+}
+
+// issueLocked is Issue for tokens stemming from code ("" for none).
+func (s *Server) issueLocked(user, code string) tokens.Token {
 	delete(s.revoked, user)
 	for _, g := range s.refresh {
 		if g.user == user {
 			g.current = false
 		}
 	}
-	at, exp := s.mintAccess(user)
+	at, exp := s.mintAccess(user, code)
 	return tokens.Token{
 		UserID:       user,
 		AccessToken:  at,
-		RefreshToken: s.mintRefresh(user),
+		RefreshToken: s.mintRefresh(user, code),
 		TokenType:    "Bearer",
 		AccessExpiry: exp,
 	}
 }
 
 // Revoke withdraws user's consent: every refresh token of the user is
-// answered invalid_grant and every access token 401, until the next Issue.
+// answered invalid_grant and every access token 401, until the next Issue
+// or authorization_code grant; the user's authorization codes not yet
+// exchanged are forgotten (invalid_grant).
 func (s *Server) Revoke(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.revoked[user] = true
 	s.invalidateLocked(user)
+	for v, c := range s.codes {
+		if c.user == user && !c.spent {
+			delete(s.codes, v)
+		}
+	}
 }
 
 // SetOutage makes the token endpoint answer every request with status
@@ -261,8 +293,9 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// Secrets returns the client secret and every token value issued, for
-// tests that check nothing leaked into logs or errors.
+// Secrets returns the client secret and every token value and
+// authorization code issued, for tests that check nothing leaked into logs
+// or errors.
 func (s *Server) Secrets() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -279,16 +312,16 @@ func (s *Server) random(prefix string) string {
 	return v
 }
 
-func (s *Server) mintAccess(user string) (string, time.Time) {
+func (s *Server) mintAccess(user, code string) (string, time.Time) {
 	v := s.random(accessPrefix)
 	exp := s.opt.Clock.Now().Add(s.opt.AccessLifetime).UTC().Truncate(time.Second)
-	s.access[v] = &accessGrant{user: user, expires: exp}
+	s.access[v] = &accessGrant{user: user, expires: exp, code: code}
 	return v, exp
 }
 
-func (s *Server) mintRefresh(user string) string {
+func (s *Server) mintRefresh(user, code string) string {
 	v := s.random(refreshPrefix)
-	s.refresh[v] = &refreshGrant{user: user, current: true}
+	s.refresh[v] = &refreshGrant{user: user, current: true, code: code}
 	return v
 }
 
@@ -333,6 +366,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.stats.Rejected++
+	if form.Get("grant_type") == grantCode {
+		s.stats.ExchangeRejected++
+	}
 	s.mu.Unlock()
 	if oerr.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
@@ -430,15 +466,18 @@ func equal(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// grant runs the refresh_token grant (RFC 6749 §6).
+// grant runs the refresh_token grant (RFC 6749 §6) or hands the
+// authorization_code grant to exchange.
 func (s *Server) grant(form url.Values) (tokenResponse, *oauthError) {
 	switch gt := form.Get("grant_type"); gt {
 	case "":
 		return tokenResponse{}, badRequest("grant_type is missing")
 	case "refresh_token":
+	case grantCode:
+		return s.exchange(form)
 	default:
 		return tokenResponse{}, &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type",
-			desc: "only refresh_token is supported"}
+			desc: "only refresh_token and authorization_code are supported"}
 	}
 	rt := form.Get("refresh_token")
 	if rt == "" {
@@ -456,7 +495,7 @@ func (s *Server) grant(form url.Values) (tokenResponse, *oauthError) {
 	case s.revoked[g.user]:
 		return tokenResponse{}, badGrant("consent revoked")
 	}
-	at, _ := s.mintAccess(g.user)
+	at, _ := s.mintAccess(g.user, g.code)
 	resp := tokenResponse{
 		AccessToken: at,
 		TokenType:   "Bearer",
@@ -464,7 +503,7 @@ func (s *Server) grant(form url.Values) (tokenResponse, *oauthError) {
 	}
 	if !s.opt.KeepRefreshToken {
 		g.current = false
-		resp.RefreshToken = s.mintRefresh(g.user)
+		resp.RefreshToken = s.mintRefresh(g.user, g.code)
 	}
 	s.stats.Refreshes++
 	return resp, nil

@@ -215,8 +215,8 @@ func TestTokenRequestStrictness(t *testing.T) {
 	b := setup(t, Options{})
 	tok := b.srv.Issue("u1")
 
-	t.Run("authorization_code unsupported", func(t *testing.T) {
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {"https://app/cb"}}
+	t.Run("client_credentials unsupported", func(t *testing.T) {
+		form := url.Values{"grant_type": {"client_credentials"}}
 		wantError(t, do(t, tokenReq(t, b.url, form, "app", "s3cret")), 400, "unsupported_grant_type")
 	})
 	t.Run("grant_type missing", func(t *testing.T) {
