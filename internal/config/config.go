@@ -72,6 +72,31 @@ type Config struct {
 	StatsInterval time.Duration `yaml:"stats_interval"`
 	// Alerts configures the optional re-auth webhook.
 	Alerts AlertsConfig `yaml:"alerts"`
+	// Authorize configures the authorization handoff: consent links,
+	// the callback, re-authorization links.
+	Authorize AuthorizeConfig `yaml:"authorize"`
+}
+
+// AuthorizeConfig is the authorization handoff (see README "Onboarding
+// and re-authorization").
+type AuthorizeConfig struct {
+	// RedirectURI is the redirect for links syncd makes on its own
+	// (`reauth list --links`, alerts.links) and for API requests that name
+	// none. It must be registered with the provider.
+	RedirectURI string `yaml:"redirect_uri"`
+	// StateTTL is how long a link can be used; default 15m.
+	StateTTL time.Duration `yaml:"state_ttl"`
+	// CallbackPath, if set, serves GET <path> on the admin listener (and
+	// on PublicListen) without the bearer token: a provider can redirect
+	// the user's browser straight to syncd. Example: /authorize/callback.
+	CallbackPath string `yaml:"callback_path"`
+	// PublicListen is an optional second listener (host:port) that serves
+	// only CallbackPath, so the admin API can stay private.
+	PublicListen string `yaml:"public_listen"`
+	// DoneURL is where the public callback sends the browser afterwards,
+	// with result=ok|error, user and error added to its query; empty
+	// shows a short page instead.
+	DoneURL string `yaml:"done_url"`
 }
 
 // AdminConfig is the admin HTTP server.
@@ -93,6 +118,9 @@ type AlertsConfig struct {
 	WebhookURL string `yaml:"webhook_url"`
 	Secret     string `yaml:"secret"`
 	SecretFile string `yaml:"secret_file"`
+	// Links adds a fresh re-authorization link per user to the webhook
+	// (needs authorize.redirect_uri). A link lives authorize.state_ttl.
+	Links bool `yaml:"links"`
 }
 
 // RedisConfig says how to reach Redis and how syncd lays out its keys.
@@ -296,6 +324,12 @@ type DigimeConfig struct {
 	// identity digi.me gave you if it rejects the default ("syncd").
 	AgentName    string `yaml:"agent_name"`
 	AgentVersion string `yaml:"agent_version"`
+	// OnboardURL is digi.me's browser UI, where consent links point;
+	// default https://api.digi.me/apps/saas/.
+	OnboardURL string `yaml:"onboard_url"`
+	// OnboardParams are added to consent links, e.g. service, lng,
+	// sourceType (default pull).
+	OnboardParams map[string]string `yaml:"onboard_params"`
 }
 
 // OAuth2Config is how syncd talks to an RFC 6749 API.
@@ -317,6 +351,12 @@ type OAuth2Config struct {
 	// CursorHeader is the pull response header carrying the next cursor;
 	// default X-Next-Cursor.
 	CursorHeader string `yaml:"cursor_header"`
+	// AuthURL is the authorization endpoint for consent links; empty
+	// means syncd cannot start consent for this provider.
+	AuthURL string `yaml:"auth_url"`
+	// AuthParams are extra authorization request parameters, e.g.
+	// access_type: offline, prompt: consent.
+	AuthParams map[string]string `yaml:"auth_params"`
 }
 
 // JobKind says what a job does for each user.
@@ -454,6 +494,7 @@ func DefaultConfig() *Config {
 		Admin:         AdminConfig{Listen: "127.0.0.1:9464"},
 		ShutdownGrace: 25 * time.Second,
 		StatsInterval: time.Minute,
+		Authorize:     AuthorizeConfig{StateTTL: 15 * time.Minute},
 	}
 }
 

@@ -273,8 +273,17 @@ func TestValidationErrors(t *testing.T) {
 		{"retry initial", "jobs:\n" + job("a", ", retry: {initial: 0s}"), `jobs[0].retry.initial: must be positive, got 0s`},
 		{"retry max", "jobs:\n" + job("a", ", retry: {initial: 1h, max: 1m}"), `jobs[0].retry.max: 1m must be at least retry.initial 1h`},
 
+		// authorize
+		{"links without redirect", "alerts: {links: true}", `alerts.links: needs authorize.redirect_uri`},
+		{"redirect relative", "authorize: {redirect_uri: /cb}", `authorize.redirect_uri: must be an absolute URI without a fragment, got "/cb"`},
+		{"state_ttl", "authorize: {state_ttl: 0s}", `authorize.state_ttl: must be positive, got 0s`},
+		{"callback path", "authorize: {callback_path: /v1/cb}", `authorize.callback_path: want an absolute path outside /v1/`},
+		{"public listen alone", "authorize: {public_listen: \"127.0.0.1:9\"}", `authorize.public_listen: needs authorize.callback_path`},
+		{"done url", "authorize: {done_url: ftp://x}", `authorize.done_url: must be an http(s) URL, got "ftp://x"`},
+		{"auth_url", "providers: [{name: a, kind: oauth2, oauth2: {token_url: \"https://t\", client_id: c, auth_url: nope}}]", `providers[0].oauth2.auth_url: must be an http(s) URL, got "nope"`},
+
 		// decoding
-		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts)`},
+		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts, authorize)`},
 		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},

@@ -406,6 +406,9 @@ func (pc *ProviderConfig) validateDigime(p *problems, f string) {
 	if d.AgentName == "" {
 		p.add(f+".agent_name", "required")
 	}
+	if d.OnboardURL != "" {
+		checkURL(p, f+".onboard_url", d.OnboardURL)
+	}
 }
 
 func (pc *ProviderConfig) validateOAuth2(p *problems, f string) {
@@ -442,6 +445,9 @@ func (pc *ProviderConfig) validateOAuth2(p *problems, f string) {
 		if r.v != "" && !strings.HasPrefix(r.v, "http://") && !strings.HasPrefix(r.v, "https://") {
 			p.add(f+"."+r.field, "must be an http(s) URL template, got %q", r.v)
 		}
+	}
+	if o.AuthURL != "" {
+		checkURL(p, f+".auth_url", o.AuthURL)
 	}
 }
 
@@ -807,5 +813,32 @@ func (c *Config) validateDaemon(p *problems) {
 		case a.Secret == "":
 			p.add("alerts.secret", "required with alerts.webhook_url (the receiver checks the signature with it)")
 		}
+	}
+	au := &c.Authorize
+	if a.Links && au.RedirectURI == "" {
+		p.add("alerts.links", "needs authorize.redirect_uri (where the links send the user back)")
+	}
+	if au.RedirectURI != "" {
+		if u, err := url.Parse(au.RedirectURI); err != nil || !u.IsAbs() || u.Fragment != "" {
+			p.add("authorize.redirect_uri", "must be an absolute URI without a fragment, got %q", au.RedirectURI)
+		}
+	}
+	positive(p, "authorize.state_ttl", au.StateTTL)
+	if au.CallbackPath != "" && (!strings.HasPrefix(au.CallbackPath, "/") || strings.HasPrefix(au.CallbackPath, "/v1/") ||
+		strings.ContainsAny(au.CallbackPath, " ?#{}") || au.CallbackPath == "/metrics" || au.CallbackPath == "/healthz" || au.CallbackPath == "/readyz") {
+		p.add("authorize.callback_path", "want an absolute path outside /v1/ and the health and metrics paths, got %q", au.CallbackPath)
+	}
+	if au.PublicListen != "" {
+		if au.CallbackPath == "" {
+			p.add("authorize.public_listen", "needs authorize.callback_path (the only path it serves)")
+		}
+		if _, _, err := net.SplitHostPort(au.PublicListen); err != nil {
+			p.add("authorize.public_listen", "invalid address %q: want host:port", au.PublicListen)
+		} else if au.PublicListen == c.Admin.Listen {
+			p.add("authorize.public_listen", "must differ from admin.listen %q", c.Admin.Listen)
+		}
+	}
+	if au.DoneURL != "" {
+		checkURL(p, "authorize.done_url", au.DoneURL)
 	}
 }

@@ -1,0 +1,332 @@
+package authflow_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/authflow"
+	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/provider/oauth2"
+	"github.com/syncd/syncd/internal/provider/oauth2fake"
+	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+const redirect = "https://app.example/callback"
+
+type bundle struct {
+	flow  *authflow.Flow
+	store *redisstore.Store
+	keys  *tokens.Keyring
+	ref   *tokens.Refresher
+	fake  *oauth2fake.Server
+	srv   *httptest.Server
+	clk   *clock.Fake
+	logs  *bytes.Buffer
+	puts  int
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	fake := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "s3cret-client", Clock: clk})
+	srv := httptest.NewServer(fake.Handler())
+	t.Cleanup(srv.Close)
+	client, err := oauth2.New(oauth2.Config{TokenURL: srv.URL + "/token", AuthURL: srv.URL + "/authorize",
+		ClientID: "syncd", ClientSecret: "s3cret-client", Scopes: []string{"read", "write"},
+		AuthParams: map[string]string{"access_type": "offline"}, PullURL: srv.URL + "/data/{{.User}}", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redistest.Start(t).Client(t)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: "t:"})
+	keys, err := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	log := zerolog.New(logs)
+	ref, err := tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"ex": {Provider: client, Policy: tokens.Policy{
+		Lead: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second, RetryInitial: time.Second, RetryMax: time.Minute,
+		RetryAfterCap: time.Minute, DegradedAfter: 3}}}, tokens.Options{Clock: clk, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{store: store, keys: keys, ref: ref, fake: fake, srv: srv, clk: clk, logs: logs}
+	b.flow = authflow.New(authflow.Options{
+		Store: store, Keys: keys, Clock: clk, Logger: log, RedirectURI: redirect,
+		Providers: map[string]authflow.Provider{"ex": {Authorizer: client, DefaultLifetime: time.Hour}},
+		Put: func(ctx context.Context, prov string, tok tokens.Token) error {
+			b.puts++
+			_, err := ref.Put(ctx, prov, tok)
+			return err
+		},
+	})
+	return b
+}
+
+// consent plays the user's browser: it opens the link with the fake's
+// simulation knobs and returns the query the provider redirected with.
+func consent(t *testing.T, link string, knobs url.Values) url.Values {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	for k, v := range knobs {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("consent: status %d", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(loc.String(), redirect) {
+		t.Fatalf("consent redirected to %q", resp.Header.Get("Location"))
+	}
+	return loc.Query()
+}
+
+func TestAuthorizeWalk(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	link, err := b.flow.Authorize(ctx, authflow.Request{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link.Flow != authflow.FlowAuthorize || link.Provider != "ex" || len(link.State) < 32 || !link.ExpiresAt.Equal(b.clk.Now().Add(authflow.DefaultStateTTL)) {
+		t.Fatalf("link %+v", link)
+	}
+	lu, _ := url.Parse(link.URL)
+	lq := lu.Query()
+	if lq.Get("code_challenge_method") != "S256" || lq.Get("code_challenge") == "" || lq.Get("state") != link.State ||
+		lq.Get("redirect_uri") != redirect || lq.Get("scope") != "read write" || lq.Get("access_type") != "offline" {
+		t.Fatalf("link query %v", lq)
+	}
+	cb := consent(t, link.URL, url.Values{"user": {"alice"}})
+	res, err := b.flow.Finish(ctx, authflow.ParseCallback(cb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.User != "alice" || res.State != tokens.Active || res.Provider != "ex" {
+		t.Fatalf("result %+v", res)
+	}
+	rec, err := b.store.Load(ctx, "alice")
+	if err != nil || rec.State != tokens.Active || rec.Provider != "ex" {
+		t.Fatalf("record %+v %v", rec, err)
+	}
+	var tok tokens.Token
+	if err := b.keys.OpenToken("alice", rec.KeyID, rec.Ciphertext, &tok); err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("stored token: %v", err)
+	}
+	// The stored token works: a forced refresh succeeds against the fake.
+	if _, err := b.ref.Rejected(ctx, "alice", tok); err != nil {
+		t.Fatalf("refresh with the exchanged token: %v", err)
+	}
+
+	// Replaying the callback fails and changes nothing.
+	before, _ := b.store.Load(ctx, "alice")
+	_, err = b.flow.Finish(ctx, authflow.ParseCallback(cb))
+	if !authflow.IsKind(err, authflow.KindStateUnknown) {
+		t.Fatalf("replay: %v", err)
+	}
+	after, _ := b.store.Load(ctx, "alice")
+	if after.Version != before.Version || b.puts != 1 {
+		t.Fatalf("replay changed the record: version %d -> %d, puts %d", before.Version, after.Version, b.puts)
+	}
+	// No secret in the logs: not the verifier, the code, nor a token.
+	for _, s := range append(b.fake.Secrets(), cb.Get("code")) {
+		if s != "" && strings.Contains(b.logs.String(), s) {
+			t.Fatal("a secret reached the log")
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	nothingStored := func(t *testing.T, user string) {
+		t.Helper()
+		if _, err := b.store.Load(ctx, user); !errors.Is(err, tokens.ErrNotFound) {
+			t.Fatalf("%s: a record was stored: %v", user, err)
+		}
+	}
+
+	t.Run("denied", func(t *testing.T) {
+		link, err := b.flow.Authorize(ctx, authflow.Request{User: "dora"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := consent(t, link.URL, url.Values{"consent": {"deny"}})
+		_, err = b.flow.Finish(ctx, authflow.ParseCallback(cb))
+		if !authflow.IsKind(err, authflow.KindDenied) || !strings.Contains(err.Error(), "access_denied") {
+			t.Fatalf("deny: %v", err)
+		}
+		nothingStored(t, "dora")
+		evs, _ := b.store.Events(ctx, 10)
+		if len(evs) == 0 || evs[len(evs)-1].User != "dora" || evs[len(evs)-1].Reason != "authorization_failed: access_denied" {
+			t.Fatalf("events %+v", evs)
+		}
+	})
+
+	t.Run("expired", func(t *testing.T) {
+		link, err := b.flow.Authorize(ctx, authflow.Request{User: "ed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := consent(t, link.URL, nil)
+		b.clk.Advance(authflow.DefaultStateTTL + time.Second)
+		_, err = b.flow.Finish(ctx, authflow.ParseCallback(cb))
+		if !authflow.IsKind(err, authflow.KindStateExpired) {
+			t.Fatalf("expired: %v", err)
+		}
+		nothingStored(t, "ed")
+	})
+
+	t.Run("wrong verifier", func(t *testing.T) {
+		// The code of one link presented with the state of another: the
+		// verifier syncd sends does not match the code's challenge.
+		a, err := b.flow.Authorize(ctx, authflow.Request{User: "fay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := b.flow.Authorize(ctx, authflow.Request{User: "fay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := consent(t, a.URL, nil)
+		cb.Set("state", other.State)
+		_, err = b.flow.Finish(ctx, authflow.ParseCallback(cb))
+		if !authflow.IsKind(err, authflow.KindRejected) || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Fatalf("wrong verifier: %v", err)
+		}
+		nothingStored(t, "fay")
+		if strings.Contains(err.Error(), cb.Get("code")) {
+			t.Fatal("the code is in the error")
+		}
+	})
+
+	t.Run("unknown state", func(t *testing.T) {
+		_, err := b.flow.Finish(ctx, authflow.Callback{State: "never-issued", Code: "x"})
+		if !authflow.IsKind(err, authflow.KindStateUnknown) {
+			t.Fatalf("unknown: %v", err)
+		}
+	})
+
+	t.Run("provider unavailable keeps the state", func(t *testing.T) {
+		link, err := b.flow.Authorize(ctx, authflow.Request{User: "gus"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := consent(t, link.URL, nil)
+		b.fake.SetOutage(http.StatusServiceUnavailable, 0)
+		_, err = b.flow.Finish(ctx, authflow.ParseCallback(cb))
+		if !authflow.IsKind(err, authflow.KindUnavailable) {
+			t.Fatalf("outage: %v", err)
+		}
+		nothingStored(t, "gus")
+		b.fake.SetOutage(0, 0)
+		if _, err := b.flow.Finish(ctx, authflow.ParseCallback(cb)); err != nil {
+			t.Fatalf("retry after the outage: %v", err)
+		}
+	})
+
+	t.Run("bad requests", func(t *testing.T) {
+		for _, tc := range []struct {
+			req  authflow.Request
+			kind authflow.Kind
+			want string
+		}{
+			{authflow.Request{User: ""}, authflow.KindBadRequest, "user: user id is empty"},
+			{authflow.Request{User: "u", RedirectURI: "/relative"}, authflow.KindBadRequest, `redirect_uri: "/relative"`},
+			{authflow.Request{User: "u", State: "has space"}, authflow.KindBadRequest, `state: "has space"`},
+			{authflow.Request{User: "u", Provider: "nope"}, authflow.KindBadRequest, `provider: "nope" is not configured`},
+		} {
+			_, err := b.flow.Authorize(ctx, tc.req)
+			if !authflow.IsKind(err, tc.kind) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: %v, want %s %q", tc.req, err, tc.kind, tc.want)
+			}
+		}
+		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "u", State: "mine-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "v", State: "mine-1"}); !authflow.IsKind(err, authflow.KindConflict) {
+			t.Fatalf("state reuse: %v", err)
+		}
+		if _, err := b.flow.Finish(ctx, authflow.Callback{State: "mine-1"}); !authflow.IsKind(err, authflow.KindBadRequest) {
+			t.Fatalf("no code: %v", err)
+		}
+		if _, err := b.flow.Reauthorize(ctx, authflow.Request{User: "nobody"}); !authflow.IsKind(err, authflow.KindNotFound) {
+			t.Fatalf("reauthorize unknown user: %v", err)
+		}
+		if _, err := b.flow.Reauthorize(ctx, authflow.Request{User: "alice-not-here"}); !authflow.IsKind(err, authflow.KindNotFound) {
+			t.Fatalf("reauthorize: %v", err)
+		}
+	})
+}
+
+// TestReauthorize: a flagged user gets a fresh link (OAuth2 has no
+// recovery flow, so it is a full authorization); consent brings the same
+// user back to active. An active user is refused.
+func TestReauthorize(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	link, _ := b.flow.Authorize(ctx, authflow.Request{User: "hal"})
+	if _, err := b.flow.Finish(ctx, authflow.ParseCallback(consent(t, link.URL, url.Values{"user": {"hal"}}))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.flow.Reauthorize(ctx, authflow.Request{User: "hal"}); !authflow.IsKind(err, authflow.KindConflict) {
+		t.Fatalf("reauthorize an active user: %v", err)
+	}
+	// The provider revokes hal; a refresh flags him.
+	b.fake.Revoke("hal")
+	rec, _ := b.store.Load(ctx, "hal")
+	var tok tokens.Token
+	if err := b.keys.OpenToken("hal", rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ref.Rejected(ctx, "hal", tok); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("refresh after revoke: %v", err)
+	}
+	rl, err := b.flow.Reauthorize(ctx, authflow.Request{User: "hal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rl.Flow != authflow.FlowReauthorize || rl.User != "hal" {
+		t.Fatalf("link %+v", rl)
+	}
+	// A refused consent leaves hal where he was.
+	_, err = b.flow.Finish(ctx, authflow.ParseCallback(consent(t, rl.URL, url.Values{"consent": {"deny"}})))
+	if !authflow.IsKind(err, authflow.KindDenied) {
+		t.Fatalf("deny: %v", err)
+	}
+	if rec, _ := b.store.Load(ctx, "hal"); rec.State != tokens.ReauthRequired {
+		t.Fatalf("after a refused consent hal is %s", rec.State)
+	}
+	rl, _ = b.flow.Reauthorize(ctx, authflow.Request{User: "hal"})
+	res, err := b.flow.Finish(ctx, authflow.ParseCallback(consent(t, rl.URL, url.Values{"user": {"hal"}})))
+	if err != nil || res.State != tokens.Active {
+		t.Fatalf("reauthorized: %+v %v", res, err)
+	}
+	q, _ := b.store.ReauthQueue(ctx)
+	if len(q) != 0 {
+		t.Fatalf("re-auth queue %+v", q)
+	}
+}
