@@ -19,7 +19,10 @@ import (
 // Defaults for the zero values of Config.
 const (
 	// DefaultBaseURL is the digi.me API the SDKs use.
-	DefaultBaseURL       = "https://api.digi.me/v1.7/"
+	DefaultBaseURL = "https://api.digi.me/v1.7/"
+	// DefaultOnboardURL is digi.me's browser onboarding UI, where
+	// AuthorizeURL and ReauthorizeURL links point.
+	DefaultOnboardURL    = "https://api.digi.me/apps/saas/"
 	DefaultHTTPTimeout   = 30 * time.Second
 	DefaultPollInterval  = 3 * time.Second
 	DefaultMaxPolls      = 100
@@ -53,6 +56,16 @@ type Config struct {
 	// added. The JWKS is always fetched from BaseURL + "jwks/oauth" (or a
 	// response's jku when it lies under BaseURL), never from elsewhere.
 	BaseURL string
+	// OnboardURL is the root of digi.me's browser onboarding UI, default
+	// DefaultOnboardURL. A trailing slash is added. Consent links are
+	// OnboardURL + "authorize?..." and OnboardURL + "user-reauth?...".
+	OnboardURL string
+	// OnboardParams are extra query parameters of consent links, e.g.
+	// "service" (a source id to onboard), "lng" (locale), "sourceType"
+	// ("pull" when not given; "push" lists push-to-provider sources).
+	// AuthorizeURL adds them all; ReauthorizeURL all but sourceType. The
+	// key "code" is reserved.
+	OnboardParams map[string]string
 	// AppID and ContractID identify the contract; client_id is
 	// AppID + "_" + ContractID. Both are required.
 	AppID, ContractID string
@@ -82,7 +95,8 @@ type Config struct {
 	// RetryAfter) instead.
 	RetryAfterCap time.Duration
 	// AgentName and AgentVersion are sent as agent.sdk {name, version} when
-	// triggering a pull. Default "syncd" and the syncd module version
+	// triggering a pull and asking for a consent link (oauth/authorize,
+	// oauth/token/reference). Default "syncd" and the syncd module version
 	// ("dev" in a development build). Whether digi.me accepts an agent
 	// name other than its SDKs' ("nodejs", "ios") is unconfirmed: if it
 	// answers SDKInvalid, set these to an SDK identity digi.me accepts.
@@ -99,6 +113,8 @@ type Config struct {
 // by many users.
 type Client struct {
 	base          *url.URL // ends in "/"
+	onboard       string   // OnboardURL, ends in "/"
+	onboardParams url.Values
 	jwksURL       string
 	clientID      string
 	key           *rsa.PrivateKey
@@ -125,10 +141,26 @@ func New(cfg Config) (*Client, error) {
 	if !strings.HasSuffix(cfg.BaseURL, "/") {
 		cfg.BaseURL += "/"
 	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" ||
-		base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+	base, err := parseRoot(cfg.BaseURL)
+	if err != nil {
 		return nil, fmt.Errorf("digime: base url %q: want an absolute http(s) url without query", cfg.BaseURL)
+	}
+	if cfg.OnboardURL == "" {
+		cfg.OnboardURL = DefaultOnboardURL
+	}
+	if !strings.HasSuffix(cfg.OnboardURL, "/") {
+		cfg.OnboardURL += "/"
+	}
+	onboard, err := parseRoot(cfg.OnboardURL)
+	if err != nil {
+		return nil, fmt.Errorf("digime: onboard url %q: want an absolute http(s) url without query", cfg.OnboardURL)
+	}
+	onboardParams := url.Values{"sourceType": {defaultSourceType}}
+	for k, v := range cfg.OnboardParams {
+		if k == "" || k == "code" {
+			return nil, fmt.Errorf("digime: onboard params: key %q is reserved or empty", k)
+		}
+		onboardParams.Set(k, v)
 	}
 	switch {
 	case cfg.AppID == "":
@@ -176,6 +208,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		base:          base,
+		onboard:       onboard.String(),
+		onboardParams: onboardParams,
 		jwksURL:       base.String() + "jwks/oauth",
 		clientID:      cfg.AppID + "_" + cfg.ContractID,
 		key:           cfg.PrivateKey,
@@ -199,6 +233,17 @@ func New(cfg Config) (*Client, error) {
 		},
 	}
 	return c, nil
+}
+
+// parseRoot parses an API or UI root: an absolute http(s) URL without
+// user info, query or fragment.
+func parseRoot(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("not an absolute http(s) url without query")
+	}
+	return u, nil
 }
 
 // moduleVersion is the main module's version, "dev" when unknown.

@@ -386,17 +386,23 @@ func (a *api) takeFault(op string, w http.ResponseWriter) bool {
 	f := q[0]
 	a.faults[op] = q[1:]
 	a.mu.Unlock()
+	serveFault(a.t, w, f)
+	return true
+}
+
+// serveFault answers with f.
+func serveFault(t *testing.T, w http.ResponseWriter, f fault) {
 	if f.drop {
 		hj, ok := w.(http.Hijacker)
 		if !ok {
-			a.t.Error("cannot hijack")
-			return true
+			t.Error("cannot hijack")
+			return
 		}
 		conn, _, err := hj.Hijack()
 		if err == nil {
 			conn.Close()
 		}
-		return true
+		return
 	}
 	for k, v := range f.header {
 		w.Header().Set(k, v)
@@ -406,7 +412,6 @@ func (a *api) takeFault(op string, w http.ResponseWriter) bool {
 	}
 	w.WriteHeader(f.status)
 	io.WriteString(w, f.body)
-	return true
 }
 
 func (a *api) record(op, nonce, access string) {

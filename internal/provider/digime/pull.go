@@ -107,12 +107,7 @@ func (c *Client) pullErr(ctx context.Context, err error) error {
 
 // trigger starts a sync and returns its session key.
 func (s *session) trigger(ctx context.Context) (string, error) {
-	body, err := json.Marshal(map[string]any{
-		"agent": map[string]any{"sdk": map[string]any{
-			"name": s.c.agentName, "version": s.c.agentVersion, "meta": map[string]any{},
-		}},
-		"sourceFetch": true,
-	})
+	body, err := json.Marshal(map[string]any{"agent": s.c.agent(), "sourceFetch": true})
 	if err != nil {
 		return "", &provider.Error{Op: "trigger", Err: err}
 	}

@@ -44,6 +44,16 @@ type requestClaims struct {
 	AccessToken  string      `json:"access_token"`
 	GrantType    string      `json:"grant_type"`
 	RefreshToken string      `json:"refresh_token"`
+	// The consent flow's claims: oauth/authorize, oauth/token/reference
+	// and the authorization_code grant.
+	Code                string `json:"code"`
+	CodeVerifier        string `json:"code_verifier"`
+	CodeChallenge       string `json:"code_challenge"`
+	CodeChallengeMethod string `json:"code_challenge_method"`
+	RedirectURI         string `json:"redirect_uri"`
+	ResponseMode        string `json:"response_mode"`
+	ResponseType        string `json:"response_type"`
+	State               string `json:"state"`
 	jwt.RegisteredClaims
 }
 
@@ -195,11 +205,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	switch c.GrantType {
 	case "refresh_token":
+	case "authorization_code":
+		s.exchange(w, r, c)
+		return
 	case "":
 		writeError(w, http.StatusBadRequest, "InvalidRequest", "grant_type is missing")
 		return
 	default:
-		// authorization_code is not implemented yet.
 		writeError(w, http.StatusBadRequest, "UnsupportedGrantType", "unsupported grant_type")
 		return
 	}
@@ -215,7 +227,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case rec == nil || rec.dead || s.user(rec.user).revoked:
 		msg = msgRefreshInvalid
-	case !now.Before(rec.expires):
+	case rec.expired || !now.Before(rec.expires):
 		msg = msgRefreshExpired
 	}
 	if msg != "" {
@@ -229,6 +241,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.stats.Refreshes++
 	s.mu.Unlock()
 
+	s.writeTokens(w, r, t)
+}
+
+// writeTokens answers 200 {token} with t signed as a token response.
+func (s *Server) writeTokens(w http.ResponseWriter, r *http.Request, t tokens.Token) {
 	signed, err := s.signToken(r, t)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalServerError", "sign token: "+err.Error())
@@ -273,7 +290,13 @@ func (s *Server) signToken(r *http.Request, t tokens.Token) (string, error) {
 		TokenType:    t.TokenType,
 	}
 	p.Identifier.ID = t.UserID
-	tok := jwt.NewWithClaims(jwt.SigningMethodPS512, p)
+	return s.signClaims(r, p)
+}
+
+// signClaims signs a response JWT: PS512 with the server key, its header
+// naming kid and the jku of this server's JWKS.
+func (s *Server) signClaims(r *http.Request, claims jwt.Claims) (string, error) {
+	tok := jwt.NewWithClaims(jwt.SigningMethodPS512, claims)
 	tok.Header["kid"] = s.kid
 	tok.Header["jku"] = jwksURL(r)
 	return tok.SignedString(s.key)

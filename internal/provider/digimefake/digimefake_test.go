@@ -322,17 +322,25 @@ type tokenPayload struct {
 // and kid in the header, the kid's pem from the JWKS, PS512 only.
 func verifyToken(t *testing.T, c *client, r response) tokenPayload {
 	t.Helper()
+	var p tokenPayload
+	verifyInto(t, c, r, &p)
+	return p
+}
+
+// verifyInto verifies a {token} response as verifyToken does and decodes
+// its payload into p.
+func verifyInto(t *testing.T, c *client, r response, p jwt.Claims) {
+	t.Helper()
 	if r.status != http.StatusOK {
-		t.Fatalf("refresh: status %d %s", r.status, r.body)
+		t.Fatalf("token response: status %d %s", r.status, r.body)
 	}
 	var body struct {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(r.body, &body); err != nil || body.Token == "" {
-		t.Fatalf("refresh body %s: %v", r.body, err)
+		t.Fatalf("token response body %s: %v", r.body, err)
 	}
-	var p tokenPayload
-	_, err := jwt.ParseWithClaims(body.Token, &p, func(tok *jwt.Token) (any, error) {
+	_, err := jwt.ParseWithClaims(body.Token, p, func(tok *jwt.Token) (any, error) {
 		jku, _ := tok.Header["jku"].(string)
 		kid, _ := tok.Header["kid"].(string)
 		if want := c.base + "jwks/oauth"; jku != want {
@@ -368,7 +376,6 @@ func verifyToken(t *testing.T, c *client, r response) tokenPayload {
 	if err != nil {
 		t.Fatalf("verify token: %v", err)
 	}
-	return p
 }
 
 func TestRefresh(t *testing.T) {
@@ -481,9 +488,9 @@ func TestRefresh(t *testing.T) {
 		}
 	})
 
-	t.Run("authorization_code not supported yet", func(t *testing.T) {
+	t.Run("unsupported grant type", func(t *testing.T) {
 		b := setup(t, nil)
-		r := b.c.do(http.MethodPost, "oauth/token", b.c.sign(jwt.MapClaims{"grant_type": "authorization_code", "code": "x"}), nil, nil)
+		r := b.c.do(http.MethodPost, "oauth/token", b.c.sign(jwt.MapClaims{"grant_type": "password", "code": "x"}), nil, nil)
 		if code, _ := r.errCode(t); r.status != http.StatusBadRequest || code != "UnsupportedGrantType" {
 			t.Errorf("got %d %s", r.status, code)
 		}

@@ -5,16 +5,22 @@
 //
 // It owns: request JWT checks (PS512 with the contract key, client_id,
 // nonce replay, millisecond timestamp window), the JWKS, refresh with
-// rotation (oauth/token), pull sessions (trigger, file list moving
+// rotation (oauth/token), the consent flow (oauth/authorize,
+// oauth/token/reference, onboarding pages under OnboardPrefix that
+// simulate the user's answer, and the authorization_code grant with PKCE
+// S256), pull sessions (trigger, file list moving
 // pending→running→completed|partial, encrypted file download in the
 // RSA-OAEP-SHA1 + AES-256-CBC layout, optionally gzip or brotli), direct
 // import with a FileDescriptor JWT, and fault knobs (latency, random 500s,
 // outages with Retry-After), all deterministic under a seed where they are
-// random. Tests drive it through Issue, Revoke, InvalidateAccess, AddFile,
-// SetPartial, SetOutage and read it back through Imports, Stats, Secrets.
+// random. Tests drive it through Issue, Revoke, ExpireRefresh,
+// InvalidateAccess, AddFile, SetPartial, SetOutage and the onboarding
+// pages' query knobs (see OnboardPrefix), and read it back through
+// Imports, Stats, Secrets.
 //
-// It does not implement the browser onboarding flow (oauth/authorize,
-// grant_type=authorization_code, oauth/token/reference), accounts,
-// deletion, push to providers (FHIR) or the cloud storage API; those
-// requests get an error answer. Users get tokens from Issue.
+// It does not implement accounts, deletion, the optional storage
+// reference (POST reference), onboarding of further services or account
+// reauthorization pages, push to providers (FHIR) or the cloud storage
+// API; those requests get an error answer. Users get tokens from Issue or
+// from the consent flow.
 package digimefake

@@ -50,10 +50,7 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var body triggerBody
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTriggerBody))
-	if err := dec.Decode(&body); err != nil || body.Agent == nil || body.Agent.SDK == nil || body.Agent.SDK.Name == "" {
-		writeError(w, http.StatusBadRequest, "SDKInvalid", "The SDK is invalid: the body needs agent.sdk.name")
+	if !checkAgent(w, r) {
 		return
 	}
 
@@ -64,6 +61,19 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	s.stats.Triggers++
 	s.mu.Unlock()
 	writeJSON(w, http.StatusAccepted, map[string]sessionInfo{"session": {Key: key, Expiry: expires.UnixMilli()}})
+}
+
+// checkAgent reads the JSON body of trigger and of the consent calls and
+// requires agent.sdk.name, as digi.me checks the SDK; otherwise it
+// answers 400 SDKInvalid and returns false.
+func checkAgent(w http.ResponseWriter, r *http.Request) bool {
+	var body triggerBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTriggerBody))
+	if err := dec.Decode(&body); err != nil || body.Agent == nil || body.Agent.SDK == nil || body.Agent.SDK.Name == "" {
+		writeError(w, http.StatusBadRequest, "SDKInvalid", "The SDK is invalid: the body needs agent.sdk.name")
+		return false
+	}
+	return true
 }
 
 // sessionLocked returns the live session key of user, or answers 404.

@@ -70,8 +70,9 @@ type Options struct {
 	PendingPolls, RunningPolls int
 	// Latency is added to every request (honours the request's context).
 	Latency time.Duration
-	// FailRate is the fraction of requests (all but the JWKS) answered 500
-	// InternalServerError before anything else happens. 0 disables.
+	// FailRate is the fraction of requests (all but the JWKS and the
+	// onboarding pages) answered 500 InternalServerError before anything
+	// else happens. 0 disables.
 	FailRate float64
 	// Seed makes the FailRate draws repeatable.
 	Seed uint64
@@ -113,6 +114,21 @@ type Stats struct {
 	ReusedNonce int
 	// Faults: requests answered by FailRate or SetOutage.
 	Faults int
+	// Authorizations: preauthorization codes issued by oauth/authorize.
+	Authorizations int
+	// References: reference codes issued by oauth/token/reference.
+	References int
+	// Consents: onboarding visits (authorize or user-reauth) that
+	// redirected with an authorization code.
+	Consents int
+	// Denials: onboarding visits with consent=deny.
+	Denials int
+	// Exchanges: successful authorization_code grants.
+	Exchanges int
+	// ExchangeRejected: authorization_code grants refused (400
+	// InvalidRequest or InvalidGrant: no code or verifier, an unknown,
+	// used or expired code, a verifier that does not match).
+	ExchangeRejected int
 }
 
 // File is one item in a user's library, as the user's pulls see it.
@@ -164,18 +180,27 @@ type Server struct {
 	secrets  []string
 	outage   int
 	outageRA time.Duration
+	// consents are pending consents by preauthorization or reference
+	// code; authCodes are authorization codes from the onboarding pages.
+	consents  map[string]*consentReq
+	authCodes map[string]*authCode
+	libraries int // fresh library names handed out ("library-<n>")
 }
 
 type accessRec struct {
 	user    string
 	expires time.Time
 	invalid bool
+	// revoked: issued before a Revoke of its user; data calls still
+	// accept it, oauth/token/reference does not.
+	revoked bool
 }
 
 type refreshRec struct {
 	user    string
 	expires time.Time
 	dead    bool // rotated out or revoked
+	expired bool // ExpireRefresh
 }
 
 type userState struct {
@@ -252,6 +277,9 @@ func New(opt Options) (*Server, error) {
 		users:    make(map[string]*userState),
 		sessions: make(map[string]*session),
 		nonces:   make(map[string]time.Time),
+
+		consents:  make(map[string]*consentReq),
+		authCodes: make(map[string]*authCode),
 	}
 	s.mux = s.routes()
 	return s, nil
@@ -276,14 +304,19 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("GET "+PathPrefix+"permission-access/query/{session}", s.handleFileList)
 	m.HandleFunc("GET "+PathPrefix+"permission-access/query/{session}/{file...}", s.handleFile)
 	m.HandleFunc("POST "+PathPrefix+"permission-access/import", s.handleImport)
+	m.HandleFunc("POST "+PathPrefix+"oauth/authorize", s.handleAuthorize)
+	m.HandleFunc("POST "+PathPrefix+"oauth/token/reference", s.handleReference)
+	m.HandleFunc("GET "+OnboardPrefix+pageAuthorize, s.handleOnboard(pageAuthorize))
+	m.HandleFunc("GET "+OnboardPrefix+pageReauth, s.handleOnboard(pageReauth))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NotFound", "no such endpoint in the fake: "+r.Method+" "+r.URL.Path)
 	})
 	return m
 }
 
-// Handler serves the API under PathPrefix ("/v1.7/"): a client's base URL
-// is the server URL + "/v1.7/".
+// Handler serves the API under PathPrefix ("/v1.7/") and the onboarding
+// pages under OnboardPrefix ("/apps/saas/"): a client's base URL is the
+// server URL + PathPrefix, its onboard URL the server URL + OnboardPrefix.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +330,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.URL.Path != jwksPath && s.fault(w) {
+	if r.URL.Path != jwksPath && !strings.HasPrefix(r.URL.Path, OnboardPrefix) && s.fault(w) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -339,18 +372,30 @@ func statusCode(status int) string {
 
 // Issue completes a consent for user, as exchangeCodeForToken would: it
 // issues fresh access and refresh tokens, clears an earlier Revoke and
-// returns the token. Tokens issued before stay as they are.
+// returns the token. Tokens issued before stay as they are. The
+// authorization_code grant (see OnboardPrefix) does the same.
 func (s *Server) Issue(user string) tokens.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.grantLocked(user, s.opt.Clock.Now())
+}
+
+// grantLocked is a completed consent: it clears a Revoke and issues
+// tokens.
+func (s *Server) grantLocked(user string, now time.Time) tokens.Token {
 	s.user(user).revoked = false
-	return s.issueLocked(user, s.opt.Clock.Now())
+	return s.issueLocked(user, now)
 }
 
 // Revoke withdraws user's consent: every refresh token of the user is dead
 // from now on (401 InvalidToken "The token (refresh_token) is invalid"),
-// until Issue gives the user new ones. Access tokens keep working until
-// they expire (use InvalidateAccess to stop them).
+// until Issue or a new authorization gives the user new ones. Access
+// tokens keep working for data calls until they expire (use
+// InvalidateAccess to stop them), but oauth/token/reference refuses every
+// access token issued before the Revoke (401 InvalidToken "The token
+// (access_token) is invalid"), so a client must fall back to a full
+// authorization (oauth/authorize). Compare ExpireRefresh, after which the
+// recovery flow works.
 func (s *Server) Revoke(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -358,6 +403,28 @@ func (s *Server) Revoke(user string) {
 	for _, rec := range s.refresh {
 		if rec.user == user {
 			rec.dead = true
+		}
+	}
+	for _, rec := range s.access {
+		if rec.user == user {
+			rec.revoked = true
+		}
+	}
+}
+
+// ExpireRefresh makes user's refresh tokens issued so far expire now: a
+// refresh with one is answered 401 InvalidToken "The token
+// (refresh_token) is expired", as when RefreshLifetime runs out. Unlike
+// Revoke it leaves the user's consent and access tokens alone, so the
+// recovery flow works: oauth/token/reference accepts the user's access
+// token (expired or not), and consent on the user-reauth page brings
+// back the same library. Tokens issued later work.
+func (s *Server) ExpireRefresh(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rec := range s.refresh {
+		if rec.user == user {
+			rec.expired = true
 		}
 	}
 }
@@ -375,7 +442,8 @@ func (s *Server) InvalidateAccess(user string) {
 	}
 }
 
-// SetOutage makes every request but the JWKS answer status with a JSON
+// SetOutage makes every request but the JWKS and the onboarding pages
+// answer status with a JSON
 // error body (code from the status text, e.g. "ServiceUnavailable",
 // "TooManyRequests") and, when retryAfter > 0, a Retry-After header in
 // whole seconds (rounded up). status 0 ends the outage.
@@ -458,8 +526,9 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// Secrets returns every access and refresh token value issued so far, so a
-// test can check none of them leaked into logs, errors or metrics.
+// Secrets returns every access and refresh token value, preauthorization
+// code, reference code and authorization code issued so far, so a test
+// can check none of them leaked into logs, errors or metrics.
 func (s *Server) Secrets() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
