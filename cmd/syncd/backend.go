@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/alerts"
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
@@ -120,4 +122,39 @@ func (d *daemon) Trigger(ctx context.Context, job, user string) (int, error) {
 func (d *daemon) Pause(ctx context.Context, job string, paused bool) error {
 	_, runner, _ := d.current()
 	return runner.SetPaused(ctx, job, paused)
+}
+
+func (d *daemon) currentFlow() *authflow.Flow {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.flow
+}
+
+// Authorize implements admin.Backend.
+func (d *daemon) Authorize(ctx context.Context, req authflow.Request) (authflow.Link, error) {
+	return d.currentFlow().Authorize(ctx, req)
+}
+
+// Reauthorize implements admin.Backend.
+func (d *daemon) Reauthorize(ctx context.Context, req authflow.Request) (authflow.Link, error) {
+	return d.currentFlow().Reauthorize(ctx, req)
+}
+
+// FinishAuthorization implements admin.Backend.
+func (d *daemon) FinishAuthorization(ctx context.Context, cb authflow.Callback) (authflow.Result, error) {
+	return d.currentFlow().Finish(ctx, cb)
+}
+
+// addLinks gives each flagged user of a webhook batch a fresh
+// re-authorization link (alerts.links); a user without one is still sent.
+func (d *daemon) addLinks(ctx context.Context, batch []alerts.Flag) {
+	flow := d.currentFlow()
+	for i := range batch {
+		l, err := flow.Reauthorize(ctx, authflow.Request{User: batch[i].User})
+		if err != nil {
+			d.log.Warn().Err(err).Str("user", batch[i].User).Msg("no re-authorization link for the webhook")
+			continue
+		}
+		batch[i].Link, batch[i].LinkExpiresAt = l.URL, l.ExpiresAt
+	}
 }

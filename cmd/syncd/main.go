@@ -61,7 +61,9 @@ func init() {
 		{"users show", "everything about one user: state, tokens, each job's next run and last outcome", cmdUsersShow},
 		{"users disable", "switch a user off: no refreshes, no jobs (operator)", cmdUsersDisable},
 		{"users enable", "switch a disabled user back on", cmdUsersEnable},
-		{"reauth list", "list users waiting for re-authorization", cmdReauthList},
+		{"reauth list", "list users waiting for re-authorization (--links: with a fresh link each)", cmdReauthList},
+		{"authorize start", "a consent link for a user: authorize start --user ID [--reauth]", cmdAuthorizeStart},
+		{"authorize exchange", "finish consent: authorize exchange --state S --code C", cmdAuthorizeExchange},
 		{"config check", "validate the config and print each job's next three runs", cmdConfigCheck},
 		{"jobs list", "jobs: schedule, next slot, users due, lag, runs and failures in the last hour", cmdJobsList},
 		{"jobs trigger", "run a job now: jobs trigger NAME [--user ID]", cmdJobsTrigger},
@@ -78,7 +80,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: syncd COMMAND [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.help)
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.help)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every command takes --config PATH (else $SYNCD_CONFIG, else configs/syncd.yaml); -h for its flags.")

@@ -43,6 +43,7 @@ func buildProviders(cfg *config.Config, log zerolog.Logger, clk clock.Clock) (ma
 				BaseURL: p.Digime.BaseURL, AppID: p.Digime.AppID, ContractID: p.Digime.ContractID, PrivateKey: key,
 				PollInterval: p.Digime.PollInterval, MaxPolls: p.Digime.MaxPolls, MaxDuration: p.Digime.MaxDuration,
 				AgentName: p.Digime.AgentName, AgentVersion: p.Digime.AgentVersion, Clock: clk, Logger: plog,
+				OnboardURL: p.Digime.OnboardURL, OnboardParams: p.Digime.OnboardParams,
 			})
 			if err != nil {
 				return nil, inputError{fmt.Errorf("providers %s: %w", p.Name, err)}
@@ -53,6 +54,7 @@ func buildProviders(cfg *config.Config, log zerolog.Logger, clk clock.Clock) (ma
 			c, err := oauth2.New(oauth2.Config{
 				TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, AuthStyle: o.AuthStyle,
 				Scopes: o.Scopes, PullURL: o.PullURL, PushURL: o.PushURL, CursorHeader: o.CursorHeader, Clock: clk, Logger: plog,
+				AuthURL: o.AuthURL, AuthParams: o.AuthParams,
 			})
 			if err != nil {
 				return nil, inputError{fmt.Errorf("providers %s: %w", p.Name, err)}

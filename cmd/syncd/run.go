@@ -26,6 +26,7 @@ import (
 
 	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/alerts"
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
@@ -112,7 +113,11 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg),
 		observeRefresh: h.observeRefresh, observeRun: h.observeRun}
 	if cfg.Alerts.WebhookURL != "" {
-		d.alerts = alerts.New(alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log})
+		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log}
+		if cfg.Alerts.Links {
+			ao.Enrich = d.addLinks
+		}
+		d.alerts = alerts.New(ao)
 		defer d.alerts.Close()
 	}
 
@@ -123,12 +128,21 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 		if err != nil {
 			return inputError{fmt.Errorf("admin.listen: %w", err)}
 		}
-		srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: reg, Logger: log})
+		srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: reg, Logger: log,
+			CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
 		adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopAdmin()
 		go func() { errc <- srv.Serve(adminCtx, ln) }()
 		adminAddr = ln.Addr().String()
 		log.Info().Str("listen", adminAddr).Msg("admin server listening")
+		if cfg.Authorize.PublicListen != "" {
+			pln, err := net.Listen("tcp", cfg.Authorize.PublicListen)
+			if err != nil {
+				return inputError{fmt.Errorf("authorize.public_listen: %w", err)}
+			}
+			go func() { errc <- srv.ServePublic(adminCtx, pln) }()
+			log.Info().Str("listen", pln.Addr().String()).Str("path", cfg.Authorize.CallbackPath).Msg("public authorization callback listening")
+		}
 	}
 
 	// Wait for Redis without crashing: /healthz answers, /readyz fails.
@@ -233,6 +247,7 @@ type daemon struct {
 	keys    *tokens.Keyring
 	ref     *tokens.Refresher
 	runner  *jobs.Runner
+	flow    *authflow.Flow
 	applied [32]byte // hash of the config file last applied
 }
 
@@ -272,6 +287,7 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	flow := deps.flow(clients, ref)
 
 	d.mu.Lock()
 	oldRef, oldRunner := d.ref, d.runner
@@ -289,7 +305,7 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	d.mu.Lock()
-	d.cfg, d.keys, d.ref, d.runner = cfg, keys, ref, runner
+	d.cfg, d.keys, d.ref, d.runner, d.flow = cfg, keys, ref, runner, flow
 	d.mu.Unlock()
 	return nil
 }

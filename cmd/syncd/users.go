@@ -107,6 +107,7 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 func cmdReauthList(ctx context.Context, args []string, e env) error {
 	fs, cfgPath := flags("reauth list", e)
 	asJSON := fs.Bool("json", false, "print JSON")
+	links := fs.Bool("links", false, "add a fresh re-authorization link per user (needs authorize.redirect_uri)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -118,6 +119,12 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 	q, err := d.store.ReauthQueue(ctx)
 	if err != nil {
 		return fmt.Errorf("reauth list: %w", err)
+	}
+	if *links {
+		if d.cfg.Authorize.RedirectURI == "" {
+			return badInput("reauth list: --links needs authorize.redirect_uri in the config")
+		}
+		return reauthLinks(ctx, d, e, q, *asJSON)
 	}
 	if *asJSON {
 		return writeJSON(e.stdout, q)

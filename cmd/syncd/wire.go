@@ -12,16 +12,19 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Compile-time checks that the store serves its consumers.
 var (
-	_ tokens.Store = (*redisstore.Store)(nil)
-	_ jobs.Store   = (*redisstore.Store)(nil)
+	_ tokens.Store   = (*redisstore.Store)(nil)
+	_ jobs.Store     = (*redisstore.Store)(nil)
+	_ authflow.Store = (*redisstore.Store)(nil)
 )
 
 var errHelp = errors.New("help shown")
@@ -193,4 +196,25 @@ func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options)
 		return nil, inputError{fmt.Errorf("config: %w", err)}
 	}
 	return r, nil
+}
+
+// flow builds the authorization handoff over clients; tokens it obtains
+// are stored through ref, as `token put` stores them.
+func (d *deps) flow(clients map[string]client, ref *tokens.Refresher) *authflow.Flow {
+	provs := make(map[string]authflow.Provider, len(d.cfg.Providers))
+	for _, p := range d.cfg.Providers {
+		var a provider.Authorizer
+		if c, ok := clients[p.Name].(provider.Authorizer); ok && (p.Kind != config.ProviderOAuth2 || p.OAuth2.AuthURL != "") {
+			a = c
+		}
+		provs[p.Name] = authflow.Provider{Authorizer: a, DefaultLifetime: p.DefaultLifetime}
+	}
+	return authflow.New(authflow.Options{
+		Store: d.store, Keys: d.keys, Providers: provs,
+		Put: func(ctx context.Context, prov string, tok tokens.Token) error {
+			_, err := ref.Put(ctx, prov, tok)
+			return err
+		},
+		StateTTL: d.cfg.Authorize.StateTTL, RedirectURI: d.cfg.Authorize.RedirectURI, Logger: d.log,
+	})
 }

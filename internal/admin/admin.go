@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -56,6 +57,12 @@ type Backend interface {
 	Jobs(ctx context.Context) ([]jobs.JobView, error)
 	Trigger(ctx context.Context, job, user string) (int, error)
 	Pause(ctx context.Context, job string, paused bool) error
+	// Authorize and Reauthorize make consent links; FinishAuthorization
+	// exchanges a callback's code and stores the token. Their refusals
+	// are *authflow.Error.
+	Authorize(ctx context.Context, req authflow.Request) (authflow.Link, error)
+	Reauthorize(ctx context.Context, req authflow.Request) (authflow.Link, error)
+	FinishAuthorization(ctx context.Context, cb authflow.Callback) (authflow.Result, error)
 }
 
 // Options configure a Server.
@@ -65,6 +72,12 @@ type Options struct {
 	Backend  Backend
 	Gatherer prometheus.Gatherer
 	Logger   zerolog.Logger
+	// CallbackPath, if set, serves the public authorization callback
+	// (GET, no bearer token: the state is the credential).
+	CallbackPath string
+	// DoneURL is where the public callback sends the browser afterwards;
+	// empty shows a short page.
+	DoneURL string
 }
 
 // MaxBody bounds request bodies.
@@ -93,6 +106,12 @@ func New(opt Options) *Server {
 	s.mux.HandleFunc("POST /v1/jobs/{name}/trigger", s.write(s.trigger))
 	s.mux.HandleFunc("POST /v1/jobs/{name}/pause", s.write(s.pause(true)))
 	s.mux.HandleFunc("POST /v1/jobs/{name}/resume", s.write(s.pause(false)))
+	s.mux.HandleFunc("POST /v1/users/{id}/authorize", s.write(s.link(false)))
+	s.mux.HandleFunc("POST /v1/users/{id}/reauthorize", s.write(s.link(true)))
+	s.mux.HandleFunc("POST /v1/authorize/callback", s.write(s.callback))
+	if opt.CallbackPath != "" {
+		s.mux.HandleFunc("GET "+opt.CallbackPath, s.publicCallback)
+	}
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
@@ -103,8 +122,20 @@ func New(opt Options) *Server {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve serves on ln until ctx ends, then shuts down within 5s.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error { return serve(ctx, ln, s.mux) }
+
+// ServePublic serves only the public callback path on ln (for
+// authorize.public_listen) until ctx ends.
+func (s *Server) ServePublic(ctx context.Context, ln net.Listener) error {
+	m := http.NewServeMux()
+	if s.opt.CallbackPath != "" {
+		m.HandleFunc("GET "+s.opt.CallbackPath, s.publicCallback)
+	}
+	return serve(ctx, ln, m)
+}
+
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -132,7 +163,10 @@ func writeErr(w http.ResponseWriter, status int, msg string) {
 // fail maps a backend error to a status; messages are the backend's,
 // which never carry token values.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *authflow.Error
 	switch {
+	case errors.As(err, &ae):
+		writeJSON(w, ae.HTTPStatus(), map[string]string{"error": ae.Error(), "code": ae.Code()})
 	case errors.Is(err, ErrBadRequest), errors.Is(err, tokens.ErrBadToken):
 		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrNotFound), errors.Is(err, tokens.ErrNotFound), errors.Is(err, jobs.ErrUnknownJob):

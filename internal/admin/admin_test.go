@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/admin"
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -61,6 +62,28 @@ func (b *backend) Pause(_ context.Context, job string, p bool) error {
 	return nil
 }
 
+func (b *backend) Authorize(_ context.Context, req authflow.Request) (authflow.Link, error) {
+	if req.RedirectURI == "" {
+		return authflow.Link{}, &authflow.Error{Kind: authflow.KindBadRequest, Msg: "redirect_uri: required"}
+	}
+	return authflow.Link{User: req.User, Flow: authflow.FlowAuthorize, URL: "https://consent.example/?s=" + req.State, State: req.State}, nil
+}
+func (b *backend) Reauthorize(_ context.Context, req authflow.Request) (authflow.Link, error) {
+	if req.User != "bob" {
+		return authflow.Link{}, &authflow.Error{Kind: authflow.KindConflict, Msg: "user is active"}
+	}
+	return authflow.Link{User: req.User, Flow: authflow.FlowReauthorize, URL: "https://consent.example/reauth"}, nil
+}
+func (b *backend) FinishAuthorization(_ context.Context, cb authflow.Callback) (authflow.Result, error) {
+	switch {
+	case cb.Error != "":
+		return authflow.Result{User: "carol"}, &authflow.Error{Kind: authflow.KindDenied, Msg: "consent refused by the provider: " + cb.Error}
+	case cb.State != "s1":
+		return authflow.Result{}, &authflow.Error{Kind: authflow.KindStateUnknown, Msg: "state: unknown, expired or already used"}
+	}
+	return authflow.Result{User: "carol", State: tokens.Active, Flow: authflow.FlowAuthorize}, nil
+}
+
 func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
@@ -101,6 +124,17 @@ func TestAPI(t *testing.T) {
 		{"POST", "/v1/jobs/nope/trigger", token, "", 404, "unknown job"},
 		{"POST", "/v1/jobs/pull/pause", token, "", 200, `"paused":true`},
 		{"POST", "/v1/jobs/pull/pause", "", "", 401, ""},
+		{"POST", "/v1/users/carol/authorize", token, `{"redirect_uri":"https://app.example/cb","state":"s1"}`, 200, `"url":"https://consent.example/?s=s1"`},
+		{"POST", "/v1/users/carol/authorize", token, "", 400, `"code":"bad_request"`},
+		{"POST", "/v1/users/carol/authorize", token, `{"redirect":"x"}`, 400, `unknown field`},
+		{"POST", "/v1/users/carol/authorize", "", `{}`, 401, "bearer token"},
+		{"POST", "/v1/users/bob/reauthorize", token, "", 200, `"flow":"reauthorize"`},
+		{"POST", "/v1/users/carol/reauthorize", token, "", 409, `"code":"conflict"`},
+		{"POST", "/v1/authorize/callback?state=s1&code=c", token, "", 200, `"state":"active"`},
+		{"POST", "/v1/authorize/callback?state=s2&code=c", token, "", 400, `"code":"state_unknown"`},
+		{"POST", "/v1/authorize/callback?success=false&errorCode=access_denied&state=s1", token, "", 403, `"code":"access_denied"`},
+		{"POST", "/v1/authorize/callback?state=s1&code=c", "", "", 401, "bearer token"},
+		{"GET", "/cb?state=s1&code=c", "", "", 404, ""},
 		{"DELETE", "/v1/users/alice", token, "", 404, "no route DELETE /v1/users/alice"},
 		{"GET", "/v1/nothing", "", "", 404, "no route"},
 	}
@@ -121,5 +155,31 @@ func TestAPI(t *testing.T) {
 	h2 := admin.New(admin.Options{Backend: be}).Handler()
 	if code, body := do(t, h2, "POST", "/v1/jobs/pull/resume", "anything", ""); code != 403 || !strings.Contains(body, "admin.token_file") {
 		t.Fatalf("writes without a token file: %d %s", code, body)
+	}
+}
+
+func TestPublicCallback(t *testing.T) {
+	be := &backend{paused: map[string]bool{}}
+	h := admin.New(admin.Options{Backend: be, CallbackPath: "/cb"}).Handler()
+	if code, body := do(t, h, "GET", "/cb?state=s1&code=c", "", ""); code != 200 || !strings.Contains(body, "Authorization complete") {
+		t.Fatalf("ok: %d %s", code, body)
+	}
+	// The provider's error reaches the page escaped: the query is anyone's.
+	code, body := do(t, h, "GET", "/cb?state=s1&error=%3Cscript%3E", "", "")
+	if code != 403 || strings.Contains(body, "<script>") || !strings.Contains(body, "Authorization failed") {
+		t.Fatalf("denied: %d %s", code, body)
+	}
+	h = admin.New(admin.Options{Backend: be, CallbackPath: "/cb", DoneURL: "https://app.example/done?x=1"}).Handler()
+	req := httptest.NewRequest("GET", "/cb?state=s2&code=c", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if loc := rec.Header().Get("Location"); rec.Code != 303 || loc != "https://app.example/done?error=state_unknown&result=error&x=1" {
+		t.Fatalf("redirect: %d %q", rec.Code, loc)
+	}
+	req = httptest.NewRequest("GET", "/cb?state=s1&code=c", nil)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if loc := rec.Header().Get("Location"); rec.Code != 303 || loc != "https://app.example/done?result=ok&user=carol&x=1" {
+		t.Fatalf("redirect ok: %d %q", rec.Code, loc)
 	}
 }

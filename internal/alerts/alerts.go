@@ -28,6 +28,10 @@ type Flag struct {
 	User     string    `json:"user"`
 	Provider string    `json:"provider"`
 	At       time.Time `json:"at"`
+	// Link is a fresh re-authorization link (alerts.links), valid until
+	// LinkExpiresAt; empty when links are off or one could not be made.
+	Link          string    `json:"link,omitempty"`
+	LinkExpiresAt time.Time `json:"link_expires_at,omitzero"`
 }
 
 // Options configure a Notifier.
@@ -42,6 +46,9 @@ type Options struct {
 	HTTPClient *http.Client
 	Clock      clock.Clock
 	Logger     zerolog.Logger
+	// Enrich, if set, is called on each batch before it is sent (off the
+	// path that flags users): it adds the re-authorization links.
+	Enrich func(ctx context.Context, batch []Flag)
 }
 
 // Notifier batches flags and posts them.
@@ -118,9 +125,12 @@ func (n *Notifier) send(batch []Flag) {
 	if len(batch) == 0 {
 		return
 	}
-	body, _ := json.Marshal(map[string]any{"event": "reauth_required", "users": batch})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if n.opt.Enrich != nil {
+		n.opt.Enrich(ctx, batch)
+	}
+	body, _ := json.Marshal(map[string]any{"event": "reauth_required", "users": batch})
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval = time.Second, time.Minute
 	err := backoff.Retry(func() error {

@@ -337,6 +337,10 @@ func (f *Flow) start(ctx context.Context, req Request, name string, p Provider, 
 // provider rejects change nothing but the events stream. When the provider
 // is unavailable the state is put back, so the callback can be retried.
 func (f *Flow) Finish(ctx context.Context, cb Callback) (Result, error) {
+	if cb.State == "" && cb.Error != "" {
+		// digi.me's failure redirect carries no state: nothing to match.
+		return Result{}, errorf(KindDenied, "consent refused by the provider: %s", safeCode(cb.Error))
+	}
 	if cb.State == "" {
 		return Result{}, errorf(KindBadRequest, "state: missing from the callback")
 	}

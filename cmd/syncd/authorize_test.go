@@ -1,0 +1,449 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncd/syncd/internal/alerts"
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/provider/digimefake"
+	"github.com/syncd/syncd/internal/provider/oauth2fake"
+	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/tokens"
+)
+
+const (
+	appRedirect = "https://app.example/callback"
+	e2eToken    = "authorize-admin-token-0123456789"
+)
+
+// liveDaemon is a daemon running in this process (serve), with its job
+// runs on a channel.
+type liveDaemon struct {
+	t     *testing.T
+	admin string
+	runs  chan jobs.Run
+}
+
+// startLive runs serve for the config doc (providers, jobs, extra
+// sections appended to a common head) until the test ends.
+func startLive(t *testing.T, srv *redistest.Server, dir, body string) *liveDaemon {
+	t.Helper()
+	_ = os.WriteFile(filepath.Join(dir, "admin-token"), []byte(e2eToken), 0o600)
+	admin := freeAddr(t)
+	doc := fmt.Sprintf(`redis: {url: %q, prefix: %q, shards: 2}
+log: {level: info, format: json}
+encryption: {keys: [{id: k1, secret: %q}]}
+admin: {listen: %q, token_file: admin-token}
+shutdown_grace: 2s
+refresher: {poll_interval: 50ms, lease: 10s}
+runner: {poll_interval: 50ms, lease: 10s}
+`, srv.URL, srv.Prefix, key1, admin) + body
+	cfg, err := config.Parse(strings.NewReader(doc), dir, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, doc)
+	}
+	logs, err := os.Create(filepath.Join(dir, "syncd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000)}
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, "", env{stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}, hooks{
+			observeRun: func(r jobs.Run) {
+				select {
+				case d.runs <- r:
+				default:
+				}
+			},
+			started: func(*daemon, string) { close(ready) },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		logs.Close()
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon not ready")
+	}
+	return d
+}
+
+// api calls the admin API with the bearer token.
+func (d *liveDaemon) api(method, path, body string) (int, map[string]any) {
+	d.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+d.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// waitRun waits for a run of job for user with the given result.
+func (d *liveDaemon) waitRun(job, user, result string) jobs.Run {
+	d.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case r := <-d.runs:
+			if r.Job == job && r.User == user && r.Result == result {
+				return r
+			}
+		case <-deadline:
+			d.t.Fatalf("no %s run of %s for %s", result, job, user)
+		}
+	}
+}
+
+// visit plays the user's browser on a consent link: it adds the fake's
+// simulation knobs and returns where the provider redirected.
+func visit(t *testing.T, link string, knobs url.Values) *url.URL {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	for k, v := range knobs {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil {
+		t.Fatalf("consent page: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return loc
+}
+
+// webhook collects re-auth webhook batches.
+type webhook struct{ flags chan alerts.Flag }
+
+func (w *webhook) ServeHTTP(_ http.ResponseWriter, r *http.Request) {
+	var body struct{ Users []alerts.Flag }
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	for _, f := range body.Users {
+		w.flags <- f
+	}
+}
+
+// TestAuthorizeDigime walks the handoff against the fake digi.me: the app
+// asks for a link, the user consents, the app forwards the callback,
+// syncd exchanges the code and the user's jobs run. Then the refresh
+// token expires: the user is flagged, the webhook carries a recovery link
+// (oauth/token/reference), the provider redirects the browser to syncd's
+// public callback, and the user is back with the old cursor kept. A user
+// whose access token digi.me revoked gets a full authorization link.
+func TestAuthorizeDigime(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_ = os.WriteFile(filepath.Join(dir, "contract.pem"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	fake, err := digimefake.New(digimefake.Options{AppID: "app", ContractID: "con", ContractKey: &key.PublicKey,
+		AccessLifetime: 4 * time.Second, PendingPolls: -1, RunningPolls: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(fake.Handler())
+	defer hs.Close()
+	hook := &webhook{flags: make(chan alerts.Flag, 100)}
+	hooks := httptest.NewServer(hook)
+	defer hooks.Close()
+	d := startLive(t, srv, dir, fmt.Sprintf(`providers:
+  - name: digime
+    kind: digime
+    lead: 3s
+    jitter: 500ms
+    default_lifetime: 1m
+    timeout: 5s
+    retry_initial: 1s
+    retry_max: 2s
+    digime: {base_url: %q, onboard_url: %q, app_id: app, contract_id: con, private_key_file: contract.pem, poll_interval: 20ms}
+jobs:
+  - {name: pull, kind: pull, schedule: "@every 1s"}
+authorize: {redirect_uri: %q, callback_path: /authorize/callback}
+alerts: {webhook_url: %q, secret: webhook-secret, links: true}
+`, hs.URL+digimefake.PathPrefix, hs.URL+digimefake.OnboardPrefix, appRedirect, hooks.URL))
+
+	// 1. The app asks for a link; the user consents; the app forwards the
+	// callback's query.
+	fake.AddFile("ann", digimefake.File{Name: "ann-1.json", Data: []byte(`{"n":1}`), MimeType: "application/json"})
+	code, link := d.api("POST", "/v1/users/ann/authorize", `{}`)
+	if code != 200 || !strings.HasPrefix(link["url"].(string), hs.URL+digimefake.OnboardPrefix+"authorize?") || link["flow"] != "authorize" {
+		t.Fatalf("authorize: %d %v", code, link)
+	}
+	if _, ok := link["verifier"]; ok {
+		t.Fatal("the verifier left syncd")
+	}
+	cb := visit(t, link["url"].(string), url.Values{"user": {"ann"}})
+	if !strings.HasPrefix(cb.String(), appRedirect) || cb.Query().Get("success") != "true" {
+		t.Fatalf("redirect %s", cb)
+	}
+	code, res := d.api("POST", "/v1/authorize/callback?"+cb.RawQuery, "")
+	if code != 200 || res["user"] != "ann" || res["state"] != "active" {
+		t.Fatalf("callback: %d %v", code, res)
+	}
+	// Replayed: refused, nothing changes.
+	if code, res := d.api("POST", "/v1/authorize/callback?"+cb.RawQuery, ""); code != 400 || res["code"] != "state_unknown" {
+		t.Fatalf("replay: %d %v", code, res)
+	}
+	d.waitRun("pull", "ann", "ok")
+	pulled := func() int {
+		msgs, _ := srv.Client(t).XRange(context.Background(), srv.Prefix+"pulled", "-", "+").Result()
+		n := 0
+		for _, m := range msgs {
+			if m.Values["user"] == "ann" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := pulled(); n != 1 {
+		t.Fatalf("ann's pull delivered %d items, want 1", n)
+	}
+
+	// 2. A denied consent changes nothing.
+	code, link = d.api("POST", "/v1/users/zoe/authorize", `{"state":"zoe-state-1"}`)
+	if code != 200 || link["state"] != "zoe-state-1" {
+		t.Fatalf("authorize zoe: %d %v", code, link)
+	}
+	deny := visit(t, link["url"].(string), url.Values{"consent": {"deny"}})
+	if code, res := d.api("POST", "/v1/authorize/callback?"+deny.RawQuery, ""); code != 403 || res["code"] != "access_denied" {
+		t.Fatalf("denied: %d %v", code, res)
+	}
+	if code, _ := d.api("GET", "/v1/users/zoe", ""); code != 404 {
+		t.Fatalf("zoe exists after a denied consent: %d", code)
+	}
+
+	// 3. Ann's refresh token expires; the refresher flags her and the
+	// webhook brings a recovery link.
+	fake.ExpireRefresh("ann")
+	var flag alerts.Flag
+	select {
+	case flag = <-hook.flags:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no webhook")
+	}
+	if flag.User != "ann" || !strings.HasPrefix(flag.Link, hs.URL+digimefake.OnboardPrefix+"user-reauth?") || flag.LinkExpiresAt.IsZero() {
+		t.Fatalf("webhook flag %+v", flag)
+	}
+	if code, u := d.api("GET", "/v1/users/ann", ""); code != 200 || u["state"] != "reauth_required" {
+		t.Fatalf("ann: %d %v", code, u["state"])
+	}
+	// The app may also ask for a link itself.
+	code, res = d.api("POST", "/v1/users/ann/reauthorize", "")
+	if code != 200 || res["flow"] != "reauthorize" {
+		t.Fatalf("reauthorize: %d %v", code, res)
+	}
+	// The provider sends the browser to syncd's public callback.
+	fake.AddFile("ann", digimefake.File{Name: "ann-2.json", Data: []byte(`{"n":2}`), MimeType: "application/json"})
+	cb = visit(t, flag.Link, nil)
+	resp, err := http.Get("http://" + d.admin + "/authorize/callback?" + cb.RawQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "Authorization complete") {
+		t.Fatalf("public callback: %d %s", resp.StatusCode, page)
+	}
+	if code, u := d.api("GET", "/v1/users/ann", ""); code != 200 || u["state"] != "active" {
+		t.Fatalf("ann after re-authorization: %d %v", code, u["state"])
+	}
+	// Her jobs run again and the cursor was kept: only the new file.
+	for pulled() < 2 {
+		d.waitRun("pull", "ann", "ok")
+	}
+	d.waitRun("pull", "ann", "ok")
+	if n := pulled(); n != 2 {
+		t.Fatalf("ann's pulls delivered %d items in all, want 2 (cursor kept)", n)
+	}
+
+	// 4. Ben's consent is revoked: digi.me refuses his old access token,
+	// so the re-authorization link is a full authorization.
+	code, link = d.api("POST", "/v1/users/ben/authorize", "")
+	if code != 200 {
+		t.Fatalf("authorize ben: %d %v", code, link)
+	}
+	if code, res := d.api("POST", "/v1/authorize/callback?"+visit(t, link["url"].(string), url.Values{"user": {"ben"}}).RawQuery, ""); code != 200 {
+		t.Fatalf("callback ben: %d %v", code, res)
+	}
+	fake.Revoke("ben")
+	select {
+	case flag = <-hook.flags:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no webhook for ben")
+	}
+	if flag.User != "ben" || !strings.HasPrefix(flag.Link, hs.URL+digimefake.OnboardPrefix+"authorize?") {
+		t.Fatalf("ben's flag %+v", flag)
+	}
+	code, res = d.api("POST", "/v1/users/ben/reauthorize", "")
+	if code != 200 || res["flow"] != "authorize" {
+		t.Fatalf("reauthorize ben: %d %v", code, res)
+	}
+	cb = visit(t, res["url"].(string), url.Values{"user": {"ben"}})
+	if code, res := d.api("POST", "/v1/authorize/callback?"+cb.RawQuery, ""); code != 200 || res["state"] != "active" {
+		t.Fatalf("ben back: %d %v", code, res)
+	}
+
+	// No secret in the log.
+	logs, _ := os.ReadFile(filepath.Join(dir, "syncd.log"))
+	for _, s := range fake.Secrets() {
+		if strings.Contains(string(logs), s) {
+			t.Fatal("a token or code reached the log")
+		}
+	}
+}
+
+// TestAuthorizeOAuth2 is the same walk against an OAuth2 server with PKCE:
+// link, consent, callback, the user's pull job runs; and a refused code.
+func TestAuthorizeOAuth2(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	fake := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "client-secret-1"})
+	hs := httptest.NewServer(fake.Handler())
+	defer hs.Close()
+	d := startLive(t, srv, dir, fmt.Sprintf(`providers:
+  - name: ex
+    kind: oauth2
+    timeout: 5s
+    oauth2:
+      token_url: %q
+      auth_url: %q
+      client_id: syncd
+      client_secret: client-secret-1
+      scopes: [read]
+      auth_params: {access_type: offline, prompt: consent}
+      pull_url: %q
+jobs:
+  - {name: pull, kind: pull, schedule: "@every 1s"}
+`, hs.URL+"/token", hs.URL+"/authorize", hs.URL+"/data/{{.User}}?since={{.Cursor}}"))
+
+	fake.SetData("amy", []byte(`{"items":[1]}`), "c1")
+	code, link := d.api("POST", "/v1/users/amy/authorize", `{"redirect_uri":"`+appRedirect+`"}`)
+	if code != 200 {
+		t.Fatalf("authorize: %d %v", code, link)
+	}
+	cb := visit(t, link["url"].(string), url.Values{"user": {"amy"}})
+	if aq := fake.LastAuthorize(); aq.Get("code_challenge_method") != "S256" || aq.Get("access_type") != "offline" || aq.Get("prompt") != "consent" || aq.Get("scope") != "read" {
+		t.Fatalf("authorization request %v", aq)
+	}
+	code, res := d.api("POST", "/v1/authorize/callback?"+cb.RawQuery, "")
+	if code != 200 || res["state"] != "active" {
+		t.Fatalf("callback: %d %v", code, res)
+	}
+	d.waitRun("pull", "amy", "ok")
+
+	// A code the provider rejects (spent at the provider, state fresh):
+	// refused, nothing stored for the user.
+	code, link = d.api("POST", "/v1/users/bob/authorize", `{"redirect_uri":"`+appRedirect+`"}`)
+	if code != 200 {
+		t.Fatal(code)
+	}
+	bad := visit(t, link["url"].(string), nil).Query()
+	bad.Set("code", cb.Query().Get("code"))
+	if code, res := d.api("POST", "/v1/authorize/callback?"+bad.Encode(), ""); code != 400 || res["code"] != "code_rejected" {
+		t.Fatalf("rejected code: %d %v", code, res)
+	}
+	if code, _ := d.api("GET", "/v1/users/bob", ""); code != 404 {
+		t.Fatalf("bob stored after a rejected code: %d", code)
+	}
+	// No redirect_uri and no authorize.redirect_uri: a clear error.
+	if code, res := d.api("POST", "/v1/users/bob/authorize", ""); code != 400 || !strings.Contains(fmt.Sprint(res["error"]), "redirect_uri") {
+		t.Fatalf("no redirect: %d %v", code, res)
+	}
+}
+
+// TestAuthorizeCLI: authorize start prints a link, authorize exchange
+// finishes it, a replay exits 2, and reauth list --links gives each
+// flagged user a fresh link.
+func TestAuthorizeCLI(t *testing.T) {
+	c := newCLI(t)
+	fake := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "client-secret-1"})
+	hs := httptest.NewServer(fake.Handler())
+	defer hs.Close()
+	doc := fmt.Sprintf(`redis: {url: %q, prefix: %q, shards: 4}
+log: {level: warn, format: json}
+encryption: {keys: [{id: k1, secret: %q}]}
+providers:
+  - name: ex
+    kind: oauth2
+    oauth2: {token_url: %q, auth_url: %q, client_id: syncd, client_secret: client-secret-1}
+authorize: {redirect_uri: %q}
+`, c.srv.URL, c.srv.Prefix, key1, hs.URL+"/token", hs.URL+"/authorize", appRedirect)
+	if err := os.WriteFile(c.config, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := c.run("", "authorize", "start"); code != 2 || !strings.Contains(errOut, "--user is required") {
+		t.Fatalf("no user: %d %q", code, errOut)
+	}
+	code, out, errOut := c.run("", "authorize", "start", "--user", "cli-u")
+	if code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	cb := visit(t, strings.SplitN(out, "\n", 2)[0], url.Values{"user": {"cli-u"}}).Query()
+	code, out, errOut = c.run("", "authorize", "exchange", "--state", cb.Get("state"), "--code", cb.Get("code"))
+	if code != 0 || !strings.Contains(out, "user cli-u: active") {
+		t.Fatalf("exchange: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = c.run("", "authorize", "exchange", "--state", cb.Get("state"), "--code", cb.Get("code"))
+	if code != 2 || !strings.Contains(errOut, "state: unknown, expired or already used") || strings.Contains(errOut, cb.Get("code")) {
+		t.Fatalf("replay: %d %q", code, errOut)
+	}
+
+	// Flag the user the way the refresher does; the list carries a link.
+	ctx := context.Background()
+	s := c.store()
+	rec, _, err := s.Acquire(ctx, "cli-u", "test", time.Now(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Flag(ctx, "cli-u", "test", rec.Version, tokens.ReasonInvalidGrant, "reauth:invalid_grant", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = c.run("", "reauth", "list", "--links", "--json")
+	var list []reauthLink
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || !strings.HasPrefix(list[0].Link, hs.URL+"/authorize?") {
+		t.Fatalf("reauth list --links: %d %q %q", code, out, errOut)
+	}
+	// The link works: consent and exchange bring the user back.
+	cb = visit(t, list[0].Link, url.Values{"user": {"cli-u"}}).Query()
+	if code, out, errOut := c.run("", "authorize", "exchange", "--state", cb.Get("state"), "--code", cb.Get("code")); code != 0 || !strings.Contains(out, "active") {
+		t.Fatalf("exchange after reauth: %d %q %q", code, out, errOut)
+	}
+}
