@@ -37,7 +37,7 @@ func (d *deps) cliFlow() (*authflow.Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.flow(clients, ref), nil
+	return d.flow(clients, ref, nil), nil
 }
 
 // flowError: a refused request is the caller's input (exit 2), an

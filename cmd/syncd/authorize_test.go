@@ -321,6 +321,12 @@ alerts: {webhook_url: %q, secret: webhook-secret, links: true}
 		t.Fatalf("ben back: %d %v", code, res)
 	}
 
+	_, m := httpGet("http://" + d.admin + "/metrics")
+	if metric(m, `syncd_authorize_callbacks_total{result="ok"}`) != 4 || metric(m, `syncd_authorize_callbacks_total{result="access_denied"}`) != 1 ||
+		metric(m, `syncd_authorize_callbacks_total{result="state_unknown"}`) != 1 {
+		t.Fatalf("callback metrics:\n%s", grepLines(m, "syncd_authorize"))
+	}
+
 	// No secret in the log.
 	logs, _ := os.ReadFile(filepath.Join(dir, "syncd.log"))
 	for _, s := range fake.Secrets() {
@@ -446,4 +452,14 @@ authorize: {redirect_uri: %q}
 	if code, out, errOut := c.run("", "authorize", "exchange", "--state", cb.Get("state"), "--code", cb.Get("code")); code != 0 || !strings.Contains(out, "active") {
 		t.Fatalf("exchange after reauth: %d %q %q", code, out, errOut)
 	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +21,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
@@ -122,12 +126,13 @@ providers:
     retry_max: 5s
     retry_after_cap: 10s
     degraded_after: 2
-    digime: {base_url: %q, app_id: demo-app, contract_id: demo-contract, private_key_file: contract.pem, poll_interval: 100ms, max_duration: 5s}
+    digime: {base_url: %q, onboard_url: %q, app_id: demo-app, contract_id: demo-contract, private_key_file: contract.pem, poll_interval: 100ms, max_duration: 5s}
+authorize: {redirect_uri: "https://demo-app.example/digime/callback"}
 jobs:
   - {name: pull, kind: pull, schedule: "@every %s", timeout: %s, retry: {attempts: 2, initial: 1s, max: 2s}}
   - {name: push, kind: push, schedule: "@every %s", timeout: %s, retry: {attempts: 2, initial: 1s, max: 2s}}
 `, url, time.Now().UnixNano(), base64.StdEncoding.EncodeToString(ekey), admin, *lifetime/2, *lifetime/5, *lifetime,
-		"http://"+fln.Addr().String()+digimefake.PathPrefix, *every, jobTimeout, *every, jobTimeout)
+		"http://"+fln.Addr().String()+digimefake.PathPrefix, "http://"+fln.Addr().String()+digimefake.OnboardPrefix, *every, jobTimeout, *every, jobTimeout)
 	cfg, err := config.Parse(strings.NewReader(doc), dir, func(string) string { return "" })
 	if err != nil {
 		return fmt.Errorf("demo: config: %w", err)
@@ -191,12 +196,69 @@ jobs:
 		time.Since(start).Round(time.Second), fake.Stats().Refreshes, transient.Load(), pulls.Load(), pulled, pushes.Load(), imported, failed.Load())
 	store := newStoreFor(rdb, cfg)
 	q, _ := store.ReauthQueue(context.Background())
-	fmt.Fprintf(e.stdout, "%d users in the re-auth queue:\n", len(q))
-	for _, x := range q {
-		fmt.Fprintf(e.stdout, "  %s  since %s  reason %s\n", x.UserID, x.Since.Local().Format(time.TimeOnly), x.Reason)
+	fmt.Fprintf(e.stdout, "%d users in the re-auth queue, each with a fresh re-authorization link (POST /v1/users/ID/reauthorize):\n", len(q))
+	// As `syncd reauth list --links` makes them (the daemon has stopped).
+	keys, _ := keyring(cfg)
+	flow, err := (&deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: zerolog.Nop()}).cliFlow()
+	if err != nil {
+		return err
 	}
-	fmt.Fprintln(e.stdout, "tokens are encrypted at rest; storing a new token (syncd token put, PUT /v1/users/ID/token) brings a flagged user back.")
+	for _, x := range q {
+		link := "(no link)"
+		if l, err := flow.Reauthorize(context.Background(), authflow.Request{User: x.UserID}); err == nil {
+			link = l.URL
+		}
+		fmt.Fprintf(e.stdout, "  %s  since %s  reason %s\n    %s\n", x.UserID, x.Since.Local().Format(time.TimeOnly), x.Reason, link)
+	}
+	fmt.Fprintln(e.stdout, "users were onboarded through the consent flow (syncd made the PKCE link and exchanged the code); tokens are encrypted at rest.")
 	return nil
+}
+
+// demoConsent plays a user in the browser: it opens the consent link on
+// the fake digi.me (who consents: user), follows it back to the app's
+// redirect URI and hands that callback to syncd, as the app would.
+func demoConsent(ctx context.Context, d *daemon, link, user string) error {
+	u, err := neturl.Parse(link)
+	if err != nil {
+		return err
+	}
+	q := u.Query()
+	q.Set("user", user)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	cb, err := neturl.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound {
+		return fmt.Errorf("consent page answered %d", resp.StatusCode)
+	}
+	_, err = d.FinishAuthorization(ctx, authflow.ParseCallback(cb.Query()))
+	return err
+}
+
+// demoOnboard takes a user through the consent flow; the fake digi.me
+// fails a few requests on purpose, so it tries again.
+func demoOnboard(ctx context.Context, d *daemon, user string) error {
+	var err error
+	for range 5 {
+		var l authflow.Link
+		if l, err = d.Authorize(ctx, authflow.Request{User: user}); err == nil {
+			if err = demoConsent(ctx, d, l.URL, user); err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 func demoUser(i int) string { return fmt.Sprintf("demo-user-%02d", i+1) }
@@ -204,12 +266,11 @@ func demoUser(i int) string { return fmt.Sprintf("demo-user-%02d", i+1) }
 // demoDriver plays the app and the users: onboarding, new files to pull,
 // items to push, and consent revoked for a few.
 func demoDriver(ctx context.Context, d *daemon, fake *digimefake.Server, users, revoked int, every time.Duration) {
-	ref, _, _ := d.current()
 	for i := range users {
 		u := demoUser(i)
 		fake.AddFile(u, digimefake.File{Name: "profile.json", Data: []byte(`{"user":"` + u + `"}`), MimeType: "application/json"})
-		if _, err := ref.Put(ctx, "digime", fake.Issue(u)); err != nil {
-			d.log.Error().Err(err).Msg("demo: storing a token failed")
+		if err := demoOnboard(ctx, d, u); err != nil && ctx.Err() == nil {
+			d.log.Error().Err(err).Str("user", u).Msg("demo: onboarding failed")
 		}
 	}
 	for i := range revoked {

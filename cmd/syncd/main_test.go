@@ -283,6 +283,7 @@ func TestDemoRuns(t *testing.T) {
 		t.Fatalf("demo exit %d: %s %s", code, out.String(), errb.String())
 	}
 	if !strings.Contains(out.String(), "1 users in the re-auth queue") || !strings.Contains(out.String(), "demo-user-01") ||
+		!strings.Contains(out.String(), "/apps/saas/authorize?code=") ||
 		!regexp.MustCompile(`[1-9]\d* refreshes .* [1-9]\d* pulls delivering [1-9]\d* files, [1-9]\d* pushes`).MatchString(out.String()) {
 		t.Fatalf("demo summary: %s", out.String())
 	}

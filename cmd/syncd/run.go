@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.BuildInfo(version), admin.NewCollector(store, nil, log), reloads)
 	d := &daemon{store: store, log: log, keys: keys, cfg: cfg, owner: owner(),
-		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg),
+		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
 		observeRefresh: h.observeRefresh, observeRun: h.observeRun}
 	if cfg.Alerts.WebhookURL != "" {
 		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log}
@@ -229,12 +229,13 @@ func waitRedis(ctx context.Context, store *redisstore.Store, log zerolog.Logger)
 
 // daemon holds what runs now; reload swaps it.
 type daemon struct {
-	store      *redisstore.Store
-	log        zerolog.Logger
-	owner      string
-	tokMetrics *tokens.Metrics
-	jobMetrics *jobs.Metrics
-	ready      atomic.Bool
+	store       *redisstore.Store
+	log         zerolog.Logger
+	owner       string
+	tokMetrics  *tokens.Metrics
+	jobMetrics  *jobs.Metrics
+	authMetrics *authflow.Metrics
+	ready       atomic.Bool
 	// observeRefresh and observeRun, if set, see every refresh pass and
 	// job run (the demo's progress view).
 	observeRefresh func(tokens.Result)
@@ -287,7 +288,7 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	flow := deps.flow(clients, ref)
+	flow := deps.flow(clients, ref, d.authMetrics)
 
 	d.mu.Lock()
 	oldRef, oldRunner := d.ref, d.runner

@@ -200,7 +200,7 @@ func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options)
 
 // flow builds the authorization handoff over clients; tokens it obtains
 // are stored through ref, as `token put` stores them.
-func (d *deps) flow(clients map[string]client, ref *tokens.Refresher) *authflow.Flow {
+func (d *deps) flow(clients map[string]client, ref *tokens.Refresher, m *authflow.Metrics) *authflow.Flow {
 	provs := make(map[string]authflow.Provider, len(d.cfg.Providers))
 	for _, p := range d.cfg.Providers {
 		var a provider.Authorizer
@@ -215,6 +215,6 @@ func (d *deps) flow(clients map[string]client, ref *tokens.Refresher) *authflow.
 			_, err := ref.Put(ctx, prov, tok)
 			return err
 		},
-		StateTTL: d.cfg.Authorize.StateTTL, RedirectURI: d.cfg.Authorize.RedirectURI, Logger: d.log,
+		StateTTL: d.cfg.Authorize.StateTTL, RedirectURI: d.cfg.Authorize.RedirectURI, Logger: d.log, Metrics: m,
 	})
 }

@@ -85,6 +85,7 @@ type Options struct {
 	RedirectURI string
 	Clock       clock.Clock
 	Logger      zerolog.Logger
+	Metrics     *Metrics
 }
 
 // Flow starts and finishes authorizations. Safe for concurrent use.
@@ -328,6 +329,7 @@ func (f *Flow) start(ctx context.Context, req Request, name string, p Provider, 
 	if !ok {
 		return Link{}, errorf(KindConflict, "state: %q is already in use", req.State)
 	}
+	f.opt.Metrics.link(name, flow)
 	f.log.Info().Str("user", req.User).Str("provider", name).Str("flow", flow).Msg("authorization link issued")
 	return Link{User: req.User, Provider: name, Flow: flow, URL: link, State: req.State, ExpiresAt: exp.UTC()}, nil
 }
@@ -337,6 +339,12 @@ func (f *Flow) start(ctx context.Context, req Request, name string, p Provider, 
 // provider rejects change nothing but the events stream. When the provider
 // is unavailable the state is put back, so the callback can be retried.
 func (f *Flow) Finish(ctx context.Context, cb Callback) (Result, error) {
+	res, err := f.finish(ctx, cb)
+	f.opt.Metrics.callback(err)
+	return res, err
+}
+
+func (f *Flow) finish(ctx context.Context, cb Callback) (Result, error) {
 	if cb.State == "" && cb.Error != "" {
 		// digi.me's failure redirect carries no state: nothing to match.
 		return Result{}, errorf(KindDenied, "consent refused by the provider: %s", safeCode(cb.Error))
