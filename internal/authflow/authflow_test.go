@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/authflow"
@@ -26,6 +27,7 @@ const redirect = "https://app.example/callback"
 
 type bundle struct {
 	flow  *authflow.Flow
+	rdb   *redis.Client
 	store *redisstore.Store
 	keys  *tokens.Keyring
 	ref   *tokens.Refresher
@@ -62,7 +64,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{store: store, keys: keys, ref: ref, fake: fake, srv: srv, clk: clk, logs: logs}
+	b := &bundle{rdb: rdb, store: store, keys: keys, ref: ref, fake: fake, srv: srv, clk: clk, logs: logs}
 	b.flow = authflow.New(authflow.Options{
 		Store: store, Keys: keys, Clock: clk, Logger: log, RedirectURI: redirect,
 		Providers: map[string]authflow.Provider{"ex": {Authorizer: client, DefaultLifetime: time.Hour}},
@@ -119,6 +121,20 @@ func TestAuthorizeWalk(t *testing.T) {
 	if lq.Get("code_challenge_method") != "S256" || lq.Get("code_challenge") == "" || lq.Get("state") != link.State ||
 		lq.Get("redirect_uri") != redirect || lq.Get("scope") != "read write" || lq.Get("access_type") != "offline" {
 		t.Fatalf("link query %v", lq)
+	}
+	// At rest the pending authorization is sealed: no verifier, no
+	// redirect URI, no user id in the clear, and it expires.
+	raw, err := b.rdb.Get(ctx, "t:authstate:"+link.State).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{"verifier", "redirect", "alice"} {
+		if bytes.Contains(raw, []byte(plain)) {
+			t.Fatalf("the stored state holds %q in the clear", plain)
+		}
+	}
+	if ttl := b.rdb.PTTL(ctx, "t:authstate:"+link.State).Val(); ttl <= authflow.DefaultStateTTL || ttl > authflow.DefaultStateTTL+2*time.Hour {
+		t.Fatalf("state ttl %v", ttl)
 	}
 	cb := consent(t, link.URL, url.Values{"user": {"alice"}})
 	res, err := b.flow.Finish(ctx, authflow.ParseCallback(cb))
