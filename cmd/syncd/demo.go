@@ -194,7 +194,7 @@ jobs:
 	}
 	fmt.Fprintf(e.stdout, "\nsummary after %s: %d refreshes (%d retried transiently), %d pulls delivering %d files, %d pushes importing %d items, %d failed runs retried\n",
 		time.Since(start).Round(time.Second), fake.Stats().Refreshes, transient.Load(), pulls.Load(), pulled, pushes.Load(), imported, failed.Load())
-	store := newStoreFor(rdb, cfg)
+	store := newStoreFor(rdb, cfg, zerolog.Nop())
 	q, _ := store.ReauthQueue(context.Background())
 	fmt.Fprintf(e.stdout, "%d users in the re-auth queue, each with a fresh re-authorization link (POST /v1/users/ID/reauthorize):\n", len(q))
 	// As `syncd reauth list --links` makes them (the daemon has stopped).

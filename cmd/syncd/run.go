@@ -102,7 +102,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 
 	rdb := redis.NewClient(redisOptions(cfg))
 	defer rdb.Close() // last: everything below stops first
-	store := newStoreFor(rdb, cfg)
+	store := newStoreFor(rdb, cfg, log)
 	reg := prometheus.NewRegistry()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_config_reload_total", Help: "Config reloads by result (ok, error)."}, []string{"result"})
 	reloads.WithLabelValues("ok")

@@ -119,8 +119,8 @@ func redisOptions(cfg *config.Config) *redis.Options {
 	return o
 }
 
-func newStoreFor(rdb redis.UniversalClient, cfg *config.Config) *redisstore.Store {
-	return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen})
+func newStoreFor(rdb redis.UniversalClient, cfg *config.Config, log zerolog.Logger) *redisstore.Store {
+	return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen, Logger: log})
 }
 
 func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
@@ -129,14 +129,15 @@ func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 		return nil, inputError{err}
 	}
 	rdb := redis.NewClient(redisOptions(cfg))
-	store := newStoreFor(rdb, cfg)
+	log := newLogger(cfg.Log, e.stderr)
+	store := newStoreFor(rdb, cfg, log)
 	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout+time.Second)
 	defer cancel()
 	if err := store.Ping(pctx); err != nil {
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: newLogger(cfg.Log, e.stderr)}, nil
+	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: log}, nil
 }
 
 func keyring(cfg *config.Config) (*tokens.Keyring, error) {

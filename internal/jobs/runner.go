@@ -445,12 +445,16 @@ func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error 
 }
 
 func (r *Runner) handler(j *job) scheduler.Handler {
-	return func(ctx context.Context, d scheduler.Due) time.Time {
-		run := r.handle(ctx, j, d)
+	return func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
+		run, saved := r.handle(ctx, j, d)
 		if r.opt.Observe != nil {
 			r.opt.Observe(run)
 		}
-		return run.Next
+		out := scheduler.Outcome{Next: run.Next}
+		if saved != nil {
+			out.Write = *saved
+		}
+		return out
 	}
 }
 
@@ -496,22 +500,24 @@ func (r *Runner) load(ctx context.Context, j *job, d scheduler.Due) (tokens.Reco
 // errLeft: the user is no longer eligible for the job.
 var errLeft = errors.New("user not eligible")
 
-func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
+// handle runs one claimed entry. The run's outcome for the user's job
+// state comes back as a SavedRun, written by the engine's finisher with
+// the batch that re-schedules the entry; nil when nothing is recorded.
+func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *SavedRun) {
 	user, name := d.Member, j.cfg.Name
 	out := Run{Job: name, User: user, Due: d.Due}
-	log := r.log.With().Str("user", user).Str("job", name).Logger()
 	now := r.opt.Clock.Now()
 	rec, st, err := r.load(ctx, j, d)
 	switch {
 	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrMalformedRecord):
 		out.Result, out.Err = "left", err
-		return out
+		return out, nil
 	case err != nil:
 		out.Result, out.Err, out.Next = "failed", err, now.Add(r.opt.Lease)
-		return out
+		return out, nil
 	case !rec.State.Runnable() || rec.Provider != j.cfg.Provider:
 		out.Result, out.Err = "left", errLeft
-		return out
+		return out, nil
 	}
 	run, missed := j.timing.Due(user, d.Due, now)
 	if missed > 0 {
@@ -519,7 +525,7 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 	}
 	if !run {
 		out.Result, out.Next = "skipped", j.timing.Next(user, now)
-		return out
+		return out, nil
 	}
 	r.opt.Metrics.lag(name, now.Sub(d.Due))
 	start := time.Now()
@@ -532,11 +538,11 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 		// The refresher flagged the user meanwhile: it leaves the job
 		// and comes back, scheduled afresh, with a new token.
 		out.Result, out.Err = "left", err
-		return out
+		return out, nil
 	case ctx.Err() != nil && err != nil:
 		// Shutting down past the grace period: hand the run back.
 		out.Result, out.Err, out.Next = "failed", err, now
-		return out
+		return out, nil
 	}
 	st.LastRun = end
 	if err == nil {
@@ -551,13 +557,11 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) Run {
 				out.Next = retry
 			}
 		}
-		log.Warn().Str("error", st.LastError).Int("failures", st.Failures).Time("next", out.Next).Msg("job run failed")
+		r.log.Warn().Str("user", user).Str("job", name).Str("error", st.LastError).Int("failures", st.Failures).
+			Time("next", out.Next).Msg("job run failed")
 	}
 	r.count(name, err == nil)
-	if serr := r.store.SaveRun(context.WithoutCancel(ctx), user, name, st); serr != nil {
-		log.Error().Err(serr).Msg("recording the run failed")
-	}
-	return out
+	return out, &SavedRun{User: user, Job: name, State: st}
 }
 
 // retryDelay is the wait before retry n: exponential from Initial, capped

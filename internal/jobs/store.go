@@ -21,6 +21,14 @@ type State struct {
 	Cursor string
 }
 
+// SavedRun is a run's outcome for one user's job state. The runner hands
+// it to the due-set engine as the Outcome's Write; the store's FinishDue
+// writes it in the batch that re-schedules the entry.
+type SavedRun struct {
+	User, Job string
+	State     State
+}
+
 // OutboxItem is one entry of a user's outbox stream, as the app wrote it:
 // fields data, mime_type, accounts (comma-separated), tags
 // (comma-separated), id (the app's own id, optional).
@@ -66,8 +74,6 @@ type Store interface {
 	LoadForRun(ctx context.Context, user, job string) (tokens.Record, State, error)
 	// LoadManyForRun is LoadForRun for many users in one round trip.
 	LoadManyForRun(ctx context.Context, users []string, job string) ([]Loaded, error)
-	// SaveRun records a run's outcome.
-	SaveRun(ctx context.Context, user, job string, st State) error
 	// AddJobStats adds run counts to the jobs' per-minute statistics.
 	AddJobStats(ctx context.Context, counts map[string][2]int64, now time.Time) error
 	// SaveCursor records a pull's cursor (after the sink accepted items).

@@ -145,14 +145,6 @@ func (s *Store) JobState(ctx context.Context, user, job string) (jobs.State, err
 	return parseJobState(v), nil
 }
 
-// SaveRun implements jobs.Store.
-func (s *Store) SaveRun(ctx context.Context, user, job string, st jobs.State) error {
-	err := s.rdb.HSet(ctx, s.jobsKey(user), job+":lr", ms(st.LastRun), job+":ls", ms(st.LastSuccess), job+":cf", st.Failures, job+":le", st.LastError).Err()
-	if err != nil {
-		return fmt.Errorf("save run: %w", err)
-	}
-	return nil
-}
 
 // AddJobStats implements jobs.Store: one round trip for every job's
 // counts of the minute.

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -49,6 +51,8 @@ type Options struct {
 	Shards int
 	// EventsMaxLen caps the events stream (approximately; default 100000).
 	EventsMaxLen int64
+	// Logger receives what the store reports without failing a call.
+	Logger zerolog.Logger
 }
 
 // Store is syncd's Redis storage.
@@ -57,6 +61,7 @@ type Store struct {
 	prefix string
 	shards int
 	maxEv  int64
+	log    zerolog.Logger
 }
 
 // New returns a Store over rdb. The caller owns rdb and closes it.
@@ -67,7 +72,7 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 	if opt.EventsMaxLen <= 0 {
 		opt.EventsMaxLen = 100000
 	}
-	return &Store{rdb: rdb, prefix: opt.Prefix, shards: opt.Shards, maxEv: opt.EventsMaxLen}
+	return &Store{rdb: rdb, prefix: opt.Prefix, shards: opt.Shards, maxEv: opt.EventsMaxLen, log: opt.Logger.With().Str("component", "redisstore").Logger()}
 }
 
 // Ping checks that Redis answers and loads the scripts.
@@ -145,21 +150,36 @@ func (s *Store) ClaimDue(ctx context.Context, set string, shard int, now, leaseU
 	return out, nil
 }
 
-// FinishDue implements scheduler.Store: one script call per shard, all in
-// one round trip.
+// FinishDue implements scheduler.Store: the handlers' writes, then one
+// script call per shard, all in one round trip. The writes go first and
+// unfenced, as they would from the handler itself: if the batch fails
+// the entries keep their lease and run again.
 func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done) ([]bool, error) {
 	byShard := make(map[int][]int)
 	for i, d := range done {
 		sh := scheduler.Shard(d.Member, s.shards)
 		byShard[sh] = append(byShard[sh], i)
+		switch w := d.Write.(type) {
+		case nil, jobs.SavedRun:
+		default:
+			return nil, fmt.Errorf("finish %s: unknown write %T", set, w)
+		}
 	}
 	type call struct {
 		idx []int
 		cmd *redis.Cmd
 	}
 	calls := make([]call, 0, len(byShard))
+	var writes []*redis.IntCmd
 	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
-		calls = calls[:0]
+		calls, writes = calls[:0], writes[:0]
+		for _, d := range done {
+			if w, ok := d.Write.(jobs.SavedRun); ok {
+				st := w.State
+				writes = append(writes, p.HSet(ctx, s.jobsKey(w.User), w.Job+":lr", ms(st.LastRun), w.Job+":ls", ms(st.LastSuccess),
+					w.Job+":cf", st.Failures, w.Job+":le", st.LastError))
+			}
+		}
 		for sh, idx := range byShard {
 			args := make([]any, 0, 3*len(idx))
 			for _, i := range idx {
@@ -173,8 +193,28 @@ func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done
 		}
 		return nil
 	})
+	// The re-scores decide; a write that failed on its own (a damaged
+	// key) must not hold back the batch: it is logged, and the re-scores
+	// stand. (A failed connection fails every command, scripts included.)
 	if err != nil {
-		return nil, fmt.Errorf("finish %s: %w", set, err)
+		scriptErr := err
+		if len(calls) > 0 {
+			scriptErr = nil
+			for _, c := range calls {
+				if c.cmd.Err() != nil {
+					scriptErr = c.cmd.Err()
+					break
+				}
+			}
+		}
+		if scriptErr != nil {
+			return nil, fmt.Errorf("finish %s: %w", set, scriptErr)
+		}
+		for _, w := range writes {
+			if w.Err() != nil {
+				s.log.Error().Err(w.Err()).Str("key", fmt.Sprint(w.Args()[1])).Msg("recording a job run failed")
+			}
+		}
 	}
 	held := make([]bool, len(done))
 	for _, c := range calls {

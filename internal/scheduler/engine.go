@@ -31,6 +31,10 @@ type Done struct {
 	Member string
 	Fence  int64
 	Next   time.Time
+	// Write is the handler's Outcome.Write, queued by the store in the
+	// same round trip as the re-score (before it, so a failed batch
+	// leaves the entry to be claimed and run again). nil: none.
+	Write any
 }
 
 // Store is what the engine needs from storage (internal/redisstore).
@@ -46,10 +50,20 @@ type Store interface {
 }
 
 // Handler does the work for one claimed member and returns when the member
-// is next due; the zero time removes it from the set. A handler whose ctx
+// is next due; a zero Next removes it from the set. A handler whose ctx
 // is cancelled (shutdown past the grace period) should return promptly
 // with a time that hands the member back, usually now.
-type Handler func(ctx context.Context, d Due) (next time.Time)
+type Handler func(ctx context.Context, d Due) Outcome
+
+// Outcome is what a handler reports.
+type Outcome struct {
+	Next time.Time
+	// Write, if set, is a record of the work the store writes with the
+	// batch that re-scores the entry (the job runner's run outcome), so
+	// a handled entry costs no round trip of its own. The store knows the
+	// concrete types it accepts.
+	Write any
+}
 
 // Options tune an Engine. Zero values take the defaults noted.
 type Options struct {
@@ -126,6 +140,7 @@ type Engine struct {
 type result struct {
 	member string
 	next   time.Time
+	write  any
 }
 
 // NewEngine returns an engine for the due set opt.Set.
@@ -327,7 +342,8 @@ func (e *Engine) work(ctx context.Context, results chan<- result) {
 			results <- result{member: d.Member, next: d.Due}
 			continue
 		}
-		results <- result{member: d.Member, next: e.handle(ctx, d)}
+		out := e.handle(ctx, d)
+		results <- result{member: d.Member, next: out.Next, write: out.Write}
 	}
 }
 
@@ -368,7 +384,7 @@ func (e *Engine) done1(r result) Done {
 	e.imu.Lock()
 	fence := e.inflight[r.member]
 	e.imu.Unlock()
-	return Done{Member: r.member, Fence: fence, Next: r.next}
+	return Done{Member: r.member, Fence: fence, Next: r.next, Write: r.write}
 }
 
 // storeCtx bounds the finisher's writes. It is not tied to the engine's
@@ -407,7 +423,7 @@ func (e *Engine) apply(batch []Done) {
 			case cur != 0 && cur != d.Fence:
 				// Our lease ran out and this engine claimed the member
 				// again before the finish: apply the result under the
-				// new fence.
+				// new fence (the write already went out).
 				again = append(again, Done{Member: d.Member, Fence: cur, Next: d.Next})
 			default:
 				lost++

@@ -75,12 +75,12 @@ func TestEnginesShareWorkWithoutDuplicates(t *testing.T) {
 	counts := make(map[string]int)
 	done := make(chan string, 3*n)
 	next := b.clk.Now().Add(time.Hour)
-	h := func(_ context.Context, d scheduler.Due) time.Time {
+	h := func(_ context.Context, d scheduler.Due) scheduler.Outcome {
 		mu.Lock()
 		counts[d.Member]++
 		mu.Unlock()
 		done <- d.Member
-		return next
+		return scheduler.Outcome{Next: next}
 	}
 	var engines []*scheduler.Engine
 	for range 3 {
@@ -120,7 +120,7 @@ func TestZeroNextRemoves(t *testing.T) {
 	b := setup(t)
 	members := b.schedule(t, 10, b.clk.Now())
 	done := make(chan struct{}, 10)
-	e := b.engine(t, func(context.Context, scheduler.Due) time.Time { done <- struct{}{}; return time.Time{} }, 2)
+	e := b.engine(t, func(context.Context, scheduler.Due) scheduler.Outcome { done <- struct{}{}; return scheduler.Outcome{} }, 2)
 	for range members {
 		<-done
 	}
@@ -139,10 +139,10 @@ func TestStopHandsBackUnstartedClaims(t *testing.T) {
 	due := b.clk.Now().Add(-time.Minute)
 	members := b.schedule(t, 20, due)
 	started := make(chan string, 20)
-	e := b.engine(t, func(ctx context.Context, d scheduler.Due) time.Time {
+	e := b.engine(t, func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
 		started <- d.Member
 		<-ctx.Done() // runs until the grace period is over
-		return d.Due.Add(24 * time.Hour)
+		return scheduler.Outcome{Next: d.Due.Add(24 * time.Hour)}
 	}, 1)
 	running := <-started
 	// One worker is busy; the rest of the claimed batch waits in the
@@ -171,12 +171,12 @@ func TestStopHandsBackUnstartedClaims(t *testing.T) {
 
 func TestStartStopConcurrently(t *testing.T) {
 	b := setup(t)
-	e := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) time.Time { return time.Time{} },
+	e := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) scheduler.Outcome { return scheduler.Outcome{} },
 		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
 	if err := e.Stop(context.Background()); err != nil {
 		t.Fatalf("stop before start: %v", err)
 	}
-	e2 := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) time.Time { return time.Time{} },
+	e2 := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) scheduler.Outcome { return scheduler.Outcome{} },
 		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
 	if err := e2.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -115,7 +115,10 @@ func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry
 		r.providers[name] = &providerState{name: name, ProviderEntry: e,
 			breaker: &breaker{threshold: e.Policy.CircuitFailures, cooldown: e.Policy.CircuitCooldown}}
 	}
-	r.engine = scheduler.NewEngine(store, r.handle, scheduler.Options{
+	handle := func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
+		return scheduler.Outcome{Next: r.handle(ctx, d)}
+	}
+	r.engine = scheduler.NewEngine(store, handle, scheduler.Options{
 		Set: RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
 		PollInterval: opt.PollInterval, Clock: opt.Clock, Logger: opt.Logger,
 		Prefetch: r.prefetch,
