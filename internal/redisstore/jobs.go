@@ -145,7 +145,6 @@ func (s *Store) JobState(ctx context.Context, user, job string) (jobs.State, err
 	return parseJobState(v), nil
 }
 
-
 // AddJobStats implements jobs.Store: one round trip for every job's
 // counts of the minute.
 func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now time.Time) error {
