@@ -20,6 +20,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	redisURL := fs.String("redis-url", "", "Redis to use (default: start a private redis-server)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	scheduleOnly := fs.Bool("schedule-only", false, "stop after the scheduling, re-scoring and memory stages")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if *users < 1 || *workers < 1 {
 		return badInput("bench: --users and --workers must be at least 1")
 	}
-	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr})
+	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, ScheduleOnly: *scheduleOnly})
 	if err != nil {
 		return err
 	}

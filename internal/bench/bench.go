@@ -48,6 +48,9 @@ type Options struct {
 	LagLoad float64
 	// Progress receives a line per stage.
 	Progress io.Writer
+	// ScheduleOnly stops after scheduling, re-scoring and memory (for
+	// profiling those stages at a million users without the rest).
+	ScheduleOnly bool
 }
 
 // Result is what a run measured.
@@ -211,6 +214,11 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	res.RescheduleSeconds = time.Since(start).Seconds()
 	res.RedisBytesPerUser = float64(usedMemory(ctx, store)-memBefore) / float64(opt.Users)
+	if opt.ScheduleOnly {
+		res.PeakRSSBytes = peakRSS()
+		_ = dropKeys(ctx, rdb, prefix)
+		return res, nil
+	}
 
 	// Job throughput: every pull entry due now, no-op pulls.
 	say("job throughput: %d no-op pulls, %d workers", opt.Users, opt.Workers)

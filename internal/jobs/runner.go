@@ -330,7 +330,15 @@ func (r *Runner) Sync(ctx context.Context) error {
 }
 
 // scheduleAll adds every eligible user to the given jobs, streaming users
-// in batches; the writes of one batch overlap the scan of the next.
+// in batches; the writes of one batch overlap the reads of the next.
+//
+// With one provider configured, the users come from the refresh due set:
+// every runnable user has an entry there (its next refresh), and walking
+// it skips reading each record, which halves the Redis time of
+// scheduling a million users. It may also hold users that just stopped
+// being runnable; their entries leave the job at their first claim, as
+// any stale entry does. With several providers each user's provider is
+// read from the record (EachUser).
 func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) error {
 	type write struct {
 		set     string
@@ -354,27 +362,32 @@ func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) erro
 		}()
 	}
 	var scanErr error
-	var cursor uint64
-	for {
-		recs, next, err := r.store.ScanUsers(ctx, cursor, 1000)
-		if err != nil {
-			scanErr = err
-			break
-		}
-		for _, j := range js {
-			var entries []scheduler.Entry
-			for _, rec := range recs {
-				if rec.State.Runnable() && rec.Provider == j.cfg.Provider {
-					entries = append(entries, scheduler.Entry{Member: rec.UserID, At: j.timing.Next(rec.UserID, now)})
+	if len(r.providers) == 1 {
+		scanErr = r.store.EachDue(ctx, tokens.RefreshSet, func(users []string) error {
+			for _, j := range js {
+				entries := make([]scheduler.Entry, len(users))
+				for i, u := range users {
+					entries[i] = scheduler.Entry{Member: u, At: j.timing.Next(u, now)}
 				}
-			}
-			if len(entries) > 0 {
 				writes <- write{set: j.set, entries: entries}
 			}
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+			return nil
+		})
+	} else {
+		scanErr = r.store.EachUser(ctx, func(recs []tokens.UserRef) error {
+			for _, j := range js {
+				var entries []scheduler.Entry
+				for _, rec := range recs {
+					if rec.State.Runnable() && rec.Provider == j.cfg.Provider {
+						entries = append(entries, scheduler.Entry{Member: rec.UserID, At: j.timing.Next(rec.UserID, now)})
+					}
+				}
+				if len(entries) > 0 {
+					writes <- write{set: j.set, entries: entries}
+				}
+			}
+			return nil
+		})
 	}
 	close(writes)
 	wg.Wait()

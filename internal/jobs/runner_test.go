@@ -341,6 +341,10 @@ func TestSyncAddsChangesAndRemovesJobs(t *testing.T) {
 	if want := time.Date(2026, 6, 2, 3, 0, 0, 0, time.UTC); !due.Equal(want) {
 		t.Fatalf("daily due %v, want %v", due, want)
 	}
+	// A disabled user is not scheduled for a new job.
+	if _, err := in.ref.Disable(ctx, "u0029"); err != nil {
+		t.Fatal(err)
+	}
 	// Edit the schedule and add a job: one Sync re-scores and schedules.
 	b.jobs = parseJobs(t, `jobs:
   - {name: daily, kind: pull, schedule: "*/5 * * * *"}
@@ -353,8 +357,26 @@ func TestSyncAddsChangesAndRemovesJobs(t *testing.T) {
 	if due, _ := b.store.DueAt(ctx, jobs.SetName("daily"), "u0001"); !due.Equal(t0.Add(5 * time.Minute)) {
 		t.Fatalf("re-scored due %v", due)
 	}
-	if n, _ := b.store.DueCount(ctx, jobs.SetName("hourly"), t0.Add(time.Hour)); n != 30 {
-		t.Fatalf("hourly scheduled %d users", n)
+	if n, _ := b.store.DueCount(ctx, jobs.SetName("hourly"), t0.Add(time.Hour)); n != 29 {
+		t.Fatalf("hourly scheduled %d users, want 29 (one is disabled)", n)
+	}
+	// With several providers the users' records decide: only this job's
+	// provider's runnable users are scheduled.
+	b.jobs = parseJobs(t, `jobs:
+  - {name: daily, kind: pull, schedule: "*/5 * * * *"}
+  - {name: hourly, kind: push, schedule: "@hourly"}
+  - {name: other, kind: pull, schedule: "@hourly"}
+`)
+	multi, err := jobs.NewRunner(b.store, nil, map[string]jobs.ProviderEntry{"fake": {Provider: b.prov}, "second": {Provider: b.prov}}, b.jobs,
+		jobs.Options{Clock: b.clk, Logger: zerolog.New(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := multi.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.store.DueCount(ctx, jobs.SetName("other"), t0.Add(time.Hour)); n != 29 {
+		t.Fatalf("with two providers, other scheduled %d users, want 29", n)
 	}
 	// Remove daily.
 	b.jobs = parseJobs(t, `jobs: [{name: hourly, kind: push, schedule: "@hourly"}]`)

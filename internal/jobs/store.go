@@ -66,8 +66,11 @@ type Store interface {
 
 	Load(ctx context.Context, user string) (tokens.Record, error)
 	Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error)
-	// ScanUsers walks every user's id, state and provider in batches.
-	ScanUsers(ctx context.Context, cursor uint64, count int64) ([]tokens.UserRef, uint64, error)
+	// EachDue calls fn with the members of a due set in batches, from
+	// several goroutines at once.
+	EachDue(ctx context.Context, set string, fn func(members []string) error) error
+	// EachUser walks every user's id, state and provider in batches.
+	EachUser(ctx context.Context, fn func([]tokens.UserRef) error) error
 
 	JobState(ctx context.Context, user, job string) (State, error)
 	// LoadForRun is Load and JobState in one round trip.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,9 +41,7 @@ func (s *Store) DeadKey(user string) string { return s.deadKey(user) }
 // AddDue implements jobs.Store.
 func (s *Store) AddDue(ctx context.Context, set string, entries []scheduler.Entry) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range entries {
-			p.ZAddNX(ctx, s.dueKey(set, scheduler.Shard(e.Member, s.shards)), redis.Z{Score: float64(ms(e.At)), Member: e.Member})
-		}
+		s.zaddByShard(ctx, p, set, entries, redis.ZAddArgs{NX: true})
 		return nil
 	})
 	if err != nil {
@@ -51,12 +50,41 @@ func (s *Store) AddDue(ctx context.Context, set string, entries []scheduler.Entr
 	return nil
 }
 
-// RescoreDue implements jobs.Store. Shards are walked four at a time:
-// each walk waits on its round trips, so they overlap well.
+// RescoreDue implements jobs.Store: every batch of members is moved to
+// next(member) with one ZADD XX.
 func (s *Store) RescoreDue(ctx context.Context, set string, next func(string) time.Time) (int, error) {
+	var n atomic.Int64
+	err := s.walkDue(ctx, set, func(key string, members []string) error {
+		zs := make([]redis.Z, len(members))
+		for i, m := range members {
+			zs[i] = redis.Z{Score: float64(ms(next(m))), Member: m}
+		}
+		n.Add(int64(len(members)))
+		return s.rdb.ZAddArgs(ctx, key, redis.ZAddArgs{XX: true, Members: zs}).Err()
+	})
+	if err != nil {
+		return int(n.Load()), fmt.Errorf("rescore %s: %w", set, err)
+	}
+	return int(n.Load()), nil
+}
+
+// EachDue implements jobs.Store: fn gets the members of set in batches,
+// from several goroutines at once.
+func (s *Store) EachDue(ctx context.Context, set string, fn func(members []string) error) error {
+	err := s.walkDue(ctx, set, func(_ string, members []string) error { return fn(members) })
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", set, err)
+	}
+	return nil
+}
+
+// walkDue ZSCANs every shard of a due set, four shards at a time (each
+// walk waits on its round trips, so they overlap well), and calls fn per
+// batch of members. A member moved while the walk runs is still seen
+// once: ZSCAN walks the member hash, not the scores.
+func (s *Store) walkDue(ctx context.Context, set string, fn func(key string, members []string) error) error {
 	var (
 		mu    sync.Mutex
-		total int
 		first error
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, 4)
@@ -66,39 +94,37 @@ func (s *Store) RescoreDue(ctx context.Context, set string, next func(string) ti
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			n, err := s.rescoreShard(ctx, s.dueKey(set, sh), next)
-			mu.Lock()
-			total += n
-			if err != nil && first == nil {
-				first = fmt.Errorf("rescore %s: %w", set, err)
+			if err := s.walkShard(ctx, s.dueKey(set, sh), fn); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
 			}
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return total, first
+	return first
 }
 
-func (s *Store) rescoreShard(ctx context.Context, key string, next func(string) time.Time) (int, error) {
-	n := 0
+func (s *Store) walkShard(ctx context.Context, key string, fn func(key string, members []string) error) error {
 	var cursor uint64
 	for {
 		vals, nc, err := s.rdb.ZScan(ctx, key, cursor, "", 1000).Result()
 		if err != nil {
-			return n, err
+			return err
 		}
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(vals) > 0 {
+			members := make([]string, 0, len(vals)/2)
 			for i := 0; i+1 < len(vals); i += 2 {
-				p.ZAddXX(ctx, key, redis.Z{Score: float64(ms(next(vals[i]))), Member: vals[i]})
+				members = append(members, vals[i])
 			}
-			return nil
-		})
-		if err != nil {
-			return n, err
+			if err := fn(key, members); err != nil {
+				return err
+			}
 		}
-		n += len(vals) / 2
 		if cursor = nc; cursor == 0 {
-			return n, nil
+			return nil
 		}
 	}
 }
@@ -168,35 +194,54 @@ func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now
 	return nil
 }
 
-// ScanUsers implements jobs.Store: ids from SCAN, state and provider by
-// one pipelined HMGET per batch (not the whole records).
-func (s *Store) ScanUsers(ctx context.Context, cursor uint64, count int64) ([]tokens.UserRef, uint64, error) {
-	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
+// EachUser implements jobs.Store and tokens.Store: ids from SCAN, state
+// and provider by pipelined HMGET (not the whole records). The HMGETs of
+// one batch ride in the same round trip as the SCAN for the next.
+func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) error {
+	const count = 2000
+	pattern := s.tokenPattern()
+	keys, cursor, err := s.rdb.Scan(ctx, 0, pattern, count).Result()
 	if err != nil {
-		return nil, 0, fmt.Errorf("scan users: %w", err)
+		return fmt.Errorf("scan users: %w", err)
 	}
-	cmds := make([]*redis.SliceCmd, len(keys))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	for {
+		var scan *redis.ScanCmd
+		cmds := make([]*redis.SliceCmd, len(keys))
+		if cursor != 0 || len(keys) > 0 {
+			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				if cursor != 0 {
+					scan = p.Scan(ctx, cursor, pattern, count)
+				}
+				for i, k := range keys {
+					cmds[i] = p.HMGet(ctx, k, "s", "p")
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("scan users: %w", err)
+			}
+		}
+		refs := make([]tokens.UserRef, 0, len(keys))
 		for i, k := range keys {
-			cmds[i] = p.HMGet(ctx, k, "s", "p")
+			user, ok := s.userOfTokenKey(k)
+			v := cmds[i].Val()
+			st, _ := v[0].(string)
+			prov, _ := v[1].(string)
+			if !ok || st == "" {
+				continue
+			}
+			refs = append(refs, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("scan users: %w", err)
-	}
-	out := make([]tokens.UserRef, 0, len(keys))
-	for i, k := range keys {
-		user, ok := s.userOfTokenKey(k)
-		v := cmds[i].Val()
-		st, _ := v[0].(string)
-		prov, _ := v[1].(string)
-		if !ok || st == "" {
-			continue
+		if len(refs) > 0 {
+			if err := fn(refs); err != nil {
+				return err
+			}
 		}
-		out = append(out, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
+		if scan == nil {
+			return nil
+		}
+		keys, cursor = scan.Val()
 	}
-	return out, next, nil
 }
 
 // SaveCursor implements jobs.Store.

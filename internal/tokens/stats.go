@@ -8,17 +8,14 @@ func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
 	for _, st := range States {
 		counts[string(st)] = 0
 	}
-	var cursor uint64
-	for {
-		recs, next, err := store.ScanUsers(ctx, cursor, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
+	err := store.EachUser(ctx, func(refs []UserRef) error {
+		for _, r := range refs {
 			counts[string(r.State)]++
 		}
-		if cursor = next; cursor == 0 {
-			return counts, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return counts, nil
 }

@@ -101,9 +101,9 @@ type Store interface {
 	// Scan walks every record in batches; malformed lists records that
 	// could not be parsed. next is 0 when the walk is complete.
 	Scan(ctx context.Context, cursor uint64, count int64) (recs []Record, malformed []string, next uint64, err error)
-	// ScanUsers walks every user's id, state and provider in batches,
-	// reading only those fields.
-	ScanUsers(ctx context.Context, cursor uint64, count int64) ([]UserRef, uint64, error)
+	// EachUser walks every user's id, state and provider in batches,
+	// reading only those fields, and calls fn with each batch.
+	EachUser(ctx context.Context, fn func([]UserRef) error) error
 	// ReauthQueue lists the re-auth queue, oldest first, dropping entries
 	// whose record is no longer reauth_required.
 	ReauthQueue(ctx context.Context) ([]ReauthEntry, error)
