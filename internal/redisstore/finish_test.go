@@ -70,3 +70,41 @@ func TestFinishDueWrites(t *testing.T) {
 		t.Fatal("unknown write accepted")
 	}
 }
+
+// TestFinishDueFencing: the bulk finish script keeps the one-at-a-time
+// semantics: a lost fence is refused, a removal of a gone member holds,
+// and a member listed twice is judged against what the first left.
+func TestFinishDueFencing(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redisstore.New(srv.Client(t), redisstore.Options{Prefix: srv.Prefix, Shards: 1})
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_800_000_000_000)
+	if err := s.ScheduleDue(ctx, "x", []scheduler.Entry{{Member: "a", At: t0}, {Member: "b", At: t0}, {Member: "c", At: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	fence := t0.UnixMilli()
+	next := t0.Add(time.Hour)
+	held, err := s.FinishDue(ctx, "x", []scheduler.Done{
+		{Member: "a", Fence: fence, Next: next},          // holds
+		{Member: "a", Fence: fence, Next: next},          // the first moved it: lost
+		{Member: "b", Fence: fence + 1, Next: next},      // wrong fence: lost
+		{Member: "c", Fence: fence},                      // removal: holds
+		{Member: "c", Fence: fence},                      // already gone: holds
+		{Member: "d", Fence: fence, Next: next},          // never there: lost
+		{Member: "a", Fence: next.UnixMilli(), Next: t0}, // against the new score: holds
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, false, false, true, true, false, true}
+	for i := range want {
+		if held[i] != want[i] {
+			t.Fatalf("held %v, want %v", held, want)
+		}
+	}
+	for m, at := range map[string]time.Time{"a": t0, "b": t0, "c": {}, "d": {}} {
+		if got, _ := s.DueAt(ctx, "x", m); !got.Equal(at) {
+			t.Errorf("%s due %v, want %v", m, got, at)
+		}
+	}
+}
