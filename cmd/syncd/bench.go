@@ -20,6 +20,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	redisURL := fs.String("redis-url", "", "Redis to use (default: start a private redis-server)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	scheduleOnly := fs.Bool("schedule-only", false, "stop after the scheduling, re-scoring and memory stages")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -34,6 +35,16 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return inputError{fmt.Errorf("bench: --memprofile: %w", err)}
+		}
+		defer func() {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	if *users < 1 || *workers < 1 {
 		return badInput("bench: --users and --workers must be at least 1")
