@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/syncd/syncd/internal/admin"
@@ -149,12 +150,21 @@ func (d *daemon) FinishAuthorization(ctx context.Context, cb authflow.Callback) 
 // re-authorization link (alerts.links); a user without one is still sent.
 func (d *daemon) addLinks(ctx context.Context, batch []alerts.Flag) {
 	flow := d.currentFlow()
+	// digi.me's recovery link is a signed call each: a few at a time.
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
 	for i := range batch {
-		l, err := flow.Reauthorize(ctx, authflow.Request{User: batch[i].User})
-		if err != nil {
-			d.log.Warn().Err(err).Str("user", batch[i].User).Msg("no re-authorization link for the webhook")
-			continue
-		}
-		batch[i].Link, batch[i].LinkExpiresAt = l.URL, l.ExpiresAt
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			l, err := flow.Reauthorize(ctx, authflow.Request{User: batch[i].User})
+			if err != nil {
+				d.log.Warn().Err(err).Str("user", batch[i].User).Msg("no re-authorization link for the webhook")
+				return
+			}
+			batch[i].Link, batch[i].LinkExpiresAt = l.URL, l.ExpiresAt
+		}()
 	}
+	wg.Wait()
 }
