@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,7 +23,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
-	scheduleOnly := fs.Bool("schedule-only", false, "stop after the scheduling, re-scoring and memory stages")
+	until := fs.String("until", "", "stop after this stage: "+strings.Join(bench.Stages, ", ")+" (default: run all)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +51,10 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if *users < 1 || *workers < 1 {
 		return badInput("bench: --users and --workers must be at least 1")
 	}
-	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, ScheduleOnly: *scheduleOnly})
+	if *until != "" && !slices.Contains(bench.Stages, *until) {
+		return badInput("bench: --until %q: want one of %s", *until, strings.Join(bench.Stages, ", "))
+	}
+	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, Until: *until})
 	if err != nil {
 		return err
 	}

@@ -48,10 +48,14 @@ type Options struct {
 	LagLoad float64
 	// Progress receives a line per stage.
 	Progress io.Writer
-	// ScheduleOnly stops after scheduling, re-scoring and memory (for
-	// profiling those stages at a million users without the rest).
-	ScheduleOnly bool
+	// Until, if set, stops after that stage: "schedule" (scheduling,
+	// re-scoring and memory), "jobs" or "refresh"; the lag stage is last.
+	// For profiling a stage at a million users without the rest.
+	Until string
 }
+
+// Stages Options.Until accepts.
+var Stages = []string{"schedule", "jobs", "refresh"}
 
 // Result is what a run measured.
 type Result struct {
@@ -214,10 +218,13 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	res.RescheduleSeconds = time.Since(start).Seconds()
 	res.RedisBytesPerUser = float64(usedMemory(ctx, store)-memBefore) / float64(opt.Users)
-	if opt.ScheduleOnly {
+	stop := func() (Result, error) {
 		res.PeakRSSBytes = peakRSS()
 		_ = dropKeys(ctx, rdb, prefix)
 		return res, nil
+	}
+	if opt.Until == "schedule" {
+		return stop()
 	}
 
 	// Job throughput: every pull entry due now, no-op pulls.
@@ -241,6 +248,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res.RoundTripsPerJob = float64(rt.n.Load()-rt0) / float64(opt.Users)
 	res.RedisCallsPerJob = float64(redisCalls(ctx, store)-calls0) / float64(opt.Users)
 	_ = r1.Stop(context.Background())
+	if opt.Until == "jobs" {
+		return stop()
+	}
 
 	// Refresh throughput: every token due now.
 	say("refresh throughput: %d tokens", opt.Users)
@@ -278,6 +288,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res.RefreshPerSec = float64(opt.Users) / el
 	res.RoundTripsPerRefresh = float64(rt.n.Load()-rt0) / float64(opt.Users)
 	_ = ref2.Stop(context.Background())
+	if opt.Until == "refresh" {
+		return stop()
+	}
 
 	// Lag: a steady schedule whose load is LagLoad of the measured
 	// capacity, spread evenly over the interval. Only runs due after the
