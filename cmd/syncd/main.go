@@ -9,11 +9,23 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
 
+// defaultGOGC is the collector's target unless GOGC is set: syncd's live
+// heap is a few MiB whatever the number of users (everything streams), so
+// Go's default of 100 collects every few MiB of garbage, which cost a
+// fifth of job throughput in the benchmark (docs/benchmarks.md). At 400
+// the peak RSS at a million users stays near 40 MiB; GOMEMLIMIT still
+// caps the heap as usual.
+const defaultGOGC = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
