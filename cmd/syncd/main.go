@@ -18,7 +18,7 @@ import (
 // heap is a few MiB whatever the number of users (everything streams), so
 // Go's default of 100 collects every few MiB of garbage, which cost a
 // fifth of job throughput in the benchmark (docs/benchmarks.md). At 400
-// the peak RSS at a million users stays near 40 MiB; GOMEMLIMIT still
+// the peak RSS at a million users stays under 50 MiB; GOMEMLIMIT still
 // caps the heap as usual.
 const defaultGOGC = 400
 

@@ -108,14 +108,10 @@ type deps struct {
 
 func (d *deps) Close() { _ = d.rdb.Close() }
 
-// redisOptions are the client options for cfg: RESP2 (syncd uses no RESP3
-// feature, and go-redis then skips a push-notification check per command:
-// about 20% more job runs per second in the benchmark) and a pool large
-// enough for every worker.
+// redisOptions are the client options for cfg (see redisstore.TuneClient).
 func redisOptions(cfg *config.Config) *redis.Options {
 	o := cfg.Redis.Options()
-	o.Protocol = 2
-	o.PoolSize = max(o.PoolSize, cfg.Refresher.Workers+cfg.Runner.Workers+16)
+	redisstore.TuneClient(o, cfg.Refresher.Workers+cfg.Runner.Workers)
 	return o
 }
 

@@ -124,8 +124,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("bench: --redis-url: %w", err)
 	}
-	ro.PoolSize = 4 * opt.Workers
-	ro.Protocol = 2
+	// As syncd run: a refresher and two jobs' engines, each with Workers.
+	redisstore.TuneClient(ro, 3*opt.Workers)
 	rdb := redis.NewClient(ro)
 	defer rdb.Close()
 	rt := &counter{}
