@@ -208,8 +208,8 @@ func (d *deps) flow(clients map[string]client, ref *tokens.Refresher, m *authflo
 	}
 	return authflow.New(authflow.Options{
 		Store: d.store, Keys: d.keys, Providers: provs,
-		Put: func(ctx context.Context, prov string, tok tokens.Token) error {
-			_, err := ref.Put(ctx, prov, tok)
+		Put: func(ctx context.Context, prov string, tok tokens.Token, reason string) error {
+			_, err := ref.PutWithReason(ctx, prov, tok, reason)
 			return err
 		},
 		StateTTL: d.cfg.Authorize.StateTTL, RedirectURI: d.cfg.Authorize.RedirectURI, Logger: d.log, Metrics: m,

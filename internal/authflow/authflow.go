@@ -77,7 +77,9 @@ type Options struct {
 	Providers map[string]Provider
 	// Put stores an exchanged token as `token put` does: the user becomes
 	// active, leaves the re-auth queue and is scheduled for every job.
-	Put func(ctx context.Context, provider string, tok tokens.Token) error
+	// reason (tokens.ReasonAuthorized or ReasonReauthorized) goes to the
+	// events stream.
+	Put func(ctx context.Context, provider string, tok tokens.Token, reason string) error
 	// StateTTL is how long a link stays usable; default DefaultStateTTL.
 	StateTTL time.Duration
 	// RedirectURI is used when a request names none (links syncd makes on
@@ -404,7 +406,11 @@ func (f *Flow) finish(ctx context.Context, cb Callback) (Result, error) {
 	if tok.AccessExpiry.IsZero() {
 		tok.AccessExpiry = now.Add(prov.DefaultLifetime)
 	}
-	if err := f.opt.Put(ctx, p.Provider, tok); err != nil {
+	reason := tokens.ReasonAuthorized
+	if p.Flow == FlowReauthorize {
+		reason = tokens.ReasonReauthorized
+	}
+	if err := f.opt.Put(ctx, p.Provider, tok, reason); err != nil {
 		return res, fmt.Errorf("store the exchanged token: %w", err)
 	}
 	rec, err := f.opt.Store.Load(ctx, p.User)

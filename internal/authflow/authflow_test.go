@@ -68,9 +68,9 @@ func setup(t *testing.T) *bundle {
 	b.flow = authflow.New(authflow.Options{
 		Store: store, Keys: keys, Clock: clk, Logger: log, RedirectURI: redirect,
 		Providers: map[string]authflow.Provider{"ex": {Authorizer: client, DefaultLifetime: time.Hour}},
-		Put: func(ctx context.Context, prov string, tok tokens.Token) error {
+		Put: func(ctx context.Context, prov string, tok tokens.Token, reason string) error {
 			b.puts++
-			_, err := ref.Put(ctx, prov, tok)
+			_, err := ref.PutWithReason(ctx, prov, tok, reason)
 			return err
 		},
 	})
@@ -344,5 +344,9 @@ func TestReauthorize(t *testing.T) {
 	q, _ := b.store.ReauthQueue(ctx)
 	if len(q) != 0 {
 		t.Fatalf("re-auth queue %+v", q)
+	}
+	evs, _ := b.store.Events(ctx, 1)
+	if len(evs) != 1 || evs[0].User != "hal" || evs[0].From != "reauth_required" || evs[0].To != "active" || evs[0].Reason != tokens.ReasonReauthorized {
+		t.Fatalf("last event %+v", evs)
 	}
 }

@@ -143,6 +143,12 @@ func (r *Refresher) Stop(ctx context.Context) error { return r.engine.Stop(ctx) 
 // provider: the user becomes active (unless disabled), leaves the re-auth
 // queue, and is scheduled for refresh.
 func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Transition, error) {
+	return r.PutWithReason(ctx, provider, tok, ReasonStored)
+}
+
+// PutWithReason is Put with the reason the events stream records for the
+// state change (ReasonAuthorized, ...).
+func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Token, reason string) (*Transition, error) {
 	ps, ok := r.providers[provider]
 	if !ok {
 		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
@@ -154,7 +160,7 @@ func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Trans
 	now := r.opt.Clock.Now()
 	rec := Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
 		AccessExpiry: tok.AccessExpiry, RefreshExpiry: tok.RefreshExpiry}
-	st, tr, err := r.store.Put(ctx, rec, ReasonStored, now)
+	st, tr, err := r.store.Put(ctx, rec, reason, now)
 	if err != nil {
 		return nil, err
 	}

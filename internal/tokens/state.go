@@ -43,6 +43,8 @@ func (s State) Runnable() bool { return s == Active || s == Degraded }
 // counter. They are stable identifiers, never free text from a provider.
 const (
 	ReasonStored              = "token_stored"
+	ReasonAuthorized          = "authorized"   // consent finished through syncd (authflow)
+	ReasonReauthorized        = "reauthorized" // a re-authorization link was used
 	ReasonRefreshed           = "refreshed"
 	ReasonTransientFailures   = "transient_failures"
 	ReasonInvalidGrant        = "invalid_grant"
