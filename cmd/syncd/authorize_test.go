@@ -223,16 +223,17 @@ alerts: {webhook_url: %q, secret: webhook-secret, links: true}
 		t.Fatalf("replay: %d %v", code, res)
 	}
 	d.waitRun("pull", "ann", "ok")
-	pulled := func() int {
+	pulledBy := func(user string) int {
 		msgs, _ := srv.Client(t).XRange(context.Background(), srv.Prefix+"pulled", "-", "+").Result()
 		n := 0
 		for _, m := range msgs {
-			if m.Values["user"] == "ann" {
+			if m.Values["user"] == user {
 				n++
 			}
 		}
 		return n
 	}
+	pulled := func() int { return pulledBy("ann") }
 	if n := pulled(); n != 1 {
 		t.Fatalf("ann's pull delivered %d items, want 1", n)
 	}
@@ -295,13 +296,18 @@ alerts: {webhook_url: %q, secret: webhook-secret, links: true}
 	}
 
 	// 4. Ben's consent is revoked: digi.me refuses his old access token,
-	// so the re-authorization link is a full authorization.
+	// so the re-authorization link is a full authorization; his cursor
+	// is kept all the same.
+	fake.AddFile("ben", digimefake.File{Name: "ben-1.json", Data: []byte(`{"n":1}`), MimeType: "application/json"})
 	code, link = d.api("POST", "/v1/users/ben/authorize", "")
 	if code != 200 {
 		t.Fatalf("authorize ben: %d %v", code, link)
 	}
 	if code, res := d.api("POST", "/v1/authorize/callback?"+visit(t, link["url"].(string), url.Values{"user": {"ben"}}).RawQuery, ""); code != 200 {
 		t.Fatalf("callback ben: %d %v", code, res)
+	}
+	for pulledBy("ben") < 1 {
+		d.waitRun("pull", "ben", "ok")
 	}
 	fake.Revoke("ben")
 	select {
@@ -319,6 +325,14 @@ alerts: {webhook_url: %q, secret: webhook-secret, links: true}
 	cb = visit(t, res["url"].(string), url.Values{"user": {"ben"}})
 	if code, res := d.api("POST", "/v1/authorize/callback?"+cb.RawQuery, ""); code != 200 || res["state"] != "active" {
 		t.Fatalf("ben back: %d %v", code, res)
+	}
+	fake.AddFile("ben", digimefake.File{Name: "ben-2.json", Data: []byte(`{"n":2}`), MimeType: "application/json"})
+	for pulledBy("ben") < 2 {
+		d.waitRun("pull", "ben", "ok")
+	}
+	d.waitRun("pull", "ben", "ok")
+	if n := pulledBy("ben"); n != 2 {
+		t.Fatalf("ben's pulls delivered %d items in all, want 2 (cursor kept)", n)
 	}
 
 	_, m := httpGet("http://" + d.admin + "/metrics")
