@@ -23,6 +23,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
+	providers := fs.Int("providers", 1, "providers configured (more than 1: new jobs are scheduled from the token records)")
 	until := fs.String("until", "", "stop after this stage: "+strings.Join(bench.Stages, ", ")+" (default: run all)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -48,13 +49,13 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 			f.Close()
 		}()
 	}
-	if *users < 1 || *workers < 1 {
-		return badInput("bench: --users and --workers must be at least 1")
+	if *users < 1 || *workers < 1 || *providers < 1 {
+		return badInput("bench: --users, --workers and --providers must be at least 1")
 	}
 	if *until != "" && !slices.Contains(bench.Stages, *until) {
 		return badInput("bench: --until %q: want one of %s", *until, strings.Join(bench.Stages, ", "))
 	}
-	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, Until: *until})
+	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, Until: *until, Providers: *providers})
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,10 @@ type Options struct {
 	LagLoad float64
 	// Progress receives a line per stage.
 	Progress io.Writer
+	// Providers is how many providers the job runner is configured with
+	// (default 1). Every user belongs to the first; with more, a new job
+	// is scheduled from the token records rather than the refresh due set.
+	Providers int
 	// Until, if set, stops after that stage: "schedule" (scheduling,
 	// re-scoring and memory), "jobs" or "refresh"; the lag stage is last.
 	// For profiling a stage at a million users without the rest.
@@ -173,9 +177,13 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	var lags lagHist
 	collectLag := atomic.Bool{}
 	var lagFrom atomic.Int64
+	provEntries := map[string]jobs.ProviderEntry{"bench": {Provider: prov, Burst: 1, MaxConcurrency: opt.Workers}}
+	for i := 2; i <= opt.Providers; i++ {
+		provEntries[fmt.Sprintf("bench-%d", i)] = jobs.ProviderEntry{Provider: prov, Burst: 1, MaxConcurrency: opt.Workers}
+	}
 	newRunner := func(js []config.JobConfig) (*jobs.Runner, error) {
 		return jobs.NewRunner(store, func(rec tokens.Record, min time.Duration) provider.TokenSource { return ref.SourceFrom(rec, min) },
-			map[string]jobs.ProviderEntry{"bench": {Provider: prov, Burst: 1, MaxConcurrency: opt.Workers}}, js,
+			provEntries, js,
 			jobs.Options{Workers: opt.Workers, Batch: 512, Lease: time.Minute, PollInterval: 20 * time.Millisecond, Logger: log,
 				Observe: func(r jobs.Run) {
 					if r.Result != "ok" {

@@ -332,13 +332,14 @@ func (r *Runner) Sync(ctx context.Context) error {
 // scheduleAll adds every eligible user to the given jobs, streaming users
 // in batches; the writes of one batch overlap the reads of the next.
 //
-// With one provider configured, the users come from the refresh due set:
-// every runnable user has an entry there (its next refresh), and walking
-// it skips reading each record, which halves the Redis time of
-// scheduling a million users. It may also hold users that just stopped
-// being runnable; their entries leave the job at their first claim, as
-// any stale entry does. With several providers each user's provider is
-// read from the record (EachUser).
+// The users come from the refresh due set: every runnable user has an
+// entry there (its next refresh), and walking it (ZSCAN, shards in
+// parallel) costs Redis much less than a SCAN over every key. With one
+// provider configured no record is read at all: the set may also hold a
+// user who just stopped being runnable, whose entry leaves the job at its
+// first claim, as any stale entry does. With several providers each
+// user's provider and state are read (UserRefs) and only the job's
+// provider's runnable users are added.
 func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) error {
 	type write struct {
 		set     string
@@ -361,34 +362,32 @@ func (r *Runner) scheduleAll(ctx context.Context, js []*job, now time.Time) erro
 			}
 		}()
 	}
-	var scanErr error
-	if len(r.providers) == 1 {
-		scanErr = r.store.EachDue(ctx, tokens.RefreshSet, func(users []string) error {
-			for _, j := range js {
-				entries := make([]scheduler.Entry, len(users))
-				for i, u := range users {
-					entries[i] = scheduler.Entry{Member: u, At: j.timing.Next(u, now)}
+	scanErr := r.store.EachDue(ctx, tokens.RefreshSet, func(users []string) error {
+		var refs []tokens.UserRef
+		if len(r.providers) > 1 {
+			var err error
+			if refs, err = r.store.UserRefs(ctx, users); err != nil {
+				return err
+			}
+		}
+		for _, j := range js {
+			entries := make([]scheduler.Entry, 0, len(users))
+			if refs == nil {
+				for _, u := range users {
+					entries = append(entries, scheduler.Entry{Member: u, At: j.timing.Next(u, now)})
 				}
+			}
+			for _, ref := range refs {
+				if ref.State.Runnable() && ref.Provider == j.cfg.Provider {
+					entries = append(entries, scheduler.Entry{Member: ref.UserID, At: j.timing.Next(ref.UserID, now)})
+				}
+			}
+			if len(entries) > 0 {
 				writes <- write{set: j.set, entries: entries}
 			}
-			return nil
-		})
-	} else {
-		scanErr = r.store.EachUser(ctx, func(recs []tokens.UserRef) error {
-			for _, j := range js {
-				var entries []scheduler.Entry
-				for _, rec := range recs {
-					if rec.State.Runnable() && rec.Provider == j.cfg.Provider {
-						entries = append(entries, scheduler.Entry{Member: rec.UserID, At: j.timing.Next(rec.UserID, now)})
-					}
-				}
-				if len(entries) > 0 {
-					writes <- write{set: j.set, entries: entries}
-				}
-			}
-			return nil
-		})
-	}
+		}
+		return nil
+	})
 	close(writes)
 	wg.Wait()
 	if scanErr != nil {

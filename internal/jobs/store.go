@@ -69,8 +69,9 @@ type Store interface {
 	// EachDue calls fn with the members of a due set in batches, from
 	// several goroutines at once.
 	EachDue(ctx context.Context, set string, fn func(members []string) error) error
-	// EachUser walks every user's id, state and provider in batches.
-	EachUser(ctx context.Context, fn func([]tokens.UserRef) error) error
+	// UserRefs reads the state and provider of users (those without a
+	// record are left out).
+	UserRefs(ctx context.Context, users []string) ([]tokens.UserRef, error)
 
 	JobState(ctx context.Context, user, job string) (State, error)
 	// LoadForRun is Load and JobState in one round trip.

@@ -194,7 +194,7 @@ func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now
 	return nil
 }
 
-// EachUser implements jobs.Store and tokens.Store: ids from SCAN, state
+// EachUser implements tokens.Store: ids from SCAN, state
 // and provider by pipelined HMGET (not the whole records). The HMGETs of
 // one batch ride in the same round trip as the SCAN for the next.
 func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) error {
@@ -223,14 +223,9 @@ func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) e
 		}
 		refs := make([]tokens.UserRef, 0, len(keys))
 		for i, k := range keys {
-			user, ok := s.userOfTokenKey(k)
-			v := cmds[i].Val()
-			st, _ := v[0].(string)
-			prov, _ := v[1].(string)
-			if !ok || st == "" {
-				continue
+			if user, ok := s.userOfTokenKey(k); ok {
+				refs = appendRef(refs, user, cmds[i].Val())
 			}
-			refs = append(refs, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
 		}
 		if len(refs) > 0 {
 			if err := fn(refs); err != nil {
@@ -242,6 +237,37 @@ func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) e
 		}
 		keys, cursor = scan.Val()
 	}
+}
+
+// UserRefs implements jobs.Store: the state and provider of each user
+// that has a record, by one pipelined HMGET each.
+func (s *Store) UserRefs(ctx context.Context, users []string) ([]tokens.UserRef, error) {
+	cmds := make([]*redis.SliceCmd, len(users))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			cmds[i] = p.HMGet(ctx, s.tokenKey(u), "s", "p")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("user refs: %w", err)
+	}
+	refs := make([]tokens.UserRef, 0, len(users))
+	for i, u := range users {
+		refs = appendRef(refs, u, cmds[i].Val())
+	}
+	return refs, nil
+}
+
+// appendRef appends user's ref from an HMGET of "s", "p"; a user without
+// a record (no state) is skipped.
+func appendRef(refs []tokens.UserRef, user string, v []any) []tokens.UserRef {
+	st, _ := v[0].(string)
+	prov, _ := v[1].(string)
+	if st == "" {
+		return refs
+	}
+	return append(refs, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
 }
 
 // SaveCursor implements jobs.Store.
