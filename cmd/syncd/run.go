@@ -383,7 +383,8 @@ func (d *daemon) housekeeping(ctx context.Context) {
 	if err != nil || !ok {
 		return
 	}
-	counts, err := tokens.CountStates(ctx, d.store)
+	ref, _, _ := d.current()
+	counts, _, err := ref.Reconcile(ctx)
 	if err == nil {
 		err = d.store.SetStateCounts(ctx, counts)
 	}

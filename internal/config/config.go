@@ -67,8 +67,9 @@ type Config struct {
 	// ShutdownGrace is how long SIGTERM waits for running work before
 	// handing the rest back to other replicas; default 25s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
-	// StatsInterval is how often one replica counts users by state for
-	// the syncd_users gauge (a scan of every record); default 1m.
+	// StatsInterval is how often one replica walks every record: it counts
+	// users by state for the syncd_users gauge and repairs missing refresh
+	// entries; default 1m.
 	StatsInterval time.Duration `yaml:"stats_interval"`
 	// Alerts configures the optional re-auth webhook.
 	Alerts AlertsConfig `yaml:"alerts"`

@@ -239,6 +239,43 @@ func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) e
 	}
 }
 
+// MissingDue implements tokens.Store: one ZMSCORE per shard and 500
+// members, in one round trip.
+func (s *Store) MissingDue(ctx context.Context, set string, members []string) ([]string, error) {
+	byShard := make(map[int][]string)
+	for _, m := range members {
+		sh := scheduler.Shard(m, s.shards)
+		byShard[sh] = append(byShard[sh], m)
+	}
+	type call struct {
+		members []string
+		cmd     *redis.FloatSliceCmd
+	}
+	var calls []call
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for sh, ms := range byShard {
+			for len(ms) > 0 {
+				n := min(len(ms), 500)
+				calls = append(calls, call{ms[:n], p.ZMScore(ctx, s.dueKey(set, sh), ms[:n]...)})
+				ms = ms[n:]
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("missing due %s: %w", set, err)
+	}
+	var missing []string
+	for _, c := range calls {
+		for i, score := range c.cmd.Val() {
+			if score == 0 { // go-redis reads a missing member as 0; a due time is never 0
+				missing = append(missing, c.members[i])
+			}
+		}
+	}
+	return missing, nil
+}
+
 // UserRefs implements jobs.Store: the state and provider of each user
 // that has a record, by one pipelined HMGET each.
 func (s *Store) UserRefs(ctx context.Context, users []string) ([]tokens.UserRef, error) {

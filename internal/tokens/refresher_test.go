@@ -704,3 +704,41 @@ func TestOnUseRefreshIsSingleAcrossReplicas(t *testing.T) {
 	}
 	b.assertNoLeak(t)
 }
+
+// TestReconcileRepairsMissingRefreshEntry: a runnable user whose refresh
+// entry is missing (a crash between storing the record and scheduling it)
+// is found by the housekeeping walk, scheduled now and refreshed; users
+// that are fine, or not runnable, are left alone.
+func TestReconcileRepairsMissingRefreshEntry(t *testing.T) {
+	b := setup(t, fake.Options{}, testPolicy())
+	r := b.refresher(t, false)
+	ctx := context.Background()
+	users := b.putUsers(t, r, 5)
+	if _, err := r.Disable(ctx, users[4]); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: user 0's record is active but its refresh entry is gone.
+	if err := b.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: users[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	counts, repaired, err := r.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repaired != 1 || counts["active"] != 4 || counts["disabled"] != 1 {
+		t.Fatalf("repaired %d, counts %v", repaired, counts)
+	}
+	if at, _ := b.store.DueAt(ctx, tokens.RefreshSet, users[0]); !at.Equal(b.clk.Now().Truncate(time.Millisecond)) {
+		t.Fatalf("user 0 due %v, want now", at)
+	}
+	if at, _ := b.store.DueAt(ctx, tokens.RefreshSet, users[4]); !at.IsZero() {
+		t.Fatalf("the disabled user was scheduled: %v", at)
+	}
+	// A second walk finds nothing to repair.
+	if _, repaired, err := r.Reconcile(ctx); err != nil || repaired != 0 {
+		t.Fatalf("second walk repaired %d (%v)", repaired, err)
+	}
+	if !strings.Contains(b.logs.String(), "had no refresh entry") {
+		t.Fatal("the repair was not logged")
+	}
+}

@@ -1,6 +1,10 @@
 package tokens
 
-import "context"
+import (
+	"context"
+
+	"github.com/syncd/syncd/internal/scheduler"
+)
 
 // CountStates counts every user by state, streaming records in batches.
 func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
@@ -18,4 +22,55 @@ func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
 		return nil, err
 	}
 	return counts, nil
+}
+
+// Reconcile walks every record once: it counts users by state (as
+// CountStates) and repairs the refresh due set, the index every other
+// schedule hangs off. A runnable user whose refresh entry is missing (a
+// crash between storing the record and scheduling it) is scheduled for a
+// refresh check now and handed to OnChange, so its jobs are added too.
+// It returns the counts and how many users it repaired.
+func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error) {
+	counts := make(map[string]int64, len(States))
+	for _, st := range States {
+		counts[string(st)] = 0
+	}
+	repaired := 0
+	err := r.store.EachUser(ctx, func(refs []UserRef) error {
+		var runnable []string
+		byUser := make(map[string]UserRef, len(refs))
+		for _, u := range refs {
+			counts[string(u.State)]++
+			if u.State.Runnable() {
+				runnable = append(runnable, u.UserID)
+				byUser[u.UserID] = u
+			}
+		}
+		if len(runnable) == 0 {
+			return nil
+		}
+		missing, err := r.store.MissingDue(ctx, RefreshSet, runnable)
+		if err != nil || len(missing) == 0 {
+			return err
+		}
+		now := r.opt.Clock.Now()
+		entries := make([]scheduler.Entry, len(missing))
+		for i, u := range missing {
+			entries[i] = scheduler.Entry{Member: u, At: now}
+		}
+		if err := r.store.ScheduleDue(ctx, RefreshSet, entries); err != nil {
+			return err
+		}
+		for _, u := range missing {
+			r.log.Warn().Str("user", u).Msg("runnable user had no refresh entry (a crash while storing?); rescheduled")
+			r.changed(ctx, u, byUser[u].Provider, byUser[u].State)
+		}
+		repaired += len(missing)
+		r.engine.Notify()
+		return nil
+	})
+	if err != nil {
+		return nil, repaired, err
+	}
+	return counts, repaired, nil
 }

@@ -104,6 +104,8 @@ type Store interface {
 	// EachUser walks every user's id, state and provider in batches,
 	// reading only those fields, and calls fn with each batch.
 	EachUser(ctx context.Context, fn func([]UserRef) error) error
+	// MissingDue returns the members that have no entry in the due set.
+	MissingDue(ctx context.Context, set string, members []string) ([]string, error)
 	// ReauthQueue lists the re-auth queue, oldest first, dropping entries
 	// whose record is no longer reauth_required.
 	ReauthQueue(ctx context.Context) ([]ReauthEntry, error)
