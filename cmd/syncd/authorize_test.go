@@ -358,7 +358,9 @@ func TestAuthorizeOAuth2(t *testing.T) {
 	fake := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "client-secret-1"})
 	hs := httptest.NewServer(fake.Handler())
 	defer hs.Close()
-	d := startLive(t, srv, dir, fmt.Sprintf(`providers:
+	public := freeAddr(t)
+	d := startLive(t, srv, dir, fmt.Sprintf(`authorize: {callback_path: /oauth/callback, public_listen: %q}
+providers:
   - name: ex
     kind: oauth2
     timeout: 5s
@@ -372,7 +374,18 @@ func TestAuthorizeOAuth2(t *testing.T) {
       pull_url: %q
 jobs:
   - {name: pull, kind: pull, schedule: "@every 1s"}
-`, hs.URL+"/token", hs.URL+"/authorize", hs.URL+"/data/{{.User}}?since={{.Cursor}}"))
+`, public, hs.URL+"/token", hs.URL+"/authorize", hs.URL+"/data/{{.User}}?since={{.Cursor}}"))
+
+	// The public listener serves the callback path and nothing else.
+	if code, _ := httpGet("http://" + public + "/v1/jobs"); code != 404 {
+		t.Fatalf("admin API on the public listener: %d", code)
+	}
+	if code, _ := httpGet("http://" + public + "/metrics"); code != 404 {
+		t.Fatalf("metrics on the public listener: %d", code)
+	}
+	if code, body := httpGet("http://" + public + "/oauth/callback?state=never-issued&code=x"); code != 400 || !strings.Contains(body, "Authorization failed") {
+		t.Fatalf("public callback: %d %s", code, body)
+	}
 
 	fake.SetData("amy", []byte(`{"items":[1]}`), "c1")
 	code, link := d.api("POST", "/v1/users/amy/authorize", `{"redirect_uri":"`+appRedirect+`"}`)
