@@ -1,13 +1,3 @@
-// Package authflow is the authorization handoff: syncd starts a user's
-// consent (a link with PKCE and a state), finishes it (the callback's code
-// exchanged for a token, stored as `token put` would), and makes
-// re-authorization links for users whose refresh failed for good. Tokens
-// never pass through the app.
-//
-// A pending authorization is kept in Redis under its state, sealed with
-// the token keyring (the state is the associated data), for StateTTL; it
-// holds the PKCE verifier, which never leaves syncd. The callback takes it
-// out atomically, so a state works once.
 package authflow
 
 import (
