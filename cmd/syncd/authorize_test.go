@@ -125,28 +125,13 @@ func (d *liveDaemon) waitRun(job, user, result string) jobs.Run {
 	}
 }
 
-// visit plays the user's browser on a consent link: it adds the fake's
-// simulation knobs and returns where the provider redirected.
+// visit plays the user's browser on a consent link (followConsent),
+// failing the test if the provider does not redirect.
 func visit(t *testing.T, link string, knobs url.Values) *url.URL {
 	t.Helper()
-	u, err := url.Parse(link)
+	loc, err := followConsent(context.Background(), link, knobs)
 	if err != nil {
 		t.Fatal(err)
-	}
-	q := u.Query()
-	for k, v := range knobs {
-		q[k] = v
-	}
-	u.RawQuery = q.Encode()
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Get(u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || err != nil {
-		t.Fatalf("consent page: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return loc
 }

@@ -219,30 +219,42 @@ jobs:
 	return nil
 }
 
-// demoConsent plays a user in the browser: it opens the consent link on
-// the fake digi.me (who consents: user), follows it back to the app's
-// redirect URI and hands that callback to syncd, as the app would.
-func demoConsent(ctx context.Context, d *daemon, link, user string) error {
+// followConsent plays the user's browser on a fake provider's consent
+// link: it adds the fake's simulation knobs (user=, consent=deny), opens
+// the link and returns where the provider redirected, without following.
+func followConsent(ctx context.Context, link string, knobs neturl.Values) (*neturl.URL, error) {
 	u, err := neturl.Parse(link)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	q := u.Query()
-	q.Set("user", user)
+	for k, v := range knobs {
+		q[k] = v
+	}
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp.Body.Close()
-	cb, err := neturl.Parse(resp.Header.Get("Location"))
+	loc, err := neturl.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.StatusCode != http.StatusFound {
-		return fmt.Errorf("consent page answered %d", resp.StatusCode)
+		return nil, fmt.Errorf("consent page answered %d", resp.StatusCode)
+	}
+	return loc, nil
+}
+
+// demoConsent has user consent on the fake digi.me and hands the callback
+// to syncd, as the app would.
+func demoConsent(ctx context.Context, d *daemon, link, user string) error {
+	cb, err := followConsent(ctx, link, neturl.Values{"user": {user}})
+	if err != nil {
+		return err
 	}
 	_, err = d.FinishAuthorization(ctx, authflow.ParseCallback(cb.Query()))
 	return err

@@ -320,9 +320,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	_ = r2.Stop(context.Background())
 	res.LagP50Seconds, res.LagP99Seconds = lags.quantile(0.5), lags.quantile(0.99)
-	res.PeakRSSBytes = peakRSS()
-	_ = dropKeys(ctx, rdb, prefix)
-	return res, nil
+	return stop()
 }
 
 // noop is a zero-latency provider: refreshes issue fresh tokens, pulls

@@ -8,6 +8,12 @@ import (
 
 // CountStates counts every user by state, streaming records in batches.
 func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
+	return eachCounted(ctx, store, func([]UserRef) error { return nil })
+}
+
+// eachCounted walks every user (EachUser), counting them by state, and
+// hands each batch on to fn.
+func eachCounted(ctx context.Context, store Store, fn func([]UserRef) error) (map[string]int64, error) {
 	counts := make(map[string]int64, len(States))
 	for _, st := range States {
 		counts[string(st)] = 0
@@ -16,7 +22,7 @@ func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
 		for _, r := range refs {
 			counts[string(r.State)]++
 		}
-		return nil
+		return fn(refs)
 	})
 	if err != nil {
 		return nil, err
@@ -31,16 +37,11 @@ func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
 // refresh check now and handed to OnChange, so its jobs are added too.
 // It returns the counts and how many users it repaired.
 func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error) {
-	counts := make(map[string]int64, len(States))
-	for _, st := range States {
-		counts[string(st)] = 0
-	}
 	repaired := 0
-	err := r.store.EachUser(ctx, func(refs []UserRef) error {
+	counts, err := eachCounted(ctx, r.store, func(refs []UserRef) error {
 		var runnable []string
 		byUser := make(map[string]UserRef, len(refs))
 		for _, u := range refs {
-			counts[string(u.State)]++
 			if u.State.Runnable() {
 				runnable = append(runnable, u.UserID)
 				byUser[u.UserID] = u
@@ -69,8 +70,5 @@ func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error
 		r.engine.Notify()
 		return nil
 	})
-	if err != nil {
-		return nil, repaired, err
-	}
-	return counts, repaired, nil
+	return counts, repaired, err
 }
