@@ -523,15 +523,24 @@ func TestNewerTokenAdoptedInsteadOfFlagging(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop(context.Background())
-	res := b.wait(t, "not_due", 1)
+	// The newer token is not assumed alive: it is verified by refreshing
+	// it at once, and the user stays active because that works.
+	res := b.wait(t, "ok", 1)
 	if rec := b.record(t, u); rec.State != tokens.Active {
 		t.Fatalf("state %s after a racing put, results %+v", rec.State, res)
 	}
-	if b.prov.Stats().Rejected != 1 {
-		t.Fatalf("stats %+v: the in-flight refresh should have been rejected", b.prov.Stats())
+	if st := b.prov.Stats(); st.Rejected != 1 || st.Refreshes != 1 {
+		t.Fatalf("stats %+v: the in-flight refresh should have been rejected and the newer token refreshed", st)
 	}
 	if got := testutil.ToFloat64(b.metrics.ReauthFlagged.WithLabelValues(tokens.ReasonInvalidGrant)); got != 0 {
 		t.Fatalf("flagged %v times", got)
+	}
+	// A put is not a reuse: the token refused was never rotated.
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "superseded")); got != 1 {
+		t.Fatalf("superseded counted %v times", got)
+	}
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "reuse")); got != 0 {
+		t.Fatalf("reuse counted %v times", got)
 	}
 }
 
@@ -562,7 +571,7 @@ func TestCrashedHolderBlocksOnlyUntilLeaseEnds(t *testing.T) {
 	if err != nil || !containsMember(claimed, stuck) {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}
-	if _, st, err := b.store.Acquire(ctx, stuck, "dead-replica", now, now.Add(lease)); err != nil || st != tokens.Acquired {
+	if _, st, err := b.store.Acquire(ctx, stuck, "dead-replica", "", now, now.Add(lease)); err != nil || st != tokens.Acquired {
 		t.Fatalf("acquire: %v %v", st, err)
 	}
 	// Entries of other users in that shard were claimed too; hand them back.
@@ -588,8 +597,8 @@ func TestCrashedHolderBlocksOnlyUntilLeaseEnds(t *testing.T) {
 	if b.prov.Refreshes(stuck) != 1 {
 		t.Fatalf("stuck user refreshed %d times after the lease, want 1", b.prov.Refreshes(stuck))
 	}
-	if rec := b.record(t, stuck); rec.LeaseOwner != "" || rec.State != tokens.Active {
-		t.Fatalf("after takeover: owner %q state %s", rec.LeaseOwner, rec.State)
+	if rec := b.record(t, stuck); rec.LeaseID != "" || rec.State != tokens.Active {
+		t.Fatalf("after takeover: owner %q state %s", rec.LeaseID, rec.State)
 	}
 }
 
@@ -740,5 +749,109 @@ func TestReconcileRepairsMissingRefreshEntry(t *testing.T) {
 	}
 	if !strings.Contains(b.logs.String(), "had no refresh entry") {
 		t.Fatal("the repair was not logged")
+	}
+}
+
+// gatedProvider holds the refresh of one user until released, so a test
+// can act while the refresher is busy with it.
+type gatedProvider struct {
+	inner   tokens.Provider
+	user    string
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (p *gatedProvider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
+	if t.UserID == p.user {
+		p.once.Do(func() {
+			close(p.started)
+			<-p.release
+		})
+	}
+	return p.inner.Refresh(ctx, t)
+}
+
+// TestJobRefreshWhileRefresherHoldsClaim: the refresher has claimed two
+// users and taken both leases; while it is busy with the first, a job in
+// the same process needs a fresh token for the second. The second user's
+// refresh token must be presented exactly once (before the fix the job
+// took the refresher's lease because the owner was the process, rotated
+// the token, and the queued handler then presented the rotated-away one).
+func TestJobRefreshWhileRefresherHoldsClaim(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 11}, testPolicy())
+	r0 := b.refresher(t, false)
+	ctx := context.Background()
+	// Two users of one shard, so one claim takes both, in due order.
+	var pair []string
+	for i := 0; len(pair) < 2; i++ {
+		u := fmt.Sprintf("user-%04d", i)
+		if scheduler.Shard(u, 8) == 0 {
+			pair = append(pair, u)
+		}
+	}
+	first, second := pair[0], pair[1]
+	for _, u := range pair {
+		if _, err := r0.Put(ctx, "fake", b.prov.Issue(u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.clk.Advance(55 * time.Minute) // both tokens inside the lead
+	now := b.clk.Now()
+	if err := b.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{
+		{Member: first, At: now.Add(-2 * time.Minute)}, {Member: second, At: now.Add(-time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatedProvider{inner: b.prov, user: first, started: make(chan struct{}), release: make(chan struct{})}
+	r, err := tokens.NewRefresher(b.newStore(t), b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: gate, Policy: b.policy}},
+		tokens.Options{Workers: 1, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		select {
+		case <-gate.release:
+		default:
+			close(gate.release)
+		}
+		_ = r.Stop(context.Background())
+	}()
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresher never started on the first user")
+	}
+	// The job: it needs the second user's token for longer than it lives.
+	tok, err := r.Token(ctx, second, time.Hour)
+	if err != nil {
+		t.Fatalf("job token: %v", err)
+	}
+	close(gate.release)
+	res := b.wait(t, "ok", 1)
+	for len(res) < 2 {
+		select {
+		case x := <-b.results:
+			res = append(res, x)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the second user's claim was never handled: %+v", res)
+		}
+	}
+	if n := b.prov.Refreshes(second); n != 1 {
+		t.Fatalf("second user refreshed %d times, want 1 (results %+v)", n, res)
+	}
+	if st := b.prov.Stats(); st.Reused != 0 || st.Rejected != 0 {
+		t.Fatalf("provider stats %+v: a rotated refresh token was presented again", st)
+	}
+	rec := b.record(t, second)
+	if rec.State != tokens.Active {
+		t.Fatalf("second user %s", rec.State)
+	}
+	cur, err := r.Token(ctx, second, 0)
+	if err != nil || cur.AccessToken != tok.AccessToken {
+		t.Fatalf("stored token is not the one the job got: %v", err)
 	}
 }
