@@ -1,0 +1,56 @@
+package redistest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/syncd/syncd/internal/redistest"
+)
+
+// TestKillRestartKeepsAcknowledgedWrites: with AppendOnly, every write a
+// client saw acknowledged is there after a SIGKILL and a restart.
+func TestKillRestartKeepsAcknowledgedWrites(t *testing.T) {
+	srv := redistest.StartPrivate(t, redistest.AppendOnly())
+	c := srv.Client(t)
+	ctx := context.Background()
+	for i := range 100 {
+		if err := c.Incr(ctx, srv.Prefix+"n").Err(); err != nil {
+			t.Fatalf("incr %d: %v", i, err)
+		}
+	}
+	srv.Kill(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("a killed server answered")
+	}
+	srv.Restart(t)
+	got, err := c.Get(ctx, srv.Prefix+"n").Int()
+	if err != nil || got != 100 {
+		t.Fatalf("after restart: %d, %v; want 100", got, err)
+	}
+}
+
+// TestPauseStallsEveryClient: a command sent during Pause is answered
+// only after it, and the returned channel closes when it ends.
+func TestPauseStallsEveryClient(t *testing.T) {
+	srv := redistest.StartPrivate(t)
+	c := srv.Client(t)
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const d = 300 * time.Millisecond
+	start := time.Now()
+	over := srv.Pause(t, d)
+	if err := c.Set(ctx, srv.Prefix+"k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < d-50*time.Millisecond {
+		t.Fatalf("a write during a %v pause was answered after %v", d, took)
+	}
+	select {
+	case <-over:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pause never ended")
+	}
+}
