@@ -248,9 +248,10 @@ type replica struct {
 	stopped bool
 }
 
-// gate holds a replica's provider calls (refreshes and pulls) before they
-// leave the process, until released or the replica is killed.
+// gate holds a replica's provider calls (those match selects) before
+// they leave the process, until released or the replica is killed.
 type gate struct {
+	match   func(op, user string) bool
 	held    atomic.Int64
 	release chan struct{}
 }
@@ -349,11 +350,16 @@ func (r *replica) kill() {
 	}
 }
 
-// holdCalls makes the replica's provider calls wait before they leave the
-// process, until the returned gate is released (or the replica killed).
-func (r *replica) holdCalls() *gate {
-	g := &gate{release: make(chan struct{})}
+// holdCalls makes the replica's provider calls that match selects (op is
+// "refresh", "pull" or "push"; nil selects all) wait before they leave
+// the process, until the returned gate is opened (or the replica killed).
+func (r *replica) holdCalls(match func(op, user string) bool) *gate {
+	if match == nil {
+		match = func(string, string) bool { return true }
+	}
+	g := &gate{match: match, release: make(chan struct{})}
 	r.hold.Store(g)
+	r.h.t.Cleanup(g.open)
 	return g
 }
 
@@ -367,11 +373,11 @@ func (g *gate) open() {
 
 // pass is what every provider call of a replica goes through: it fails
 // once the replica is dead, and waits at a gate if one is set.
-func (r *replica) pass(ctx context.Context) error {
+func (r *replica) pass(ctx context.Context, op, user string) error {
 	if r.dead.Load() {
 		return errDead
 	}
-	if g := r.hold.Load(); g != nil {
+	if g := r.hold.Load(); g != nil && g.match(op, user) {
 		g.held.Add(1)
 		r.h.notify()
 		select {
@@ -392,7 +398,7 @@ func (r *replica) pass(ctx context.Context) error {
 type link struct{ r *replica }
 
 func (l *link) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
-	if err := l.r.pass(ctx); err != nil {
+	if err := l.r.pass(ctx, "refresh", t.UserID); err != nil {
 		return tokens.Token{}, tokens.NewRefreshError(0, "network", 0, err)
 	}
 	nt, err := l.r.h.prov.Refresh(ctx, t)
@@ -424,7 +430,7 @@ func errText(err error) string {
 }
 
 func (l *link) Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error) {
-	if err := l.r.pass(ctx); err != nil {
+	if err := l.r.pass(ctx, "pull", user); err != nil {
 		return provider.PullResult{Cursor: cursor}, &provider.Error{Op: "pull", Err: err}
 	}
 	at := l.r.h.now()
@@ -435,7 +441,7 @@ func (l *link) Pull(ctx context.Context, user string, src provider.TokenSource, 
 }
 
 func (l *link) Push(ctx context.Context, user string, src provider.TokenSource, item provider.PushItem) error {
-	if err := l.r.pass(ctx); err != nil {
+	if err := l.r.pass(ctx, "push", user); err != nil {
 		return &provider.Error{Op: "push", Err: err}
 	}
 	return l.r.h.prov.Push(ctx, user, src, item)
@@ -538,6 +544,37 @@ func (h *harness) refreshed() int {
 	n := 0
 	for _, u := range h.users {
 		if h.prov.Refreshes(u) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// claimed lists the users whose entry in set is scored after now: claimed
+// and leased (or, once handled, scheduled for later).
+func (h *harness) claimed(set string) []string {
+	h.t.Helper()
+	var out []string
+	now := h.now()
+	for _, u := range h.users {
+		at, err := h.obs.DueAt(context.Background(), set, u)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if at.After(now) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// passes counts the refresher's passes over user (any outcome).
+func (h *harness) passes(user string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.results {
+		if r.User == user {
 			n++
 		}
 	}
