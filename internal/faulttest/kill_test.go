@@ -79,13 +79,20 @@ func TestKilledReplicaLeasesExpire(t *testing.T) {
 		return m
 	}
 	byVictimR, byVictimJ := notHeld(heldRefresh), notHeld(heldJobs)
+	byVictim := make(map[string]bool)
+	for u := range byVictimR {
+		byVictim[u] = true
+	}
+	for u := range byVictimJ {
+		byVictim[u] = true
+	}
 	h.mustWait(30*time.Second, "the others to finish every user the victim does not hold", func() bool {
 		for _, u := range h.users {
 			if !byVictimR[u] && h.prov.Refreshes(u) == 0 || !byVictimJ[u] && len(h.prov.Pulls(u)) == 0 {
 				return false
 			}
 		}
-		return true
+		return h.settled(byVictim)
 	})
 	for _, u := range heldRefresh {
 		if n := h.prov.Refreshes(u); n != 0 {
@@ -101,7 +108,7 @@ func TestKilledReplicaLeasesExpire(t *testing.T) {
 	// The leases end: the others take the victim's users over.
 	h.advance(lease + time.Second)
 	h.mustWait(30*time.Second, "the victim's users taken over", func() bool {
-		return h.refreshed() == len(h.users) && h.coveredThrough(clk.Now())
+		return h.refreshed() == len(h.users) && h.coveredThrough(clk.Now()) && h.settled(nil)
 	})
 	// And the next slot runs as usual.
 	h.advance(5*time.Minute - lease - time.Second)

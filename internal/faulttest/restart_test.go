@@ -37,7 +37,7 @@ func TestFleetRestartAfterGap(t *testing.T) {
 	}
 	// Normal operation first: the 12:05 slot runs, nobody is refreshed.
 	h.advance(5 * time.Minute)
-	h.mustWait(30*time.Second, "the 12:05 slot", func() bool { return h.coveredThrough(clk.Now()) })
+	h.mustWait(30*time.Second, "the 12:05 slot", func() bool { return h.coveredThrough(clk.Now()) && h.settled(nil) })
 	if n := h.prov.Stats().Refreshes; n != 0 {
 		t.Fatalf("%d refreshes before any token was due", n)
 	}
@@ -56,7 +56,7 @@ func TestFleetRestartAfterGap(t *testing.T) {
 	back[1].start()
 	back[2].start()
 	h.mustWait(60*time.Second, "every user refreshed", func() bool { return h.refreshed() == len(h.users) })
-	h.waitFor(60*time.Second, func() bool { return h.coveredThrough(clk.Now()) })
+	h.waitFor(60*time.Second, func() bool { return h.coveredThrough(clk.Now()) && h.settled(nil) })
 
 	// The next slot runs as usual, without another refresh.
 	h.advance(2 * time.Minute)
