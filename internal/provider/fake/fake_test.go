@@ -120,3 +120,37 @@ func TestReuse(t *testing.T) {
 		}
 	})
 }
+
+// TestContract runs the provider contract against the fake, which is its
+// own client and server.
+func TestContract(t *testing.T) {
+	p := fake.New(fake.Options{Seed: 1})
+	bad := fake.New(fake.Options{Seed: 2})
+	bad.SetConfigError("invalid_client")
+	providertest.Run(t, providertest.Harness{
+		Client:           p,
+		BadClient:        bad,
+		Issue:            func(_ *testing.T, user string) tokens.Token { return p.Issue(user) },
+		Revoke:           p.Revoke,
+		Outage:           p.SetOutage,
+		InvalidateAccess: p.InvalidateAccess,
+		SeedData:         func(string) {}, // every pull delivers ItemsPerPull new items
+		Pushed: func(user string) [][]byte {
+			var out [][]byte
+			for _, it := range p.Pushed(user) {
+				out = append(out, it.Data)
+			}
+			return out
+		},
+		Reuses: p.ReusesOf,
+		WithGrace: func(t *testing.T, grace time.Duration) providertest.GraceHarness {
+			gp, clk := setup(t, fake.Options{RotationGracePeriod: grace})
+			return providertest.GraceHarness{
+				Client:  gp,
+				Issue:   func(_ *testing.T, user string) tokens.Token { return gp.Issue(user) },
+				Advance: clk.Advance,
+				Reuses:  gp.ReusesOf,
+			}
+		},
+	})
+}
