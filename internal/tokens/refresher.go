@@ -306,7 +306,7 @@ func (r *Refresher) takeOrphan(user string) string {
 
 // handle serves one claimed entry of the refresh due set.
 func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
-	o, err := r.refresh(ctx, d.Member, false)
+	o, err := r.refresh(ctx, d.Member, nil)
 	if r.opt.Observe != nil {
 		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
 	}
@@ -331,13 +331,15 @@ type Result struct {
 	Err  error
 }
 
-// refresh refreshes user's token if it is due (or if force), shared by
-// concurrent callers in this process. It returns the token it ended with
-// (zero when it has none to give), when the user is next due (zero: leave
-// the due set), and why there is no usable token.
-func (r *Refresher) refresh(ctx context.Context, user string, force bool) (outcome, error) {
+// refresh refreshes user's token if it is due, or, for a caller that
+// needs a token (good != nil), unless the token found under the lease is
+// good (someone refreshed it meanwhile). Concurrent callers in this
+// process share one refresh. It returns the token it ended with (zero
+// when it has none to give), when the user is next due (zero: leave the
+// due set), and why there is no usable token.
+func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc) (outcome, error) {
 	v, err, _ := r.sf.Do(user, func() (any, error) {
-		o, err := r.refreshLocked(ctx, user, force, false)
+		o, err := r.refreshLocked(ctx, user, good, false)
 		return o, err
 	})
 	o, _ := v.(outcome)
@@ -377,9 +379,14 @@ func (r *Refresher) enoughLease(rec Record, now time.Time) bool {
 	return rec.LeaseUntil.Sub(now) >= r.refreshBudget(rec.Provider)
 }
 
+// goodFunc tells whether a token is good enough for a caller.
+type goodFunc func(rec Record, tok Token, now time.Time) bool
+
+func never(Record, Token, time.Time) bool { return false }
+
 // refreshLocked runs one refresh of user under a lease of its own. verify
 // is set when it checks a token that replaced one the provider refused.
-func (r *Refresher) refreshLocked(ctx context.Context, user string, force, verify bool) (outcome, error) {
+func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool) (outcome, error) {
 	log := r.log.With().Str("user", user).Logger()
 	now := r.opt.Clock.Now()
 	l := r.acquire(ctx, user, now)
@@ -436,8 +443,9 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force, verif
 		r.opt.Metrics.quarantined()
 		return outcome{}, err
 	}
-	if !force && !ps.Policy.isDue(rec, now) {
-		// A stale index entry (the token was stored or refreshed since).
+	if (good == nil && !ps.Policy.isDue(rec, now)) || (good != nil && good(rec, tok, now)) {
+		// A stale index entry (the token was stored or refreshed since),
+		// or a caller whose need another refresh met while it waited.
 		release()
 		return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 	}
@@ -659,7 +667,7 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			}
 			return outcome{next: next}, errBusy
 		}
-		return r.refreshLocked(ctx, rec.UserID, true, true)
+		return r.refreshLocked(ctx, rec.UserID, never, true)
 	case Flagged:
 		result := "reauth"
 		if reason == ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {

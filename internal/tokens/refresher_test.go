@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -854,4 +855,178 @@ func TestJobRefreshWhileRefresherHoldsClaim(t *testing.T) {
 	if err != nil || cur.AccessToken != tok.AccessToken {
 		t.Fatalf("stored token is not the one the job got: %v", err)
 	}
+}
+
+// TestRotatedTokenKeptThroughRedisStall: Redis stops answering writes
+// while the provider rotates a token. The refresher keeps the new token in
+// memory and retries the commit until Redis is back, so the next refresh
+// presents the current token (before the fix the single commit failed,
+// the rotated token was forgotten and the next attempt presented the old
+// one: invalid_grant, and the user flagged).
+func TestRotatedTokenKeptThroughRedisStall(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 12}, testPolicy())
+	r0 := b.refresher(t, false)
+	users := b.putUsers(t, r0, 1)
+	u := users[0]
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+
+	gate := &gatedProvider{inner: b.prov, user: u, started: make(chan struct{}), release: make(chan struct{})}
+	opt, err := redis.ParseURL(b.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A read timeout well below the stall, as syncd runs with.
+	opt.ReadTimeout, opt.MaxRetries = 200*time.Millisecond, -1
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	store := redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
+	if err := store.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: gate, Policy: b.policy}},
+		tokens.Options{Workers: 4, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Stop(context.Background()) }()
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh started")
+	}
+	// Writes (and scripts) stall for 1.5 s, from before the provider answers.
+	if err := b.rdb.Do(ctx, "CLIENT", "PAUSE", "1500", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.release)
+	res := b.wait(t, "ok", 1)
+	if st := b.prov.Stats(); st.Refreshes != 1 || st.Rejected != 0 {
+		t.Fatalf("provider %+v, results %+v", st, res)
+	}
+	if !strings.Contains(b.logs.String(), "retrying while the lease lasts") {
+		t.Fatal("the stall did not fail a commit; the test proves nothing")
+	}
+	// The next refresh presents the token stored after the stall.
+	b.clk.Advance(time.Hour)
+	b.wait(t, "ok", 1)
+	if st := b.prov.Stats(); st.Refreshes != 2 || st.Rejected != 0 || st.Reused != 0 {
+		t.Fatalf("provider %+v after the second refresh", st)
+	}
+	if rec := b.record(t, u); rec.State != tokens.Active {
+		t.Fatalf("state %s", rec.State)
+	}
+	b.assertNoLeak(t)
+}
+
+// countingProvider counts refresh calls and holds them until hold is
+// closed.
+type countingProvider struct {
+	inner   tokens.Provider
+	calls   atomic.Int64
+	started chan string // the user, when a call starts and there is room
+	hold    chan struct{}
+}
+
+func (p *countingProvider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
+	p.calls.Add(1)
+	select {
+	case p.started <- t.UserID:
+	default:
+	}
+	<-p.hold
+	return p.inner.Refresh(ctx, t)
+}
+
+// TestStoreFailureStopsProviderCalls: once storing a rotated token has
+// failed, the rest of the claimed batch does not call the provider until
+// Redis answers again (before the fix every prefetched user was still
+// refreshed, and each rotation was lost).
+func TestStoreFailureStopsProviderCalls(t *testing.T) {
+	policy := testPolicy()
+	policy.Timeout = time.Second
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 13}, policy)
+	r0 := b.refresher(t, false)
+	users := b.putUsers(t, r0, 20)
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+
+	opt, err := redis.ParseURL(b.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ReadTimeout, opt.MaxRetries = 200*time.Millisecond, -1
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	store := redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
+	if err := store.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	prov := &countingProvider{inner: b.prov, started: make(chan string, 1), hold: make(chan struct{})}
+	// A 3 s lease (real seconds: the commit retries in real time) so the
+	// rotated token's commit gives up within the test.
+	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
+		tokens.Options{Workers: 1, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: 3 * time.Second, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Stop(context.Background()) }()
+	var first string
+	select {
+	case first = <-prov.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh started")
+	}
+	// The claimed batch: every user of the first user's shard.
+	var batch []string
+	for _, u := range users {
+		if scheduler.Shard(u, 8) == scheduler.Shard(first, 8) {
+			batch = append(batch, u)
+		}
+	}
+	if len(batch) < 2 {
+		t.Fatalf("batch of %d; the test needs more", len(batch))
+	}
+	if err := b.rdb.Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	unpaused := false
+	unpause := func() {
+		if !unpaused {
+			unpaused = true
+			if err := b.rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer unpause()
+	close(prov.hold)
+	// Every user of the batch is handled while Redis takes no writes: the
+	// first one's rotation is lost when its lease ends, the rest fail
+	// before calling the provider. (Claims of other shards fail too.)
+	got := map[string]string{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < len(batch) {
+		select {
+		case res := <-b.results:
+			got[res.User] = res.Outcome
+		case <-deadline:
+			t.Fatalf("handled %d of %d users during the stall: %v", len(got), len(batch), got)
+		}
+	}
+	if n := prov.calls.Load(); n != 1 {
+		t.Fatalf("the provider was called %d times while Redis took no writes, want 1", n)
+	}
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "lost")); got != 1 {
+		t.Fatalf("lost rotations counted %v, want 1", got)
+	}
+	unpause()
 }

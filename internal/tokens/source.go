@@ -75,7 +75,7 @@ func (s *Source) Rejected(ctx context.Context, t Token) (Token, error) {
 // long as a refresh may take: the provider's timeout, plus time to store
 // the answer. A few rounds cover a concurrent pass that decided not to
 // refresh.
-func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, Token, time.Time) bool) (Token, error) {
+func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (Token, error) {
 	wait := 50 * time.Millisecond
 	var waitUntil time.Time // real time; set by the first busy answer
 	for round := 0; ; round++ {
@@ -96,7 +96,7 @@ func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, To
 		if round == 5 {
 			return Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
 		}
-		o, err := r.refresh(ctx, user, true)
+		o, err := r.refresh(ctx, user, good)
 		switch {
 		case errors.Is(err, errBusy):
 			if waitUntil.IsZero() {
