@@ -704,8 +704,7 @@ func (h *harness) tally(from, to time.Time, wantRefreshes int) figures {
 	h.t.Helper()
 	ctx := context.Background()
 	f := figures{users: len(h.users), replicas: h.p.replicas}
-	st := h.prov.Stats()
-	f.refreshes, f.reuses = st.Refreshes, st.Reused
+	f.refreshes, f.reuses = h.prov.Stats().Refreshes, h.prov.Reuses()
 	for _, u := range h.users {
 		if n := h.prov.Refreshes(u); n != wantRefreshes {
 			f.wrongRefreshCounts = append(f.wrongRefreshCounts, fmt.Sprintf("%s:%d", u, n))
@@ -718,6 +717,9 @@ func (h *harness) tally(from, to time.Time, wantRefreshes int) figures {
 		if rec.State == tokens.ReauthRequired {
 			f.flagged++
 			h.suspect("flagged", u)
+		}
+		if h.prov.ReusesOf(u) > 0 {
+			h.suspect("reused", u)
 		}
 		pulls := h.prov.Pulls(u)
 		f.runs += len(pulls)
@@ -761,7 +763,7 @@ func (h *harness) check(name string, f figures) {
 	h.t.Helper()
 	h.t.Logf("%s: %s", name, f)
 	if f.reuses != 0 {
-		h.t.Errorf("%d refresh tokens presented after they had been rotated (provider reuse counter)", f.reuses)
+		h.t.Errorf("%d refresh tokens presented after they had been rotated (the provider's reuse counter); %d grants revoked for it", f.reuses, h.prov.ReuseRevocations())
 	}
 	if f.flagged != 0 {
 		h.t.Errorf("%d users flagged for re-authorization", f.flagged)
@@ -789,7 +791,7 @@ func (h *harness) dumpLogs() {
 	h.t.Helper()
 	lines := append(h.logs.lines(`"level":"warn"`), h.logs.lines(`"level":"error"`)...)
 	h.mu.Lock()
-	for _, why := range []string{"refresh count", "flagged", "repeated slot", "lost slot"} {
+	for _, why := range []string{"reused", "refresh count", "flagged", "repeated slot", "lost slot"} {
 		for i, u := range h.suspects[why] {
 			if i == 5 {
 				break
