@@ -27,8 +27,7 @@ func TestRedisCrashAndStall(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, realTime(200, true))
-			from := h.now()
-			h.startFleet()
+			from := h.startFleet()
 			h.mustWait(20*time.Second, "the refresh wave to start", func() bool { return h.refreshed() >= len(h.users)/4 })
 			before := h.refreshed()
 			down := time.Now()

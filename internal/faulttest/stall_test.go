@@ -34,17 +34,20 @@ func realTime(users int, aof bool) params {
 }
 
 // startFleet stores every user's token, due in 1s, and starts the
-// replicas.
-func (h *harness) startFleet() {
+// replicas. It returns when every user was scheduled: the job's slots
+// after it are every user's.
+func (h *harness) startFleet() time.Time {
 	h.t.Helper()
 	rs := make([]*replica, h.p.replicas)
 	for i := range rs {
 		rs[i] = h.replica([]string{"r0", "r1", "r2", "r3", "r4"}[i])
 	}
 	h.put(rs[0], time.Second)
+	scheduled := h.now()
 	for _, r := range rs {
 		r.start()
 	}
+	return scheduled
 }
 
 // TestRedisStallUnderLoad: Redis stops answering everyone (CLIENT PAUSE
@@ -55,8 +58,7 @@ func (h *harness) startFleet() {
 // disk) while a fleet refreshes and runs jobs.
 func TestRedisStallUnderLoad(t *testing.T) {
 	h := newHarness(t, realTime(200, false))
-	from := h.now()
-	h.startFleet()
+	from := h.startFleet()
 	h.mustWait(20*time.Second, "the refresh wave to start", func() bool { return h.refreshed() >= len(h.users)/4 })
 	h.t.Logf("pausing Redis with %d of %d users refreshed", h.refreshed(), len(h.users))
 	<-h.srv.Pause(t, 4*time.Second)
