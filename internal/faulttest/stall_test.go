@@ -51,22 +51,32 @@ func (h *harness) startFleet() time.Time {
 }
 
 // TestRedisStallUnderLoad: Redis stops answering everyone (CLIENT PAUSE
-// ALL) for 4s, longer than the lease (3s), the heartbeat (1s) and the
-// read timeout (250ms), in the middle of the refresh wave, with job runs
-// going on; then it answers again. In production terms: a Redis frozen
-// for about 80 seconds (a failover, a fork on a huge dataset, a stuck
-// disk) while a fleet refreshes and runs jobs.
+// ALL) in the middle of the refresh wave, with job runs going on; then it
+// answers again. The stall is longer than the heartbeat (1s) and the read
+// timeout (250ms), and either shorter than the lease (2s, about 40
+// production seconds) or longer (4s, about 80 production seconds: a
+// failover, a fork on a huge dataset, a stuck disk).
 func TestRedisStallUnderLoad(t *testing.T) {
-	h := newHarness(t, realTime(200, false))
-	from := h.startFleet()
-	h.mustWait(20*time.Second, "the refresh wave to start", func() bool { return h.refreshed() >= len(h.users)/4 })
-	h.t.Logf("pausing Redis with %d of %d users refreshed", h.refreshed(), len(h.users))
-	<-h.srv.Pause(t, 4*time.Second)
-	resumed := h.now()
-	// Settle: everyone refreshed (or given up on) and two full job
-	// periods run after the stall.
-	h.waitFor(30*time.Second, func() bool { return h.refreshed() == len(h.users) })
-	to := resumed.Add(4 * time.Second)
-	h.waitFor(30*time.Second, func() bool { return h.now().After(to) && h.coveredThrough(to) })
-	h.check("redis stall", h.tally(from, to, 1))
+	for _, tc := range []struct {
+		name  string
+		stall time.Duration
+	}{
+		{name: "shorter than the lease", stall: 2 * time.Second},
+		{name: "longer than the lease", stall: 4 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, realTime(200, false))
+			from := h.startFleet()
+			h.mustWait(20*time.Second, "the refresh wave to start", func() bool { return h.refreshed() >= len(h.users)/4 })
+			t.Logf("pausing Redis for %v with %d of %d users refreshed", tc.stall, h.refreshed(), len(h.users))
+			<-h.srv.Pause(t, tc.stall)
+			resumed := h.now()
+			// Settle: everyone refreshed (or flagged) and two full job
+			// periods run after the stall.
+			h.waitFor(30*time.Second, func() bool { return h.refreshed() == len(h.users) })
+			to := resumed.Add(4 * time.Second)
+			h.waitFor(30*time.Second, func() bool { return h.now().After(to) && h.coveredThrough(to) })
+			h.check("redis stall "+tc.name, h.tally(from, to, 1))
+		})
+	}
 }
