@@ -1030,3 +1030,68 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	}
 	unpause()
 }
+
+// TestNewerTokenVerifiedAfterReuse: a refresher stalls past its lease in
+// the provider call; a job on another replica takes the lease over and
+// rotates the token;
+// the stalled call then presents the rotated-away token, the strict
+// provider revokes the grant. The newer token found in Redis is not
+// assumed alive: it is refreshed at once, refused too, and the user is
+// flagged instead of staying active with a dead token (before the fix it
+// was adopted silently at info level). The reuse is counted and logged at
+// warn.
+func TestNewerTokenVerifiedAfterReuse(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 14}, testPolicy())
+	r0 := b.refresher(t, false)
+	u := b.putUsers(t, r0, 1)[0]
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+
+	gate := &gatedProvider{inner: b.prov, user: u, started: make(chan struct{}), release: make(chan struct{})}
+	stalled, err := tokens.NewRefresher(b.newStore(t), b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: gate, Policy: b.policy}},
+		tokens.Options{Workers: 1, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stalled.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate.release)
+		}
+	}
+	defer func() {
+		release()
+		_ = stalled.Stop(context.Background())
+	}()
+	select {
+	case <-gate.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh started")
+	}
+	// The stalled call outlives its lease; a job on another replica
+	// takes the lease over and rotates the token.
+	b.clk.Advance(2 * time.Minute)
+	if _, err := b.refresher(t, false).Token(ctx, u, time.Hour); err != nil {
+		t.Fatalf("other replica: %v", err)
+	}
+	release()
+	b.wait(t, "reauth", 1)
+	if rec := b.record(t, u); rec.State != tokens.ReauthRequired {
+		t.Fatalf("state %s, want reauth_required: the grant was revoked by the reuse", rec.State)
+	}
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "reuse")); got != 1 {
+		t.Fatalf("reuse counted %v times, want 1", got)
+	}
+	if st := b.prov.Stats(); st.Reused < 1 || st.Refreshes != 1 {
+		t.Fatalf("provider %+v", st)
+	}
+	if !strings.Contains(b.logs.String(), `"level":"warn"`) || !strings.Contains(b.logs.String(), "spent twice") {
+		t.Fatal("the reuse was not logged at warn")
+	}
+	b.assertNoLeak(t)
+}
