@@ -38,6 +38,8 @@ type liveDaemon struct {
 	t     *testing.T
 	admin string
 	runs  chan jobs.Run
+	// refreshes sees the refresher's passes.
+	refreshes chan tokens.Result
 }
 
 // startLive runs serve for the config doc (providers, jobs, extra
@@ -62,7 +64,7 @@ runner: {poll_interval: 50ms, lease: 10s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000)}
+	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000), refreshes: make(chan tokens.Result, 10000)}
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -71,6 +73,12 @@ runner: {poll_interval: 50ms, lease: 10s}
 			observeRun: func(r jobs.Run) {
 				select {
 				case d.runs <- r:
+				default:
+				}
+			},
+			observeRefresh: func(r tokens.Result) {
+				select {
+				case d.refreshes <- r:
 				default:
 				}
 			},

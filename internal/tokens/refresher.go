@@ -153,7 +153,7 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 	if !ok {
 		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
 	}
-	kid, ct, err := r.keys.SealToken(tok)
+	kid, ct, err := r.keys.SealToken(tok, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -354,8 +354,8 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
 		}
 	}
-	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-	if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+	tok, err := r.keys.OpenRecord(rec)
+	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
 			// The operator removed a key still in use: theirs to fix.
 			release()
@@ -407,7 +407,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 	if fresh.AccessToken == "" {
 		return r.failed(ctx, log, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start)
 	}
-	kid, ct, err := r.keys.SealToken(fresh)
+	kid, ct, err := r.keys.SealToken(fresh, rec.Provider)
 	if err != nil {
 		release()
 		return outcome{next: now.Add(r.opt.Lease)}, err
@@ -537,8 +537,8 @@ func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (
 	if !rec.State.Runnable() {
 		return outcome{}, stateErr(rec.State)
 	}
-	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-	if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+	tok, err := r.keys.OpenRecord(rec)
+	if err != nil {
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil

@@ -50,12 +50,12 @@ func rekey(ctx context.Context, store Store, keys *Keyring, rec Record, st *Rota
 			st.Current++
 			return nil
 		}
-		var tok Token
-		if err := keys.OpenToken(rec.UserID, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		tok, err := keys.OpenRecord(rec)
+		if err != nil {
 			st.Unreadable++
 			return nil
 		}
-		kid, ct, err := keys.SealToken(tok)
+		kid, ct, err := keys.SealToken(tok, rec.Provider)
 		if err != nil {
 			return err
 		}
