@@ -40,6 +40,8 @@ type liveDaemon struct {
 	runs  chan jobs.Run
 	// refreshes sees the refresher's passes.
 	refreshes chan tokens.Result
+	// daemon is what serve runs.
+	daemon *daemon
 }
 
 // startLive runs serve for the config doc (providers, jobs, extra
@@ -82,7 +84,7 @@ runner: {poll_interval: 50ms, lease: 10s}
 				default:
 				}
 			},
-			started: func(*daemon, string) { close(ready) },
+			started: func(dm *daemon, _ string) { d.daemon = dm; close(ready) },
 		})
 	}()
 	t.Cleanup(func() {

@@ -146,6 +146,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	keys, _ := tokens.NewKeyring("bench", map[string][]byte{"bench": key})
+	if err := keys.Verify(ctx, store); err != nil { // as syncd run does
+		return res, err
+	}
 	log := zerolog.Nop()
 	prov := &noop{latency: opt.Latency}
 

@@ -3,8 +3,11 @@ package tokens
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -50,6 +54,10 @@ const (
 	// provider field was changed does not open, and its refresh token is
 	// never sent to that other provider.
 	tokenADPrefix = "syncd/token/v2\x00"
+
+	// checkConstant is what a key's check value authenticates (see
+	// Keyring.Verify).
+	checkConstant = "syncd/keycheck/v1"
 )
 
 var (
@@ -65,11 +73,17 @@ var (
 // Keyring holds the AES-256-GCM keys that encrypt tokens at rest: the
 // primary key seals, every key opens, so keys can be rotated by adding a
 // new primary and keeping the old key until all records are re-sealed.
-// A Keyring is immutable and safe for concurrent use.
+// A Keyring is safe for concurrent use. Its keys never change; Verify
+// marks it, once, as matching the database (see Verified).
 type Keyring struct {
 	primary string
 	seal    cipher.AEAD // the primary key's
 	aeads   map[string]cipher.AEAD
+	// checks holds each key id's check value: HMAC-SHA256 of
+	// checkConstant under the key, hex. It identifies the key without
+	// revealing it.
+	checks   map[string]string
+	verified atomic.Bool
 }
 
 // NewKeyring builds a Keyring from key id → key. Every key must be exactly
@@ -87,7 +101,7 @@ func NewKeyring(primary string, keys map[string][]byte) (*Keyring, error) {
 	if _, ok := keys[primary]; !ok {
 		return nil, fmt.Errorf("keyring: primary key %q is not in the keyring", primary)
 	}
-	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys))}
+	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys)), checks: make(map[string]string, len(keys))}
 	for _, id := range slices.Sorted(maps.Keys(keys)) { // sorted: the same bad key is reported every time
 		key := keys[id]
 		if err := validateKeyID(id); err != nil {
@@ -105,6 +119,9 @@ func NewKeyring(primary string, keys map[string][]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring: key %q: %w", id, err)
 		}
 		k.aeads[id] = aead
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(checkConstant))
+		k.checks[id] = hex.EncodeToString(mac.Sum(nil))
 	}
 	k.seal = k.aeads[primary]
 	return k, nil

@@ -287,6 +287,28 @@ func TestOpenRecordVersionNoFallback(t *testing.T) {
 	}
 }
 
+func TestKeyCheckValues(t *testing.T) {
+	t.Parallel()
+	a := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1), "k2": testKey(2)})
+	b := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1), "k2": testKey(9)})
+	if a.checks["k1"] != b.checks["k1"] {
+		t.Error("the same key has two check values")
+	}
+	if a.checks["k2"] == b.checks["k2"] || a.checks["k1"] == a.checks["k2"] {
+		t.Error("different keys share a check value")
+	}
+	for id, v := range a.checks {
+		if len(v) != 64 {
+			t.Errorf("check value of %s is %d characters, want 64 (hex SHA-256)", id, len(v))
+		}
+		for _, key := range [][]byte{testKey(1), testKey(2)} {
+			if strings.Contains(v, fmt.Sprintf("%x", key[:8])) || strings.Contains(v, string(key)) {
+				t.Errorf("check value of %s contains the key", id)
+			}
+		}
+	}
+}
+
 func TestKeyringUnknownKey(t *testing.T) {
 	t.Parallel()
 	k1 := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})

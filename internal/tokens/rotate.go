@@ -15,12 +15,21 @@ type RotateStats struct {
 	Malformed  int `json:"malformed"`
 }
 
+// ErrKeysUnverified: Rotate was given a keyring that Verify has not
+// checked against the database; sealing every record with a mistyped
+// primary key is what the check prevents.
+var ErrKeysUnverified = errors.New("keyring not verified against the database")
+
 // Rotate re-encrypts every record not sealed with the primary key, in
 // batches of about batch records, calling progress after each batch. A
 // record written meanwhile (refresh, put) is re-read and retried; records
-// written by a refresh are sealed with the primary key anyway.
+// written by a refresh are sealed with the primary key anyway. keys must
+// be Verified.
 func Rotate(ctx context.Context, store Store, keys *Keyring, batch int64, progress func(RotateStats)) (RotateStats, error) {
 	var st RotateStats
+	if !keys.Verified() {
+		return st, ErrKeysUnverified
+	}
 	var cursor uint64
 	for {
 		recs, bad, next, err := store.Scan(ctx, cursor, batch)
