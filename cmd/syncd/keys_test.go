@@ -83,6 +83,23 @@ func TestProviderRewriteRefused(t *testing.T) {
 	if got := metric(m, "syncd_records_quarantined_total"); got != 1 {
 		t.Fatalf("syncd_records_quarantined_total %v", got)
 	}
+	if got := metric(m, `syncd_token_open_failures_total{reason="tampered"}`); got != 1 {
+		t.Fatalf(`syncd_token_open_failures_total{reason="tampered"} %v`, got)
+	}
+	logs, err := os.ReadFile(filepath.Join(c.dir, "syncd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := grepLines(string(logs), "undecryptable record quarantined"); !strings.Contains(l, `"level":"error"`) || !strings.Contains(l, `"user":"pat"`) {
+		t.Fatalf("no error logged for the quarantined record: %q", l)
+	}
+	for _, f := range fakes {
+		for _, secret := range f.Secrets() {
+			if strings.Contains(string(logs), secret) {
+				t.Fatal("a token value is in the logs")
+			}
+		}
+	}
 }
 
 // runCtx is run with a context of the caller's (a daemon that must end).

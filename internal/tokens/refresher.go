@@ -356,10 +356,14 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 	}
 	tok, err := r.keys.OpenRecord(rec)
 	if err != nil {
-		if errors.Is(err, ErrUnknownKey) {
-			// The operator removed a key still in use: theirs to fix.
+		// Quarantine only a record that fails under a verified key; a
+		// key not configured or not verified is the operator's to fix
+		// (the rule: Keyring.openFailure).
+		reason, quarantine := r.keys.openFailure(err)
+		r.opt.Metrics.openFailed(reason)
+		if !quarantine {
 			release()
-			log.Error().Err(err).Msg("token sealed with a key not configured")
+			log.Error().Err(err).Str("reason", reason).Msg("token record does not open with the configured keys; fix encryption.keys")
 			return outcome{next: now.Add(ps.Policy.RetryMax)}, err
 		}
 		log.Error().Err(err).Msg("undecryptable record quarantined")
