@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http/httptest"
@@ -308,5 +309,48 @@ providers: [{name: digime, kind: fake, timeout: 5s}]
 	}
 	if after, _ := rdb.HGetAll(context.Background(), srv.Prefix+"keycheck").Result(); len(after) != 2 || after["k1"] != checks["k1"] {
 		t.Fatalf("check values after adding k2: %v", after)
+	}
+}
+
+// A token record in the format before provider binding (the user id was
+// the only associated data) is re-sealed by keys rotate even when it is
+// under the primary key already.
+func TestKeysRotateUpgradesLegacyRecords(t *testing.T) {
+	c := newCLI(t)
+	ctx := context.Background()
+	keys, err := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, ct, err := keys.Seal("old", []byte(`{"a":"AT-old","r":"RT-old"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tokens.Record{UserID: "old", Provider: "digime", KeyID: kid, Ciphertext: ct, AccessExpiry: time.Now().Add(time.Hour)}
+	if _, _, err := c.store().Put(ctx, rec, tokens.ReasonStored, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := c.run("", "keys", "rotate", "--json")
+	var st tokens.RotateStats
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Rekeyed != 1 || st.Upgraded != 1 || st.Current != 0 {
+		t.Fatalf("rotate: %d %q %q", code, out, errOut)
+	}
+	got, err := c.store().Load(ctx, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ciphertext[0] != 0x02 || got.Version != 1 {
+		t.Fatalf("after rotate: format %#x, version %d", got.Ciphertext[0], got.Version)
+	}
+	// Bound to its provider now: a rewritten provider field no longer opens.
+	if tok, err := keys.OpenRecord(got); err != nil || tok.AccessToken != "AT-old" || tok.RefreshToken != "RT-old" {
+		t.Fatalf("open after rotate: %v", err)
+	}
+	got.Provider = "other"
+	if _, err := keys.OpenRecord(got); !errors.Is(err, tokens.ErrDecrypt) {
+		t.Fatalf("rewritten provider after rotate: %v", err)
+	}
+	if code, out, _ := c.run("", "keys", "rotate"); code != 0 || !strings.Contains(out, "0 re-encrypted, 1 already current") {
+		t.Fatalf("second rotate: %d %q", code, out)
 	}
 }
