@@ -168,8 +168,8 @@ func cmdKeysRotate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed\n",
-			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed)
+		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed; %d re-encrypted to bind their provider\n",
+			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed, st.Upgraded)
 	}
 	if st.Unreadable > 0 {
 		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)
