@@ -354,7 +354,7 @@ func (s *Store) addEvent(ctx context.Context, p redis.Pipeliner, tr *tokens.Tran
 func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 	m, err := s.rdb.HGetAll(ctx, s.tokenKey(user)).Result()
 	if err != nil {
-		return tokens.Record{}, fmt.Errorf("load token: %w", err)
+		return tokens.Record{}, fmt.Errorf("load token: %w", recordErr(user, err))
 	}
 	if len(m) == 0 {
 		return tokens.Record{}, tokens.ErrNotFound
@@ -366,7 +366,7 @@ func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 func (s *Store) Acquire(ctx context.Context, user, owner string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
 	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, ms(now), ms(until)).Slice()
 	if err != nil {
-		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", err)
+		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", recordErr(user, err))
 	}
 	return s.acquired(ctx, user, owner, vals)
 }
@@ -380,14 +380,14 @@ func (s *Store) AcquireMany(ctx context.Context, users []string, owner string, n
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && otherErr(cmds) != nil {
 		return nil, fmt.Errorf("acquire leases: %w", err)
 	}
 	out := make([]tokens.Lease, len(users))
 	for i, u := range users {
 		vals, err := cmds[i].Slice()
 		if err != nil {
-			out[i].Err = fmt.Errorf("acquire lease: %w", err)
+			out[i].Err = fmt.Errorf("acquire lease: %w", recordErr(u, err))
 			continue
 		}
 		out[i].Record, out[i].Status, out[i].Err = s.acquired(ctx, u, owner, vals)
@@ -581,14 +581,20 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && otherErr(cmds) != nil {
 		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
 	}
 	var recs []tokens.Record
 	var bad []string
 	for i, k := range keys {
 		user, ok := s.userOfTokenKey(k)
-		if !ok || len(cmds[i].Val()) == 0 {
+		switch {
+		case !ok:
+			continue
+		case wrongType(cmds[i].Err()):
+			bad = append(bad, user)
+			continue
+		case len(cmds[i].Val()) == 0:
 			continue // deleted between SCAN and HGETALL
 		}
 		rec, err := parseRecord(user, cmds[i].Val())
@@ -603,9 +609,18 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.
 
 // ReauthQueue implements tokens.Store.
 func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
+	q, _, err := s.ReauthQueueChecked(ctx)
+	return q, err
+}
+
+// ReauthQueueChecked is ReauthQueue that also returns the queued users
+// whose record could not be read (a token key of the wrong type): they
+// are left out of the list and keep their queue entry until the record is
+// repaired or quarantined.
+func (s *Store) ReauthQueueChecked(ctx context.Context) ([]tokens.ReauthEntry, []string, error) {
 	zs, err := s.rdb.ZRangeWithScores(ctx, s.reauthKey(), 0, -1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("reauth queue: %w", err)
+		return nil, nil, fmt.Errorf("reauth queue: %w", err)
 	}
 	cmds := make([]*redis.SliceCmd, len(zs))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -614,13 +629,18 @@ func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reauth queue: %w", err)
+	if err != nil && otherErr(cmds) != nil {
+		return nil, nil, fmt.Errorf("reauth queue: %w", err)
 	}
 	out := make([]tokens.ReauthEntry, 0, len(zs))
 	var stale []any
+	var malformed []string
 	for i, z := range zs {
 		user := z.Member.(string)
+		if wrongType(cmds[i].Err()) {
+			malformed = append(malformed, user)
+			continue
+		}
 		v := cmds[i].Val()
 		if st, _ := v[0].(string); st != string(tokens.ReauthRequired) {
 			stale = append(stale, user)
@@ -636,10 +656,10 @@ func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
 		// Repair hints left by a crash between steps. A user flagged again
 		// since ZRANGE is re-added by its own Flag.
 		if err := s.rdb.ZRem(ctx, s.reauthKey(), stale...).Err(); err != nil {
-			return out, fmt.Errorf("reauth queue repair: %w", err)
+			return out, malformed, fmt.Errorf("reauth queue repair: %w", err)
 		}
 	}
-	return out, nil
+	return out, malformed, nil
 }
 
 // Event is one entry of the events stream.

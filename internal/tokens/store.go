@@ -102,8 +102,10 @@ type Store interface {
 	// could not be parsed. next is 0 when the walk is complete.
 	Scan(ctx context.Context, cursor uint64, count int64) (recs []Record, malformed []string, next uint64, err error)
 	// EachUser walks every user's id, state and provider in batches,
-	// reading only those fields, and calls fn with each batch.
-	EachUser(ctx context.Context, fn func([]UserRef) error) error
+	// reading only those fields, and calls fn with each batch and the
+	// users of the batch whose record is malformed (not a hash, or a
+	// required field missing or bad).
+	EachUser(ctx context.Context, fn func(refs []UserRef, malformed []string) error) error
 	// MissingDue returns the members that have no entry in the due set.
 	MissingDue(ctx context.Context, set string, members []string) ([]string, error)
 	// ReauthQueue lists the re-auth queue, oldest first, dropping entries
