@@ -34,8 +34,8 @@ func (b *backend) User(_ context.Context, id string) (admin.UserView, error) {
 	}
 	return admin.UserView{Status: tokens.Status{User: "alice", State: tokens.Active}}, nil
 }
-func (b *backend) Users(context.Context, tokens.State, uint64, int) ([]tokens.Status, uint64, error) {
-	return []tokens.Status{{User: "alice"}}, 42, nil
+func (b *backend) Users(context.Context, tokens.State, uint64, int) ([]tokens.Status, uint64, int, error) {
+	return []tokens.Status{{User: "alice"}}, 42, 0, nil
 }
 func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.UserView, error) {
 	if !strings.HasPrefix(string(body), "{") {
@@ -45,8 +45,8 @@ func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.
 	b.lastPut = body
 	return admin.UserView{Status: tokens.Status{User: id}}, nil
 }
-func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, error) {
-	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, nil
+func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, int, error) {
+	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, 0, nil
 }
 func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) {
 	return []jobs.JobView{{Name: "pull"}}, nil
