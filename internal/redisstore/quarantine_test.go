@@ -133,3 +133,135 @@ func TestWrongTypeReadsAsMalformed(t *testing.T) {
 		t.Errorf("reauth queue: %+v %v", q, err)
 	}
 }
+
+// TestQuarantineAndRestore: damaged records are moved aside (whatever
+// their type) and listed with why and since when; a record that parses
+// again comes back, a user waiting for consent re-enters the re-auth
+// queue, a live record is never overwritten, and a stored token discards
+// the quarantined copy.
+func TestQuarantineAndRestore(t *testing.T) {
+	d := setupDamaged(t)
+	ctx := context.Background()
+	s := d.store
+	for user, want := range map[string]bool{"str": true, "half": true, "g0": false, "nobody": false} {
+		moved, err := s.QuarantineMalformed(ctx, user, d.now)
+		if err != nil || moved != want {
+			t.Fatalf("quarantine %s: moved %v (%v), want %v", user, moved, err, want)
+		}
+	}
+	if typ, _ := d.rdb.Type(ctx, d.srv.Prefix+"{u:str}:quarantine").Result(); typ != "string" {
+		t.Fatalf("the wrong-type key was not moved aside as it was: %q", typ)
+	}
+	list, err := s.QuarantineList(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("quarantine list %+v %v", list, err)
+	}
+	got := map[string]string{list[0].UserID: list[0].Reason, list[1].UserID: list[1].Reason}
+	if got["str"] != "wrong_type" || got["half"] != "malformed_record" || !list[0].Since.Equal(d.now) {
+		t.Fatalf("quarantine list %+v", list)
+	}
+	if n, err := s.QuarantineCount(ctx); n != 2 || err != nil {
+		t.Fatalf("quarantine count %d %v", n, err)
+	}
+	if _, err := s.Load(ctx, "str"); !errors.Is(err, tokens.ErrNotFound) {
+		t.Fatalf("a quarantined user still loads: %v", err)
+	}
+
+	// Still damaged: refused, naming the problem and never a value.
+	_, err = s.QuarantinedRecord(ctx, "str")
+	isMalformed(t, "quarantined wrong type", err)
+	_, err = s.QuarantinedRecord(ctx, "half")
+	isMalformed(t, "quarantined half", err)
+	if err == nil || !strings.Contains(err.Error(), `field "v"`) {
+		t.Fatalf("the refusal does not name the field: %v", err)
+	}
+	if _, err := s.QuarantinedRecord(ctx, "g0"); !errors.Is(err, tokens.ErrNotQuarantined) {
+		t.Fatalf("g0: %v", err)
+	}
+
+	// The operator repairs the fields: half comes back, once.
+	if err := d.rdb.HSet(ctx, d.srv.Prefix+"{u:half}:quarantine", "v", "3", "k", "k1", "ae", d.now.Add(time.Hour).UnixMilli(), "lo", "dead-replica", "lu", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.QuarantinedRecord(ctx, "half")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.Restore(ctx, rec, d.now)
+	if err != nil || tr == nil || tr.From != tokens.Quarantined || tr.To != tokens.Active {
+		t.Fatalf("restore: %+v %v", tr, err)
+	}
+	back, err := s.Load(ctx, "half")
+	if err != nil || back.Version != 3 || back.LeaseOwner != "" {
+		t.Fatalf("restored record %+v %v", back, err)
+	}
+	if _, err := s.Restore(ctx, rec, d.now); !errors.Is(err, tokens.ErrLiveRecord) {
+		t.Fatalf("second restore: %v", err)
+	}
+	if list, _ := s.QuarantineList(ctx); len(list) != 1 || list[0].UserID != "str" {
+		t.Fatalf("after restore: %+v", list)
+	}
+
+	// A copy quarantined while the user has a live record is never
+	// written over it.
+	if err := d.rdb.Copy(ctx, d.key("g2"), d.srv.Prefix+"{u:g2}:quarantine", 0, false).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = s.QuarantinedRecord(ctx, "g2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Restore(ctx, rec, d.now); !errors.Is(err, tokens.ErrLiveRecord) {
+		t.Fatalf("restore over a live record: %v", err)
+	}
+
+	// A user waiting for consent goes back to the re-auth queue.
+	acq, _, err := s.Acquire(ctx, "g1", "me", d.now, d.now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaggedAt := d.now.Add(-time.Hour)
+	if res, _, err := s.Flag(ctx, "g1", "me", acq.Version, tokens.ReasonInvalidGrant, "reauth:invalid_grant", flaggedAt); err != nil || res != tokens.Flagged {
+		t.Fatalf("flag: %v %v", res, err)
+	}
+	if err := s.Quarantine(ctx, "g1", "undecryptable_record", d.now); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.ReauthQueue(ctx); len(q) != 0 {
+		t.Fatalf("a quarantined user is still queued: %+v", q)
+	}
+	rec, err = s.QuarantinedRecord(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Restore(ctx, rec, d.now); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.ReauthQueue(ctx); len(q) != 1 || q[0].UserID != "g1" || !q[0].Since.Equal(flaggedAt) {
+		t.Fatalf("re-auth queue after restore: %+v", q)
+	}
+	evs, err := s.Events(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trail []string
+	for _, e := range evs {
+		if e.User == "g1" {
+			trail = append(trail, e.From+">"+e.To+":"+e.Reason)
+		}
+	}
+	if got, want := strings.Join(trail, " "), "active>reauth_required:invalid_grant >quarantined:undecryptable_record quarantined>reauth_required:restored"; got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+
+	// A token stored for a quarantined user supersedes the copy.
+	if _, _, err := s.Put(ctx, tokens.Record{UserID: "str", Provider: "fake", KeyID: "k1", Ciphertext: []byte("sealed"), AccessExpiry: d.now.Add(time.Hour)}, tokens.ReasonStored, d.now); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := d.rdb.Exists(ctx, d.srv.Prefix+"{u:str}:quarantine").Result(); n != 0 {
+		t.Fatal("the superseded quarantined copy is still there")
+	}
+	if list, _ := s.QuarantineList(ctx); len(list) != 0 {
+		t.Fatalf("after put: %+v", list)
+	}
+}

@@ -326,9 +326,10 @@ func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now t
 	}
 	// The record no longer needs re-authorization: drop the queue hint
 	// (after the truth changed; a crash here leaves a stale hint that
-	// ReauthQueue repairs).
+	// ReauthQueue repairs). A copy quarantined earlier is superseded.
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, s.reauthKey(), rec.UserID)
+		s.forgetQuarantine(ctx, p, rec.UserID)
 		s.addEvent(ctx, p, tr)
 		return nil
 	})
@@ -542,30 +543,6 @@ func (s *Store) SetState(ctx context.Context, user string, to tokens.State, reas
 		return tr, fmt.Errorf("set state: %w", err)
 	}
 	return tr, nil
-}
-
-// Quarantine implements tokens.Store: the record is renamed within its
-// slot, listed in the quarantine set, and leaves every index.
-func (s *Store) Quarantine(ctx context.Context, user, reason string, now time.Time) error {
-	err := s.rdb.Rename(ctx, s.tokenKey(user), s.quarantineKey(user)).Err()
-	if err != nil && !strings.Contains(err.Error(), "no such key") {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, s.quarantineSet(), redis.Z{Score: float64(ms(now)), Member: user})
-		p.ZRem(ctx, s.reauthKey(), user)
-		s.addEvent(ctx, p, &tokens.Transition{UserID: user, To: "quarantined", Reason: reason, At: now})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	return nil
-}
-
-// Quarantined lists quarantined users.
-func (s *Store) Quarantined(ctx context.Context) ([]string, error) {
-	return s.rdb.ZRange(ctx, s.quarantineSet(), 0, -1).Result()
 }
 
 // Scan implements tokens.Store.

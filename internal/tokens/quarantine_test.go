@@ -1,12 +1,14 @@
 package tokens_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/tokens"
@@ -53,4 +55,110 @@ func TestWrongTypeRecordQuarantined(t *testing.T) {
 	if got := testutil.ToFloat64(b.metrics.Quarantined); got != 1 {
 		t.Fatalf("quarantine metric %v", got)
 	}
+}
+
+// TestReconcileQuarantinesMalformed: housekeeping's walk quarantines
+// damaged records the refresher may never claim (a key of the wrong type
+// written by hand, a user in no due set), counts everyone else, and does
+// not stop at them.
+func TestReconcileQuarantinesMalformed(t *testing.T) {
+	b := setup(t, fake.Options{}, testPolicy())
+	r := b.refresher(t, false)
+	ctx := context.Background()
+	users := b.putUsers(t, r, 3)
+	if err := b.rdb.Set(ctx, b.srv.Prefix+"{u:ghost}:tok", "not a record", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rdb.HSet(ctx, b.srv.Prefix+"{u:"+users[2]+"}:tok", "v", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	counts, _, err := r.Reconcile(ctx)
+	if err != nil || counts["active"] != 2 {
+		t.Fatalf("reconcile: %v %v", counts, err)
+	}
+	list, err := b.store.QuarantineList(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("quarantined %+v %v", list, err)
+	}
+	reasons := map[string]string{list[0].UserID: list[0].Reason, list[1].UserID: list[1].Reason}
+	if reasons["ghost"] != "wrong_type" || reasons[users[2]] != "malformed_record" {
+		t.Fatalf("quarantined %+v", list)
+	}
+	if got := testutil.ToFloat64(b.metrics.Quarantined); got != 2 {
+		t.Fatalf("quarantine metric %v", got)
+	}
+	if _, _, err := r.Reconcile(ctx); err != nil || testutil.ToFloat64(b.metrics.Quarantined) != 2 {
+		t.Fatalf("second walk: %v", err)
+	}
+	if _, err := b.store.Load(ctx, users[0]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreAfterKeyConfigFixed: a replica configured with the wrong
+// secret for a key quarantines the records it cannot open; restoring
+// them is refused while the keys are still wrong, and once the keys are
+// fixed the users are back: scheduled for refresh at once (and refreshed)
+// and handed to OnChange for their jobs.
+func TestRestoreAfterKeyConfigFixed(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 22}, testPolicy())
+	ctx := context.Background()
+	users := b.putUsers(t, b.refresher(t, false), 2)
+	type change struct {
+		user, provider string
+		st             tokens.State
+	}
+	changes := make(chan change, 10)
+	newRefresher := func(keys *tokens.Keyring) *tokens.Refresher {
+		r, err := tokens.NewRefresher(b.newStore(t), keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: b.policy}},
+			tokens.Options{Workers: 4, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk, Logger: zerolog.New(b.logs),
+				Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res },
+				OnChange: func(_ context.Context, user, provider string, st tokens.State) error {
+					changes <- change{user, provider, st}
+					return nil
+				}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Stop(context.Background()) })
+		return r
+	}
+	wrong, err := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{8}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := newRefresher(wrong)
+	b.clk.Advance(time.Hour)
+	b.wait(t, "error", 2)
+	if err := bad.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.store.QuarantineList(ctx)
+	if err != nil || len(list) != 2 || list[0].Reason != "undecryptable_record" {
+		t.Fatalf("quarantined %+v %v", list, err)
+	}
+	if _, err := bad.Restore(ctx, users[0]); !errors.Is(err, tokens.ErrDecrypt) || !tokens.RestoreRefused(err) {
+		t.Fatalf("restore with the wrong key: %v", err)
+	}
+	good := newRefresher(b.keys)
+	for _, u := range users {
+		rec, err := good.Restore(ctx, u)
+		if err != nil || rec.State != tokens.Active {
+			t.Fatalf("restore %s: %+v %v", u, rec, err)
+		}
+		if c := <-changes; c != (change{u, "fake", tokens.Active}) {
+			t.Fatalf("on change %+v", c)
+		}
+	}
+	b.wait(t, "ok", 2)
+	if _, err := good.Restore(ctx, users[0]); !errors.Is(err, tokens.ErrNotQuarantined) && !errors.Is(err, tokens.ErrLiveRecord) {
+		t.Fatalf("second restore: %v", err)
+	}
+	if list, _ := b.store.QuarantineList(ctx); len(list) != 0 {
+		t.Fatalf("still quarantined: %+v", list)
+	}
+	b.assertNoLeak(t)
 }

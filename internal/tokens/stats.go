@@ -36,10 +36,14 @@ func eachCounted(ctx context.Context, store Store, fn func(refs []UserRef, malfo
 // schedule hangs off. A runnable user whose refresh entry is missing (a
 // crash between storing the record and scheduling it) is scheduled for a
 // refresh check now and handed to OnChange, so its jobs are added too.
+// A malformed record (one the refresher may never claim: a key written
+// by hand, a user in no due set) is quarantined if it still is when
+// re-read; a failure to do so is logged and the walk goes on.
 // It returns the counts and how many users it repaired.
 func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error) {
 	repaired := 0
-	counts, err := eachCounted(ctx, r.store, func(refs []UserRef, _ []string) error {
+	counts, err := eachCounted(ctx, r.store, func(refs []UserRef, malformed []string) error {
+		r.quarantineMalformed(ctx, malformed)
 		var runnable []string
 		byUser := make(map[string]UserRef, len(refs))
 		for _, u := range refs {

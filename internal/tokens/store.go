@@ -98,6 +98,15 @@ type Store interface {
 	Rekey(ctx context.Context, user string, version int64, kid string, ciphertext []byte) (bool, error)
 	// Quarantine moves an unreadable record aside and reports it.
 	Quarantine(ctx context.Context, user, reason string, now time.Time) error
+	// QuarantineMalformed quarantines user's record if it is still
+	// malformed and unchanged when re-read; moved reports whether it did.
+	QuarantineMalformed(ctx context.Context, user string, now time.Time) (moved bool, err error)
+	// QuarantinedRecord reads the quarantined copy of user's record
+	// (ErrNotQuarantined, or ErrMalformedRecord while it does not parse).
+	QuarantinedRecord(ctx context.Context, user string) (Record, error)
+	// Restore makes the quarantined copy, unchanged since rec was read,
+	// the user's record again; ErrLiveRecord if the user has one.
+	Restore(ctx context.Context, rec Record, now time.Time) (*Transition, error)
 	// Scan walks every record in batches; malformed lists records that
 	// could not be parsed. next is 0 when the walk is complete.
 	Scan(ctx context.Context, cursor uint64, count int64) (recs []Record, malformed []string, next uint64, err error)
