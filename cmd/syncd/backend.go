@@ -171,3 +171,26 @@ func (d *daemon) addLinks(ctx context.Context, batch []alerts.Flag) {
 	}
 	wg.Wait()
 }
+
+// Quarantine implements admin.Backend.
+func (d *daemon) Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, error) {
+	return d.store.QuarantineList(ctx)
+}
+
+// Restore implements admin.Backend.
+func (d *daemon) Restore(ctx context.Context, id string) (admin.UserView, error) {
+	if err := tokens.ValidateUserID(id); err != nil {
+		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	ref, _, _ := d.current()
+	_, err := ref.Restore(ctx, id)
+	switch {
+	case errors.Is(err, tokens.ErrNotQuarantined):
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+	case tokens.RestoreRefused(err):
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrConflict, err)
+	case err != nil:
+		return admin.UserView{}, err
+	}
+	return d.User(ctx, id)
+}

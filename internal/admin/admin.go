@@ -34,6 +34,9 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrNotFound: no such user or job.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request cannot be done in the current state (a
+	// restore of a record that still does not read, or over a live one).
+	ErrConflict = errors.New("conflict")
 )
 
 // UserView is everything about one user.
@@ -57,6 +60,12 @@ type Backend interface {
 	// Reauth lists the re-auth queue; malformed counts queued users whose
 	// record could not be read (left out).
 	Reauth(ctx context.Context) (q []tokens.ReauthEntry, malformed int, err error)
+	// Quarantine lists quarantined users, oldest first.
+	Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, error)
+	// Restore brings a quarantined user back (ErrConflict when the record
+	// still does not read or a live record exists, ErrNotFound when the
+	// user is not quarantined).
+	Restore(ctx context.Context, id string) (UserView, error)
 	Jobs(ctx context.Context) ([]jobs.JobView, error)
 	Trigger(ctx context.Context, job, user string) (int, error)
 	Pause(ctx context.Context, job string, paused bool) error
@@ -105,6 +114,8 @@ func New(opt Options) *Server {
 	s.mux.HandleFunc("GET /v1/users", s.users)
 	s.mux.HandleFunc("PUT /v1/users/{id}/token", s.write(s.putToken))
 	s.mux.HandleFunc("GET /v1/reauth", s.reauth)
+	s.mux.HandleFunc("GET /v1/quarantine", s.quarantine)
+	s.mux.HandleFunc("POST /v1/users/{id}/restore", s.write(s.restore))
 	s.mux.HandleFunc("GET /v1/jobs", s.jobs)
 	s.mux.HandleFunc("POST /v1/jobs/{name}/trigger", s.write(s.trigger))
 	s.mux.HandleFunc("POST /v1/jobs/{name}/pause", s.write(s.pause(true)))
@@ -174,7 +185,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrNotFound), errors.Is(err, tokens.ErrNotFound), errors.Is(err, jobs.ErrUnknownJob):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, tokens.ErrMalformedRecord):
+	case errors.Is(err, ErrConflict), errors.Is(err, tokens.ErrMalformedRecord):
 		// The message names the user and the field, never a value.
 		writeErr(w, http.StatusConflict, err.Error())
 	default:
@@ -294,6 +305,27 @@ func (s *Server) reauth(w http.ResponseWriter, r *http.Request) {
 		out["malformed"] = malformed
 	}
 	writeJSON(w, 200, out)
+}
+
+func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
+	q, err := s.opt.Backend.Quarantine(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if q == nil {
+		q = []tokens.QuarantineEntry{}
+	}
+	writeJSON(w, 200, map[string]any{"size": len(q), "users": q})
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opt.Backend.Restore(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, v)
 }
 
 func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {

@@ -22,7 +22,7 @@ var (
 	ErrNotQuarantined = errors.New("user is not quarantined")
 	// ErrLiveRecord: the user has a live record; a restore never
 	// overwrites it.
-	ErrLiveRecord = errors.New("user has a live record")
+	ErrLiveRecord = errors.New("a live record exists, and a restore never overwrites it")
 )
 
 // Quarantined names where a quarantined user went, in the events stream
