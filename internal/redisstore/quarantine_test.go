@@ -264,4 +264,20 @@ func TestQuarantineAndRestore(t *testing.T) {
 	if list, _ := s.QuarantineList(ctx); len(list) != 0 {
 		t.Fatalf("after put: %+v", list)
 	}
+
+	// A token stored for a user whose key is of the wrong type replaces
+	// it (the key is quarantined on the way, then superseded).
+	if err := d.rdb.RPush(ctx, d.key("list"), secretValue).Err(); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := s.Put(ctx, tokens.Record{UserID: "list", Provider: "fake", KeyID: "k1", Ciphertext: []byte("sealed"), AccessExpiry: d.now.Add(time.Hour)}, tokens.ReasonStored, d.now)
+	if err != nil || st != tokens.Active {
+		t.Fatalf("put over a wrong-type key: %v %v", st, err)
+	}
+	if _, err := s.Load(ctx, "list"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.QuarantineList(ctx); len(list) != 0 {
+		t.Fatalf("after put over a wrong-type key: %+v", list)
+	}
 }

@@ -315,6 +315,14 @@ func (s *Store) DueCount(ctx context.Context, set string, t time.Time) (int64, e
 func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now time.Time) (tokens.State, *tokens.Transition, error) {
 	vals, err := putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
 		rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+	if wrongType(err) {
+		// A key of the wrong type holds the record's place: set it aside,
+		// then store the token (which supersedes the quarantined copy).
+		if _, qerr := s.QuarantineMalformed(ctx, rec.UserID, now); qerr == nil {
+			vals, err = putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
+				rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+		}
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("put token: %w", err)
 	}
