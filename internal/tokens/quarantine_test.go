@@ -36,10 +36,15 @@ func TestWrongTypeRecordQuarantined(t *testing.T) {
 			bad = &res
 		}
 	}
+	timeout := time.After(30 * time.Second)
 	for bad == nil {
-		res := <-b.results
-		if res.User == users[1] {
-			bad = &res
+		select {
+		case res := <-b.results:
+			if res.User == users[1] {
+				bad = &res
+			}
+		case <-timeout:
+			t.Fatal("the wrong-type user was never claimed")
 		}
 	}
 	if !errors.Is(bad.Err, tokens.ErrMalformedRecord) || !bad.Next.IsZero() {
