@@ -447,7 +447,7 @@ authorize: {redirect_uri: %q}
 	// Flag the user the way the refresher does; the list carries a link.
 	ctx := context.Background()
 	s := c.store()
-	rec, _, err := s.Acquire(ctx, "cli-u", "test", time.Now(), time.Now().Add(time.Minute))
+	rec, _, err := s.Acquire(ctx, "cli-u", "test", "", time.Now(), time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

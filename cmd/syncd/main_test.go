@@ -201,7 +201,7 @@ func TestUsersAndReauthList(t *testing.T) {
 	// Flag u2 the way the refresher does.
 	ctx := context.Background()
 	s := c.store()
-	rec, _, err := s.Acquire(ctx, "u2", "test", time.Now(), time.Now().Add(time.Minute))
+	rec, _, err := s.Acquire(ctx, "u2", "test", "", time.Now(), time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -372,20 +372,20 @@ func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 }
 
 // Acquire implements tokens.Store.
-func (s *Store) Acquire(ctx context.Context, user, owner string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
-	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, ms(now), ms(until)).Slice()
+func (s *Store) Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
+	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew).Slice()
 	if err != nil {
 		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", recordErr(user, err))
 	}
-	return s.acquired(ctx, user, owner, vals)
+	return s.acquired(ctx, user, lease, vals)
 }
 
 // AcquireMany implements tokens.Store.
-func (s *Store) AcquireMany(ctx context.Context, users []string, owner string, now, until time.Time) ([]tokens.Lease, error) {
+func (s *Store) AcquireMany(ctx context.Context, users, leases []string, now, until time.Time) ([]tokens.Lease, error) {
 	cmds := make([]*redis.Cmd, len(users))
 	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range users {
-			cmds[i] = acquireScript.EvalSha(ctx, p, []string{s.tokenKey(u)}, owner, ms(now), ms(until))
+			cmds[i] = acquireScript.EvalSha(ctx, p, []string{s.tokenKey(u)}, leases[i], ms(now), ms(until), "")
 		}
 		return nil
 	})
@@ -399,13 +399,14 @@ func (s *Store) AcquireMany(ctx context.Context, users []string, owner string, n
 			out[i].Err = fmt.Errorf("acquire lease: %w", recordErr(u, err))
 			continue
 		}
-		out[i].Record, out[i].Status, out[i].Err = s.acquired(ctx, u, owner, vals)
+		out[i].ID = leases[i]
+		out[i].Record, out[i].Status, out[i].Err = s.acquired(ctx, u, leases[i], vals)
 	}
 	return out, nil
 }
 
 // acquired decodes the acquire script's answer.
-func (s *Store) acquired(ctx context.Context, user, owner string, vals []any) (tokens.Record, tokens.AcquireStatus, error) {
+func (s *Store) acquired(ctx context.Context, user, lease string, vals []any) (tokens.Record, tokens.AcquireStatus, error) {
 	st, _ := vals[0].(int64)
 	if st == 0 {
 		return tokens.Record{}, tokens.AcquireMissing, nil
@@ -419,7 +420,7 @@ func (s *Store) acquired(ctx context.Context, user, owner string, vals []any) (t
 	rec, err := parseRecord(user, m)
 	if err != nil {
 		// Do not keep a lease on a record nobody can use.
-		_ = releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner).Err()
+		_ = releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease).Err()
 		return tokens.Record{}, 0, err
 	}
 	switch st {
@@ -433,8 +434,8 @@ func (s *Store) acquired(ctx context.Context, user, owner string, vals []any) (t
 }
 
 // Commit implements tokens.Store.
-func (s *Store) Commit(ctx context.Context, owner string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
-	vals, err := commitScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)}, owner, rec.Version,
+func (s *Store) Commit(ctx context.Context, lease string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
+	vals, err := commitScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)}, lease, rec.Version,
 		rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
 	if err != nil {
 		return false, nil, fmt.Errorf("commit token: %w", err)
@@ -462,8 +463,8 @@ func (s *Store) event(ctx context.Context, tr *tokens.Transition) error {
 }
 
 // Fail implements tokens.Store.
-func (s *Store) Fail(ctx context.Context, user, owner string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (bool, int, *tokens.Transition, error) {
-	vals, err := failScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, version, lastErr, degradeAfter, ms(now), reason).Slice()
+func (s *Store) Fail(ctx context.Context, user, lease string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (bool, int, *tokens.Transition, error) {
+	vals, err := failScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, version, lastErr, degradeAfter, ms(now), reason).Slice()
 	if err != nil {
 		return false, 0, nil, fmt.Errorf("record failure: %w", err)
 	}
@@ -482,11 +483,11 @@ func (s *Store) Fail(ctx context.Context, user, owner string, version int64, las
 // Flag implements tokens.Store. The queue entry is written first: a crash
 // after it leaves a hint that ReauthQueue drops, never a flagged user
 // missing from the queue.
-func (s *Store) Flag(ctx context.Context, user, owner string, version int64, reason, lastErr string, now time.Time) (tokens.FlagOutcome, *tokens.Transition, error) {
+func (s *Store) Flag(ctx context.Context, user, lease string, version int64, reason, lastErr string, now time.Time) (tokens.FlagOutcome, *tokens.Transition, error) {
 	if err := s.rdb.ZAddNX(ctx, s.reauthKey(), redis.Z{Score: float64(ms(now)), Member: user}).Err(); err != nil {
 		return 0, nil, fmt.Errorf("flag: %w", err)
 	}
-	vals, err := flagScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner, version, reason, ms(now), lastErr).Slice()
+	vals, err := flagScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, version, reason, ms(now), lastErr).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("flag: %w", err)
 	}
@@ -509,8 +510,8 @@ func (s *Store) Flag(ctx context.Context, user, owner string, version int64, rea
 }
 
 // Release implements tokens.Store.
-func (s *Store) Release(ctx context.Context, user, owner string) error {
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, owner).Err(); err != nil {
+func (s *Store) Release(ctx context.Context, user, lease string) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease).Err(); err != nil {
 		return fmt.Errorf("release lease: %w", err)
 	}
 	return nil
@@ -684,7 +685,7 @@ func parseRecord(user string, m map[string]string) (tokens.Record, error) {
 		return n, err == nil && n >= 0
 	}
 	r := tokens.Record{UserID: user, Provider: m["p"], KeyID: m["k"], Ciphertext: []byte(m["c"]),
-		StateReason: m["sr"], LastError: m["le"], LeaseOwner: m["lo"]}
+		StateReason: m["sr"], LastError: m["le"], LeaseID: m["lo"], LeaseExpired: m["xl"] == "1"}
 	var ok bool
 	var n int64
 	if r.Version, ok = num("v", true); !ok || r.Version < 1 {

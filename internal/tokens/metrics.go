@@ -20,7 +20,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		RefreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "syncd_token_refresh_total", Help: "Token refresh attempts by provider and result (ok, transient, reauth, config).",
+			Name: "syncd_token_refresh_total", Help: "Token refresh attempts by provider and result: ok, transient, reauth, config; reuse (refused because the token had been rotated already: spent twice), superseded (refused, a stored token replaced it), lost (a rotated token not stored, or refused right after a refresh that ended without storing its answer).",
 		}, []string{"provider", "result"}),
 		RefreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "syncd_token_refresh_duration_seconds", Help: "Duration of token refresh calls.",
@@ -42,12 +42,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// refreshed counts a refresh attempt's result and, unless d is 0, the
+// call's duration.
 func (m *Metrics) refreshed(provider, result string, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.RefreshTotal.WithLabelValues(provider, result).Inc()
-	m.RefreshDuration.WithLabelValues(provider).Observe(d.Seconds())
+	if d > 0 {
+		m.RefreshDuration.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// observe records a refresh call's duration whose result is counted
+// later (refreshed with d = 0).
+func (m *Metrics) observe(provider string, d time.Duration) {
+	if m != nil {
+		m.RefreshDuration.WithLabelValues(provider).Observe(d.Seconds())
+	}
 }
 
 func (m *Metrics) flagged(reason string) {

@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
@@ -85,8 +89,12 @@ type Refresher struct {
 	engine    *scheduler.Engine
 	sf        singleflight.Group
 
+	leaseSeq    atomic.Uint64
+	storeFailed atomic.Bool // a store call failed since the last that answered
+
 	pmu        sync.Mutex
-	prefetched map[string]prefetched
+	prefetched map[string]Lease  // leases taken with a claimed batch, not used yet
+	orphans    map[string]string // leases this process may still hold, by user
 }
 
 type providerState struct {
@@ -220,52 +228,85 @@ func (r *Refresher) setState(ctx context.Context, user string, to State) (*Trans
 	return tr, nil
 }
 
-// prefetch takes the refresh leases of a claimed batch in one round trip;
-// each handler then starts from its acquired record. (A claim handed back
-// unhandled keeps its lease until the lease time: another replica waits
-// that long at most.) On failure the handlers acquire for themselves.
+// prefetch takes the refresh leases of a claimed batch in one round trip,
+// one lease id per user; the first refresh of each user in this process
+// (its handler, or a job's forced refresh that comes first) starts from
+// that lease and the record it returned. If the round trip fails, the
+// leases may or may not have been taken: the ids are kept so that the
+// handlers renew them rather than wait for them to expire.
 func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
 	users := make([]string, len(batch))
+	ids := make([]string, len(batch))
 	for i, d := range batch {
-		users[i] = d.Member
+		users[i], ids[i] = d.Member, r.newLeaseID()
 	}
 	now := r.opt.Clock.Now()
-	res, err := r.store.AcquireMany(ctx, users, r.opt.Owner, now, now.Add(r.opt.Lease))
+	res, err := r.store.AcquireMany(ctx, users, ids, now, now.Add(r.opt.Lease))
 	if err != nil {
-		return
+		r.storeFailed.Store(true)
+		res = make([]Lease, len(batch))
+		for i := range res {
+			res[i] = Lease{ID: ids[i], Err: err}
+		}
+	} else {
+		r.storeFailed.Store(false)
 	}
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	if r.prefetched == nil || len(r.prefetched) > 100000 {
-		r.prefetched = make(map[string]prefetched, len(batch))
+		r.prefetched = make(map[string]Lease, len(batch))
 	}
 	for i, d := range batch {
-		r.prefetched[d.Member] = prefetched{fence: d.Fence, Lease: res[i]}
+		r.prefetched[d.Member] = res[i]
 	}
 }
 
-type prefetched struct {
-	fence int64
-	Lease
+// newLeaseID names one acquisition of a refresh lease.
+func (r *Refresher) newLeaseID() string {
+	return r.opt.Owner + "/" + strconv.FormatUint(r.leaseSeq.Add(1), 36)
 }
 
-func (r *Refresher) takePrefetched(d scheduler.Due) *Lease {
+// LeaseHolder returns the refresher (Options.Owner) that took a lease.
+func LeaseHolder(leaseID string) string {
+	if i := strings.LastIndexByte(leaseID, '/'); i >= 0 {
+		return leaseID[:i]
+	}
+	return leaseID
+}
+
+func (r *Refresher) takePrefetched(user string) (Lease, bool) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
-	p, ok := r.prefetched[d.Member]
-	if !ok {
-		return nil
+	l, ok := r.prefetched[user]
+	if ok {
+		delete(r.prefetched, user)
 	}
-	delete(r.prefetched, d.Member)
-	if p.fence != d.Fence {
-		return nil
+	return l, ok
+}
+
+// orphan remembers a lease this process may still hold in Redis (its
+// release, commit, failure or flag did not get an answer): the next
+// acquisition for the user here renews it instead of waiting it out.
+func (r *Refresher) orphan(user, leaseID string) {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if r.orphans == nil {
+		r.orphans = make(map[string]string)
 	}
-	return &p.Lease
+	r.orphans[user] = leaseID
+}
+
+func (r *Refresher) takeOrphan(user string) string {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	id := r.orphans[user]
+	delete(r.orphans, user)
+	return id
 }
 
 // handle serves one claimed entry of the refresh due set.
 func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
-	o, err := r.refreshWith(ctx, d.Member, false, r.takePrefetched(d))
+	o, err := r.refresh(ctx, d.Member, nil)
 	if r.opt.Observe != nil {
 		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
 	}
@@ -290,36 +331,66 @@ type Result struct {
 	Err  error
 }
 
-// refresh refreshes user's token if it is due (or if force), shared by
-// concurrent callers in this process. It returns the token it ended with
-// (zero when it has none to give), when the user is next due (zero: leave
-// the due set), and why there is no usable token.
-func (r *Refresher) refresh(ctx context.Context, user string, force bool) (outcome, error) {
-	return r.refreshWith(ctx, user, force, nil)
-}
-
-// refreshWith is refresh starting, when pre is set, from a lease already
-// acquired for this claim.
-func (r *Refresher) refreshWith(ctx context.Context, user string, force bool, pre *Lease) (outcome, error) {
+// refresh refreshes user's token if it is due, or, for a caller that
+// needs a token (good != nil), unless the token found under the lease is
+// good (someone refreshed it meanwhile). Concurrent callers in this
+// process share one refresh. It returns the token it ended with (zero
+// when it has none to give), when the user is next due (zero: leave the
+// due set), and why there is no usable token.
+func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc) (outcome, error) {
 	v, err, _ := r.sf.Do(user, func() (any, error) {
-		o, err := r.refreshLocked(ctx, user, force, pre)
+		o, err := r.refreshLocked(ctx, user, good, false)
 		return o, err
 	})
 	o, _ := v.(outcome)
 	return o, err
 }
 
-func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, pre *Lease) (outcome, error) {
+// acquire returns a lease on user's record that leaves time for a whole
+// refresh: the one prefetched with the claimed batch when it is still
+// good, else a new acquisition (renewing a lease of ours that may still be
+// held). A lease is not good after a store write failed (Redis must answer
+// again before the provider is called), or when less than the provider's
+// timeout plus half the rest of the lease is left.
+func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lease {
+	l, ok := r.takePrefetched(user)
+	renew := r.takeOrphan(user)
+	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != Acquired || r.enoughLease(l.Record, now)) {
+		return l
+	}
+	if renew == "" && ok {
+		renew = l.ID
+	}
+	id := r.newLeaseID()
+	rec, st, err := r.store.Acquire(ctx, user, id, renew, now, now.Add(r.opt.Lease))
+	if err != nil {
+		// Unknown whether it was taken: renew it next time.
+		r.storeFailed.Store(true)
+		r.orphan(user, id)
+	} else {
+		r.storeFailed.Store(false)
+	}
+	return Lease{ID: id, Record: rec, Status: st, Err: err}
+}
+
+// enoughLease reports whether a lease ending at rec.LeaseUntil leaves time
+// for the provider call and for storing its answer.
+func (r *Refresher) enoughLease(rec Record, now time.Time) bool {
+	return rec.LeaseUntil.Sub(now) >= r.refreshBudget(rec.Provider)
+}
+
+// goodFunc tells whether a token is good enough for a caller.
+type goodFunc func(rec Record, tok Token, now time.Time) bool
+
+func never(Record, Token, time.Time) bool { return false }
+
+// refreshLocked runs one refresh of user under a lease of its own. verify
+// is set when it checks a token that replaced one the provider refused.
+func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool) (outcome, error) {
 	log := r.log.With().Str("user", user).Logger()
 	now := r.opt.Clock.Now()
-	var rec Record
-	var st AcquireStatus
-	var err error
-	if pre != nil {
-		rec, st, err = pre.Record, pre.Status, pre.Err
-	} else {
-		rec, st, err = r.store.Acquire(ctx, user, r.opt.Owner, now, now.Add(r.opt.Lease))
-	}
+	l := r.acquire(ctx, user, now)
+	rec, st, err := l.Record, l.Status, l.Err
 	switch {
 	case errors.Is(err, ErrMalformedRecord):
 		log.Error().Err(err).Msg("malformed record quarantined")
@@ -342,18 +413,20 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 		// Someone else is refreshing; look again when their lease ends.
 		return outcome{next: rec.LeaseUntil}, errBusy
 	}
+	release := func() {
+		if err := r.store.Release(ctx, user, l.ID); err != nil {
+			r.storeFailed.Store(true)
+			r.orphan(user, l.ID)
+			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
+		}
+	}
 	ps, ok := r.providers[rec.Provider]
 	if !ok {
-		_ = r.store.Release(ctx, user, r.opt.Owner)
+		release()
 		log.Error().Str("provider", rec.Provider).Msg("record names an unconfigured provider")
 		return outcome{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
 	}
 	log = log.With().Str("provider", ps.name).Logger()
-	release := func() {
-		if err := r.store.Release(ctx, user, r.opt.Owner); err != nil {
-			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
-		}
-	}
 	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
 	if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
 		if errors.Is(err, ErrUnknownKey) {
@@ -370,25 +443,29 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 		r.opt.Metrics.quarantined()
 		return outcome{}, err
 	}
-	if !force && !ps.Policy.isDue(rec, now) {
-		// A stale index entry (the token was stored or refreshed since).
+	if (good == nil && !ps.Policy.isDue(rec, now)) || (good != nil && good(rec, tok, now)) {
+		// A stale index entry (the token was stored or refreshed since),
+		// or a caller whose need another refresh met while it waited.
 		release()
 		return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 	}
 	if !rec.RefreshExpiry.IsZero() && !rec.RefreshExpiry.After(now) {
-		return r.flag(ctx, log, rec, ps, ReasonRefreshTokenExpired, "reauth:refresh_token_expired")
+		return r.flag(ctx, log, l.ID, rec, ps, ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
 	}
 	if ok, retry := ps.breaker.allow(now); !ok {
 		release()
 		return outcome{next: retry.Add(ps.Policy.randomJitter())}, errCircuitOpen
 	}
 
+	// The call is not cut short by shutdown: once the request is out the
+	// provider may rotate the token, and only an answer tells us the new
+	// one. It ends within the provider timeout, which the lease outlasts.
 	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, ps.Policy.Timeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ps.Policy.Timeout)
 	fresh, err := ps.Provider.Refresh(cctx, tok)
 	cancel()
 	if err != nil {
-		return r.failed(ctx, log, rec, ps, err, start)
+		return r.failed(ctx, log, l.ID, rec, ps, err, start, verify)
 	}
 	if ps.breaker.success() {
 		r.opt.Metrics.circuit(ps.name, false)
@@ -405,7 +482,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 		fresh.AccessExpiry = now.Add(ps.Policy.DefaultLifetime)
 	}
 	if fresh.AccessToken == "" {
-		return r.failed(ctx, log, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start)
+		return r.failed(ctx, log, l.ID, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
 	}
 	kid, ct, err := r.keys.SealToken(fresh)
 	if err != nil {
@@ -415,11 +492,13 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 	next := rec
 	next.KeyID, next.Ciphertext = kid, ct
 	next.AccessExpiry, next.RefreshExpiry, next.LastRefresh = fresh.AccessExpiry, fresh.RefreshExpiry, now
-	ok, tr, err := r.store.Commit(ctx, r.opt.Owner, next, ReasonRefreshed, now)
+	ok, tr, err := r.commit(ctx, log, l.ID, next, now)
 	if err != nil {
-		// The new token may be lost with the rotated refresh token; the
-		// next attempt finds out. Log loudly: this needs Redis back.
-		log.Error().Err(err).Msg("refreshed token not persisted")
+		// The provider rotated the token and Redis did not take the new
+		// one before the lease ended: the next refresh presents the old
+		// one. Counted and logged: it needs Redis back.
+		r.opt.Metrics.refreshed(ps.name, "lost", time.Since(start))
+		log.Error().Err(err).Msg("refreshed token not stored before the lease ended; the rotation is lost")
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	if !ok {
@@ -431,6 +510,38 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, force bool, 
 	r.logTransition(tr)
 	log.Debug().Time("access_expiry", fresh.AccessExpiry).Msg("token refreshed")
 	return outcome{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: "ok"}, nil
+}
+
+// commit stores a refreshed token, retrying while the lease lasts: the
+// provider has already rotated the token, so giving up early would lose
+// it. It ignores ctx's cancellation (shutdown) for the same reason.
+func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next Record, now time.Time) (bool, *Transition, error) {
+	deadline := time.Now().Add(next.LeaseUntil.Sub(r.opt.Clock.Now()))
+	ctx = context.WithoutCancel(ctx)
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 50*time.Millisecond, 2*time.Second, 0
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
+		ok, tr, err := r.store.Commit(cctx, lease, next, ReasonRefreshed, now)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				r.storeFailed.Store(false)
+				log.Info().Int("attempts", attempt).Msg("refreshed token stored after retries")
+			}
+			return ok, tr, nil
+		}
+		r.storeFailed.Store(true)
+		wait := bo.NextBackOff()
+		if time.Now().Add(wait).After(deadline) {
+			r.orphan(next.UserID, lease)
+			return false, nil, err
+		}
+		if attempt == 1 {
+			log.Warn().Err(err).Msg("storing the refreshed token failed; retrying while the lease lasts")
+		}
+		time.Sleep(wait)
+	}
 }
 
 func resultOf(o outcome, err error) string {
@@ -464,7 +575,7 @@ func stateErr(s State) error {
 	return ErrReauthRequired
 }
 
-func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, rec Record, ps *providerState, err error, start time.Time) (outcome, error) {
+func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, err error, start time.Time, verify bool) (outcome, error) {
 	now := r.opt.Clock.Now()
 	var re *RefreshError
 	if !errors.As(err, &re) {
@@ -473,28 +584,35 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, rec Record, 
 			re.Code = "timeout"
 		}
 	}
-	r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 	lastErr := re.Class.String() + ":" + re.Code
 	switch re.Class {
 	case Reauth:
-		return r.flag(ctx, log, rec, ps, ReasonInvalidGrant, lastErr)
+		// Counted by flag, which learns whether a token was spent twice.
+		r.opt.Metrics.observe(ps.name, time.Since(start))
+		return r.flag(ctx, log, lease, rec, ps, ReasonInvalidGrant, lastErr, verify)
 	case Config:
+		r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 		if ps.breaker.failure(now) {
 			r.opt.Metrics.circuit(ps.name, true)
 		}
 		// Not the user's fault: do not count it against them.
-		if err := r.store.Release(ctx, rec.UserID, r.opt.Owner); err != nil {
+		if err := r.store.Release(ctx, rec.UserID, lease); err != nil {
+			r.storeFailed.Store(true)
+			r.orphan(rec.UserID, lease)
 			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
 		}
 		log.Error().Str("class", "config").Str("code", re.Code).Int("status", re.Status).Msg("provider rejected syncd's credentials; fix the provider configuration")
 		return outcome{next: now.Add(ps.Policy.RetryDelay(99, re.RetryAfter))}, re
 	}
+	r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 	if ps.breaker.failure(now) {
 		r.opt.Metrics.circuit(ps.name, true)
 		log.Warn().Str("code", re.Code).Msg("provider circuit opened")
 	}
-	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, r.opt.Owner, rec.Version, lastErr, ps.Policy.DegradedAfter, ReasonTransientFailures, now)
+	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, lease, rec.Version, lastErr, ps.Policy.DegradedAfter, ReasonTransientFailures, now)
 	if serr != nil {
+		r.storeFailed.Store(true)
+		r.orphan(rec.UserID, lease)
 		return outcome{next: now.Add(r.opt.Lease)}, serr
 	}
 	if !ok {
@@ -506,23 +624,68 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, rec Record, 
 	return outcome{next: now.Add(delay)}, re
 }
 
-// flag marks the user reauth_required, unless a newer token was stored
-// meanwhile, which is adopted instead.
-func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, rec Record, ps *providerState, reason, lastErr string) (outcome, error) {
+// flag marks the user reauth_required after the provider refused the
+// token (or it lapsed), unless the record changed meanwhile. A newer
+// token found then is not assumed alive: if a refresh stored it, the
+// token just refused had been rotated already, so it was presented twice
+// and a provider that detects reuse may have revoked the whole grant.
+// The newer token is verified by refreshing it now, under a lease of its
+// own, before the user is kept active.
+func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, reason, lastErr string, verify bool) (outcome, error) {
 	now := r.opt.Clock.Now()
-	res, tr, err := r.store.Flag(ctx, rec.UserID, r.opt.Owner, rec.Version, reason, lastErr, now)
+	res, tr, err := r.store.Flag(ctx, rec.UserID, lease, rec.Version, reason, lastErr, now)
 	if err != nil {
+		r.storeFailed.Store(true)
+		r.orphan(rec.UserID, lease)
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	switch res {
 	case FlagStale:
-		log.Info().Msg("refresh rejected but a newer token was stored; adopting it")
-		return r.adopt(ctx, rec.UserID, ps)
+		cur, err := r.store.Load(ctx, rec.UserID)
+		if err != nil {
+			return outcome{next: now.Add(r.opt.Lease)}, err
+		}
+		if !cur.State.Runnable() {
+			return outcome{}, stateErr(cur.State)
+		}
+		if reason == ReasonInvalidGrant {
+			if cur.Version != rec.Version && cur.LastRefresh.After(rec.LastRefresh) {
+				r.opt.Metrics.refreshed(ps.name, "reuse", 0)
+				log.Warn().Int64("version", rec.Version).Int64("stored_version", cur.Version).
+					Msg("refresh token presented after it had been rotated: it was spent twice; verifying the newer token")
+			} else {
+				r.opt.Metrics.refreshed(ps.name, "superseded", 0)
+				log.Info().Msg("refresh rejected but a newer token was stored; verifying it")
+			}
+		}
+		if verify || cur.Version == rec.Version {
+			// Already verifying, or the lease went to another refresher
+			// of the same version: theirs to finish.
+			next := now.Add(time.Second)
+			if cur.LeaseUntil.After(next) {
+				next = cur.LeaseUntil
+			}
+			return outcome{next: next}, errBusy
+		}
+		return r.refreshLocked(ctx, rec.UserID, never, true)
 	case Flagged:
+		result := "reauth"
+		if reason == ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
+			// The attempt before this one ended without an answer we
+			// stored (a crash or stall after the request went out, or a
+			// timeout): the provider probably rotated the token then.
+			result = "lost"
+			log.Warn().Bool("lease_expired", rec.LeaseExpired).Str("last_error", rec.LastError).
+				Msg("refresh rejected after an earlier refresh ended without storing its answer; the rotated token was probably lost")
+		}
+		r.opt.Metrics.refreshed(ps.name, result, 0)
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
 		r.changed(ctx, rec.UserID, rec.Provider, ReauthRequired)
 		return outcome{result: "reauth"}, ErrReauthRequired
+	}
+	if reason == ReasonInvalidGrant {
+		r.opt.Metrics.refreshed(ps.name, "reauth", 0)
 	}
 	return outcome{}, ErrReauthRequired
 }

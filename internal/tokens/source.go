@@ -70,10 +70,14 @@ func (s *Source) Rejected(ctx context.Context, t Token) (Token, error) {
 }
 
 // fresh loads user's token and returns it once good says so, refreshing
-// (forced) otherwise. A few rounds cover a concurrent scheduled pass that
-// decided not to refresh, and a lease held elsewhere.
-func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, Token, time.Time) bool) (Token, error) {
+// (forced) otherwise. A refresh in progress elsewhere (another replica,
+// or a lease this process took with a claimed batch) is waited for as
+// long as a refresh may take: the provider's timeout, plus time to store
+// the answer. A few rounds cover a concurrent pass that decided not to
+// refresh.
+func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (Token, error) {
 	wait := 50 * time.Millisecond
+	var waitUntil time.Time // real time; set by the first busy answer
 	for round := 0; ; round++ {
 		rec, err := r.store.Load(ctx, user)
 		if err != nil {
@@ -92,10 +96,17 @@ func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, To
 		if round == 5 {
 			return Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
 		}
-		o, err := r.refresh(ctx, user, true)
+		o, err := r.refresh(ctx, user, good)
 		switch {
 		case errors.Is(err, errBusy):
-			// Another replica is refreshing: wait for its commit.
+			if waitUntil.IsZero() {
+				waitUntil = time.Now().Add(r.refreshBudget(rec.Provider))
+			}
+			if time.Now().After(waitUntil) {
+				return Token{}, fmt.Errorf("token for %q: %w for longer than a refresh may take", user, errBusy)
+			}
+			// Waiting does not use up a round.
+			round--
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -110,4 +121,13 @@ func (r *Refresher) fresh(ctx context.Context, user string, good func(Record, To
 			return o.tok, nil
 		}
 	}
+}
+
+// refreshBudget is how long one refresh by provider may legitimately take,
+// from the call to the stored answer.
+func (r *Refresher) refreshBudget(provider string) time.Duration {
+	if ps, ok := r.providers[provider]; ok {
+		return ps.Policy.Timeout + (r.opt.Lease-ps.Policy.Timeout)/2
+	}
+	return r.opt.Lease
 }

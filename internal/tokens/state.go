@@ -84,6 +84,12 @@ type Record struct {
 	Failures    int       // consecutive failed refresh attempts
 	LastError   string    // class and code of the last failure, never a message
 
-	LeaseOwner string // who is refreshing now; empty when nobody
+	// LeaseID names the acquisition refreshing the token now (the
+	// refresher's owner id, "/", a counter); empty when nobody is.
+	LeaseID    string
 	LeaseUntil time.Time
+	// LeaseExpired: the last lease ended without a commit, failure or
+	// release (its holder died or stalled, perhaps after the provider had
+	// rotated the token). Cleared by the next commit, failure or flag.
+	LeaseExpired bool
 }

@@ -38,8 +38,8 @@ func StatusOf(rec Record, nextRefresh, now time.Time) Status {
 		NextRefresh: opt(nextRefresh), LastRefresh: opt(rec.LastRefresh), Failures: rec.Failures,
 		LastError: rec.LastError, KeyID: rec.KeyID, Version: rec.Version, CreatedAt: opt(rec.CreatedAt),
 	}
-	if rec.LeaseOwner != "" && rec.LeaseUntil.After(now) {
-		s.RefreshingBy = rec.LeaseOwner
+	if rec.LeaseID != "" && rec.LeaseUntil.After(now) {
+		s.RefreshingBy = LeaseHolder(rec.LeaseID)
 	}
 	return s
 }

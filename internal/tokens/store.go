@@ -32,8 +32,10 @@ const (
 	AcquireNotRunnable
 )
 
-// Lease is one result of AcquireMany.
+// Lease is one result of AcquireMany: the lease ID asked for, and the
+// record as the acquisition found it.
 type Lease struct {
+	ID     string
 	Record Record
 	Status AcquireStatus
 	Err    error
@@ -77,23 +79,26 @@ type Store interface {
 	Put(ctx context.Context, rec Record, reason string, now time.Time) (st State, tr *Transition, err error)
 	// Load returns a user's record.
 	Load(ctx context.Context, user string) (Record, error)
-	// Acquire takes the user's refresh lease and returns the record.
-	Acquire(ctx context.Context, user, owner string, now, until time.Time) (Record, AcquireStatus, error)
-	// AcquireMany is Acquire for many users in one round trip.
-	AcquireMany(ctx context.Context, users []string, owner string, now, until time.Time) ([]Lease, error)
-	// Commit persists a refreshed token if version and owner still hold;
-	// ok is false when fenced out.
-	Commit(ctx context.Context, owner string, rec Record, reason string, now time.Time) (ok bool, tr *Transition, err error)
+	// Acquire takes the user's refresh lease under the id lease (one id
+	// per acquisition) and returns the record as it is now. renew, if not
+	// empty, is a lease the caller holds and replaces (it is not busy).
+	Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (Record, AcquireStatus, error)
+	// AcquireMany is Acquire for many users in one round trip, leases[i]
+	// for users[i].
+	AcquireMany(ctx context.Context, users, leases []string, now, until time.Time) ([]Lease, error)
+	// Commit persists a refreshed token if the version still holds (the
+	// lease is released if it is still lease); ok is false when fenced out.
+	Commit(ctx context.Context, lease string, rec Record, reason string, now time.Time) (ok bool, tr *Transition, err error)
 	// Fail records a transient failure and releases the lease; the user
 	// becomes degraded after degradeAfter consecutive failures.
-	Fail(ctx context.Context, user, owner string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (ok bool, failures int, tr *Transition, err error)
-	// Flag marks the user reauth_required if version and owner still hold.
-	Flag(ctx context.Context, user, owner string, version int64, reason, lastErr string, now time.Time) (FlagOutcome, *Transition, error)
+	Fail(ctx context.Context, user, lease string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (ok bool, failures int, tr *Transition, err error)
+	// Flag marks the user reauth_required if version and lease still hold.
+	Flag(ctx context.Context, user, lease string, version int64, reason, lastErr string, now time.Time) (FlagOutcome, *Transition, error)
 	// SetState lets an operator disable a user, or enable a disabled one.
 	// It returns nil when nothing changed.
 	SetState(ctx context.Context, user string, to State, reason string, now time.Time) (*Transition, error)
-	// Release gives up the lease if owner holds it.
-	Release(ctx context.Context, user, owner string) error
+	// Release gives up the lease if it is still lease.
+	Release(ctx context.Context, user, lease string) error
 	// Rekey replaces the ciphertext if the version is unchanged.
 	Rekey(ctx context.Context, user string, version int64, kid string, ciphertext []byte) (bool, error)
 	// Quarantine moves an unreadable record aside and reports it.

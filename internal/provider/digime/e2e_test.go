@@ -12,20 +12,26 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/provider/providertest"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
-// e2e starts a digimefake server and returns it with its base URL.
-func e2e(t *testing.T) (*digimefake.Server, string) {
+// e2e starts a digimefake server and returns it with its base URL; mods
+// change its options.
+func e2e(t *testing.T, mods ...func(*digimefake.Options)) (*digimefake.Server, string) {
 	t.Helper()
 	testKeys(t)
-	fake, err := digimefake.New(digimefake.Options{
+	opt := digimefake.Options{
 		AppID: testAppID, ContractID: testContractID, ContractKey: &contractKey.PublicKey,
 		SigningKey: serverKey, Seed: 1,
-	})
+	}
+	for _, m := range mods {
+		m(&opt)
+	}
+	fake, err := digimefake.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +74,19 @@ func TestContract(t *testing.T) {
 				out = append(out, im.Data)
 			}
 			return out
+		},
+		Reuses: fake.ReusesOf,
+		WithGrace: func(t *testing.T, grace time.Duration) providertest.GraceHarness {
+			// One clock for both: the server checks the request JWTs'
+			// timestamps against its own.
+			clk := clock.NewFake(time.Now())
+			gf, gbase := e2e(t, func(o *digimefake.Options) { o.RotationGracePeriod, o.Clock = grace, clk })
+			return providertest.GraceHarness{
+				Client:  e2eClient(t, gbase, func(c *Config) { c.Clock = clk }),
+				Issue:   func(_ *testing.T, user string) tokens.Token { return gf.Issue(user) },
+				Advance: clk.Advance,
+				Reuses:  gf.ReusesOf,
+			}
 		},
 	})
 }

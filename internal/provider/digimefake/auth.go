@@ -180,7 +180,7 @@ func (s *Server) accessUser(w http.ResponseWriter, c *requestClaims) (string, bo
 	rec := s.access[c.AccessToken]
 	msg := ""
 	switch {
-	case rec == nil || rec.invalid:
+	case rec == nil || rec.invalid || rec.fam.revoked:
 		msg = msgAccessInvalid
 	case !s.opt.Clock.Now().Before(rec.expires):
 		msg = msgAccessExpired
@@ -225,7 +225,26 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	rec := s.refresh[c.RefreshToken]
 	msg := ""
 	switch {
-	case rec == nil || rec.dead || s.user(rec.user).revoked:
+	case rec == nil:
+		msg = msgRefreshInvalid
+	case rec.rotated:
+		// A spent refresh token again: forgiven only as the family's
+		// immediately previous token within the grace period
+		// (Options.RotationGracePeriod); otherwise reuse, which kills
+		// the family.
+		if s.refreshableLocked(rec, now) && s.opt.RotationGracePeriod > 0 &&
+			c.RefreshToken == rec.fam.prev && now.Before(rec.fam.prevAt.Add(s.opt.RotationGracePeriod)) {
+			s.stats.GraceRefreshes++
+			break // accepted: a new pair, nothing more rotated
+		}
+		s.stats.Reused++
+		s.reuses[rec.user]++
+		if !rec.fam.revoked {
+			rec.fam.revoked = true
+			s.stats.ReuseRevocations++
+		}
+		msg = msgRefreshInvalid
+	case rec.dead || rec.fam.revoked || s.user(rec.user).revoked:
 		msg = msgRefreshInvalid
 	case rec.expired || !now.Before(rec.expires):
 		msg = msgRefreshExpired
@@ -236,12 +255,22 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, codeInvalidToken, msg)
 		return
 	}
-	rec.dead = true // rotation: the old refresh token is spent
-	t := s.issueLocked(rec.user, now)
+	if !rec.rotated {
+		// Rotation: the old refresh token is spent.
+		rec.rotated = true
+		rec.fam.prev, rec.fam.prevAt = c.RefreshToken, now
+	}
+	t := s.issueLocked(rec.user, rec.fam, now)
 	s.stats.Refreshes++
 	s.mu.Unlock()
 
 	s.writeTokens(w, r, t)
+}
+
+// refreshableLocked reports whether rec would be accepted were it not
+// rotated: not revoked (by Revoke or reuse) and not expired.
+func (s *Server) refreshableLocked(rec *refreshRec, now time.Time) bool {
+	return !rec.dead && !rec.fam.revoked && !s.user(rec.user).revoked && !rec.expired && now.Before(rec.expires)
 }
 
 // writeTokens answers 200 {token} with t signed as a token response.

@@ -141,8 +141,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 
 // handleReference serves POST oauth/token/reference: a reference code for
 // the onboarding page "user-reauth". The access_token claim must be one
-// the server issued; expired is fine, but one stopped by InvalidateAccess
-// or issued before a Revoke of its user is answered 401 InvalidToken "The
+// the server issued; expired is fine, but one stopped by InvalidateAccess,
+// issued before a Revoke of its user or belonging to a token family
+// revoked for refresh token reuse is answered 401 InvalidToken "The
 // token (access_token) is invalid", as is an unknown one.
 func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.authenticate(w, r)
@@ -151,7 +152,7 @@ func (s *Server) handleReference(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	rec := s.access[c.AccessToken]
-	if c.AccessToken == "" || rec == nil || rec.invalid || rec.revoked {
+	if c.AccessToken == "" || rec == nil || rec.invalid || rec.revoked || rec.fam.revoked {
 		s.mu.Unlock()
 		writeError(w, http.StatusUnauthorized, codeInvalidToken, msgAccessInvalid)
 		return

@@ -419,10 +419,14 @@ func TestRefresh(t *testing.T) {
 		}
 	})
 
-	t.Run("rotation rejects reuse", func(t *testing.T) {
+	t.Run("rotation rejects reuse and revokes the family", func(t *testing.T) {
 		b := setup(t, nil)
 		first := b.srv.Issue("alice")
+		other := b.srv.Issue("alice") // a second consent: another family
 		p := verifyToken(t, b.c, b.c.refresh(first.RefreshToken))
+		if r := b.c.trigger(p.AccessToken.Value); r.status != http.StatusAccepted {
+			t.Fatalf("trigger with the refreshed access token: %d %s", r.status, r.body)
+		}
 
 		r := b.c.refresh(first.RefreshToken)
 		if r.status != http.StatusUnauthorized {
@@ -431,10 +435,89 @@ func TestRefresh(t *testing.T) {
 		if code, msg := r.errCode(t); code != "InvalidToken" || msg != "The token (refresh_token) is invalid" {
 			t.Errorf("reuse: %s %q", code, msg)
 		}
-		verifyToken(t, b.c, b.c.refresh(p.RefreshToken.Value))
+		r = b.c.refresh(p.RefreshToken.Value)
+		if code, msg := r.errCode(t); r.status != http.StatusUnauthorized || code != "InvalidToken" || msg != "The token (refresh_token) is invalid" {
+			t.Errorf("the family's current refresh token after reuse: %d %s %q", r.status, code, msg)
+		}
+		for name, at := range map[string]string{"issued": first.AccessToken, "refreshed": p.AccessToken.Value} {
+			r := b.c.trigger(at)
+			if code, msg := r.errCode(t); r.status != http.StatusUnauthorized || code != "InvalidToken" || msg != "The token (access_token) is invalid" {
+				t.Errorf("trigger with the %s access token after reuse: %d %s %q", name, r.status, code, msg)
+			}
+			if r := b.c.reference(at, newPKCE(), "st"); r.status != http.StatusUnauthorized {
+				t.Errorf("oauth/token/reference with the %s access token after reuse: %d", name, r.status)
+			}
+		}
+		// The other consent's family is untouched.
+		verifyToken(t, b.c, b.c.refresh(other.RefreshToken))
+		// Another dead token is detected again but revokes nothing more.
+		if r := b.c.refresh(first.RefreshToken); r.status != http.StatusUnauthorized {
+			t.Fatalf("second reuse: %d", r.status)
+		}
 		st := b.srv.Stats()
-		if st.Refreshes != 2 || st.RefreshRejected != 1 {
+		if st.Refreshes != 2 || st.RefreshRejected != 3 || st.Reused != 2 || st.ReuseRevocations != 1 || st.GraceRefreshes != 0 {
 			t.Errorf("stats = %+v", st)
+		}
+		if b.srv.Reuses() != 2 || b.srv.ReusesOf("alice") != 2 || b.srv.ReusesOf("bob") != 0 || b.srv.ReuseRevocations() != 1 {
+			t.Errorf("Reuses %d, ReusesOf alice %d, ReuseRevocations %d", b.srv.Reuses(), b.srv.ReusesOf("alice"), b.srv.ReuseRevocations())
+		}
+	})
+
+	t.Run("grace period forgives the immediately previous token", func(t *testing.T) {
+		b := setup(t, func(o *digimefake.Options) { o.RotationGracePeriod = time.Minute })
+		first := b.srv.Issue("alice")
+		p1 := verifyToken(t, b.c, b.c.refresh(first.RefreshToken))
+		b.clock.Advance(59 * time.Second)
+		p2 := verifyToken(t, b.c, b.c.refresh(first.RefreshToken))
+		if p2.RefreshToken.Value == p1.RefreshToken.Value || p2.AccessToken.Value == p1.AccessToken.Value {
+			t.Fatal("a grace refresh did not return a new pair")
+		}
+		// Both pairs work, as in Hydra.
+		for _, at := range []string{p1.AccessToken.Value, p2.AccessToken.Value} {
+			if r := b.c.trigger(at); r.status != http.StatusAccepted {
+				t.Fatalf("trigger after a grace refresh: %d %s", r.status, r.body)
+			}
+		}
+		p3 := verifyToken(t, b.c, b.c.refresh(p1.RefreshToken.Value))
+		if st := b.srv.Stats(); st.Reused != 0 || st.ReuseRevocations != 0 || st.GraceRefreshes != 1 || st.Refreshes != 3 {
+			t.Fatalf("stats %+v", st)
+		}
+		// p1's token is now the immediately previous one; first's is two
+		// back: reuse even within its grace.
+		if r := b.c.refresh(first.RefreshToken); r.status != http.StatusUnauthorized {
+			t.Fatalf("two back within the grace: %d", r.status)
+		}
+		if r := b.c.refresh(p3.RefreshToken.Value); r.status != http.StatusUnauthorized {
+			t.Fatalf("current token after reuse: %d", r.status)
+		}
+		if b.srv.Reuses() != 1 || b.srv.ReuseRevocations() != 1 {
+			t.Fatalf("reuses %d, revocations %d; want 1 and 1", b.srv.Reuses(), b.srv.ReuseRevocations())
+		}
+	})
+
+	t.Run("grace period ends", func(t *testing.T) {
+		b := setup(t, func(o *digimefake.Options) { o.RotationGracePeriod = time.Minute })
+		first := b.srv.Issue("alice")
+		p := verifyToken(t, b.c, b.c.refresh(first.RefreshToken))
+		b.clock.Advance(time.Minute)
+		if r := b.c.refresh(first.RefreshToken); r.status != http.StatusUnauthorized {
+			t.Fatalf("after the grace: %d", r.status)
+		}
+		if r := b.c.refresh(p.RefreshToken.Value); r.status != http.StatusUnauthorized {
+			t.Fatalf("current token after reuse: %d", r.status)
+		}
+		if b.srv.Reuses() != 1 || b.srv.ReuseRevocations() != 1 {
+			t.Fatalf("reuses %d, revocations %d; want 1 and 1", b.srv.Reuses(), b.srv.ReuseRevocations())
+		}
+	})
+
+	t.Run("grace period does not revive a revoked consent", func(t *testing.T) {
+		b := setup(t, func(o *digimefake.Options) { o.RotationGracePeriod = time.Minute })
+		first := b.srv.Issue("alice")
+		verifyToken(t, b.c, b.c.refresh(first.RefreshToken))
+		b.srv.Revoke("alice")
+		if r := b.c.refresh(first.RefreshToken); r.status != http.StatusUnauthorized {
+			t.Fatalf("status %d", r.status)
 		}
 	})
 

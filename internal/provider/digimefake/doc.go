@@ -5,7 +5,9 @@
 //
 // It owns: request JWT checks (PS512 with the contract key, client_id,
 // nonce replay, millisecond timestamp window), the JWKS, refresh with
-// rotation (oauth/token), the consent flow (oauth/authorize,
+// rotation and reuse detection (oauth/token: a rotated-away refresh
+// token presented again revokes its consent's whole token family, unless
+// Options.RotationGracePeriod forgives it), the consent flow (oauth/authorize,
 // oauth/token/reference, onboarding pages under OnboardPrefix that
 // simulate the user's answer, and the authorization_code grant with PKCE
 // S256), pull sessions (trigger, file list moving
@@ -16,7 +18,7 @@
 // random. Tests drive it through Issue, Revoke, ExpireRefresh,
 // InvalidateAccess, AddFile, SetPartial, SetOutage and the onboarding
 // pages' query knobs (see OnboardPrefix), and read it back through
-// Imports, Stats, Secrets.
+// Imports, Stats, Reuses, ReusesOf, ReuseRevocations, Secrets.
 //
 // It does not implement accounts, deletion, the optional storage
 // reference (POST reference), onboarding of further services or account

@@ -61,6 +61,24 @@ type Options struct {
 	AccessLifetime time.Duration
 	// RefreshLifetime of issued refresh tokens; default 30 days.
 	RefreshLifetime time.Duration
+	// RotationGracePeriod is how long after a rotation the refresh token
+	// it spent is still accepted, as ORY Hydra's
+	// oauth2.grant.refresh_token.rotation_grace_period and Auth0's reuse
+	// interval: within it, presenting the consent's immediately previous
+	// refresh token again returns a new access and refresh token pair
+	// (what Hydra does) and revokes nothing; the tokens the first use
+	// returned stay valid too. 0 (the default) is strict: a
+	// rotated-away refresh token presented again is reuse (RFC 6819
+	// §5.2.2.3), answered 401 InvalidToken, and it revokes the whole
+	// consent's token family: its current refresh token and every access
+	// token issued from it (data calls and oauth/token/reference get 401
+	// InvalidToken "The token (access_token) is invalid"). Unlike Hydra,
+	// which forgives any spent token of the chain within that token's own
+	// grace, only the immediately previous one is forgiven. Whether
+	// digi.me itself detects reuse is unconfirmed; the fake is as strict
+	// as the strictest OAuth server so a client that spends a refresh
+	// token twice is caught.
+	RotationGracePeriod time.Duration
 	// MaxSkew is the allowed |now - timestamp claim| of a request JWT;
 	// default 5m. Nonces are remembered at least that long.
 	MaxSkew time.Duration
@@ -88,6 +106,18 @@ type Stats struct {
 	// RefreshRejected: refresh grants answered 401 InvalidToken (unknown,
 	// rotated-out, revoked or expired refresh token).
 	RefreshRejected int
+	// Reused: of those, the reuse detections: a refresh token already
+	// spent by a rotation presented again, outside the
+	// RotationGracePeriod.
+	Reused int
+	// ReuseRevocations: token families (consents) revoked by a reuse
+	// detection; the first detection in a family revokes it, later ones
+	// find it dead.
+	ReuseRevocations int
+	// GraceRefreshes: refreshes that presented the immediately previous
+	// refresh token within the RotationGracePeriod (also counted in
+	// Refreshes).
+	GraceRefreshes int
 	// DataCalls: trigger, file list, file, metadata (HEAD) and import
 	// requests whose request JWT passed, whatever happened next.
 	DataCalls int
@@ -177,6 +207,7 @@ type Server struct {
 	sessions map[string]*session
 	nonces   map[string]time.Time // nonce -> when it may be forgotten
 	stats    Stats
+	reuses   map[string]int // reuse detections per user
 	secrets  []string
 	outage   int
 	outageRA time.Duration
@@ -187,8 +218,20 @@ type Server struct {
 	libraries int // fresh library names handed out ("library-<n>")
 }
 
+// family is one completed consent (Issue or an authorization_code grant)
+// and every token issued from it by refreshes.
+type family struct {
+	// revoked: reuse was detected; every token of the family is dead.
+	revoked bool
+	// prev is the refresh token the latest rotation spent, at prevAt:
+	// the one RotationGracePeriod may forgive.
+	prev   string
+	prevAt time.Time
+}
+
 type accessRec struct {
 	user    string
+	fam     *family
 	expires time.Time
 	invalid bool
 	// revoked: issued before a Revoke of its user; data calls still
@@ -198,8 +241,10 @@ type accessRec struct {
 
 type refreshRec struct {
 	user    string
+	fam     *family
 	expires time.Time
-	dead    bool // rotated out or revoked
+	rotated bool // spent by a refresh: presenting it again is reuse
+	dead    bool // revoked
 	expired bool // ExpireRefresh
 }
 
@@ -277,6 +322,7 @@ func New(opt Options) (*Server, error) {
 		users:    make(map[string]*userState),
 		sessions: make(map[string]*session),
 		nonces:   make(map[string]time.Time),
+		reuses:   make(map[string]int),
 
 		consents:  make(map[string]*consentReq),
 		authCodes: make(map[string]*authCode),
@@ -381,10 +427,10 @@ func (s *Server) Issue(user string) tokens.Token {
 }
 
 // grantLocked is a completed consent: it clears a Revoke and issues
-// tokens.
+// tokens of a new family.
 func (s *Server) grantLocked(user string, now time.Time) tokens.Token {
 	s.user(user).revoked = false
-	return s.issueLocked(user, now)
+	return s.issueLocked(user, &family{}, now)
 }
 
 // Revoke withdraws user's consent: every refresh token of the user is dead
@@ -526,6 +572,31 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
+// Reuses counts reuse detections so far (Stats().Reused): how often a
+// client presented a refresh token it had already spent, outside the
+// RotationGracePeriod. A client that never presents a token twice keeps
+// it at 0.
+func (s *Server) Reuses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.Reused
+}
+
+// ReusesOf counts the reuse detections of user's refresh tokens.
+func (s *Server) ReusesOf(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reuses[user]
+}
+
+// ReuseRevocations counts token families revoked by reuse detection so
+// far (Stats().ReuseRevocations).
+func (s *Server) ReuseRevocations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.ReuseRevocations
+}
+
 // Secrets returns every access and refresh token value, preauthorization
 // code, reference code and authorization code issued so far, so a test
 // can check none of them leaked into logs, errors or metrics.
@@ -548,9 +619,9 @@ func (s *Server) user(name string) *userState {
 	return u
 }
 
-// issueLocked issues a new access and refresh token pair for user.
-// Expiries are whole seconds, as the wire format carries them.
-func (s *Server) issueLocked(user string, now time.Time) tokens.Token {
+// issueLocked issues a new access and refresh token pair of family fam
+// for user. Expiries are whole seconds, as the wire format carries them.
+func (s *Server) issueLocked(user string, fam *family, now time.Time) tokens.Token {
 	t := tokens.Token{
 		UserID:        user,
 		AccessToken:   accessPrefix + rand.Text(),
@@ -560,8 +631,8 @@ func (s *Server) issueLocked(user string, now time.Time) tokens.Token {
 		AccessExpiry:  time.Unix(now.Add(s.opt.AccessLifetime).Unix(), 0).UTC(),
 		RefreshExpiry: time.Unix(now.Add(s.opt.RefreshLifetime).Unix(), 0).UTC(),
 	}
-	s.access[t.AccessToken] = &accessRec{user: user, expires: t.AccessExpiry}
-	s.refresh[t.RefreshToken] = &refreshRec{user: user, expires: t.RefreshExpiry}
+	s.access[t.AccessToken] = &accessRec{user: user, fam: fam, expires: t.AccessExpiry}
+	s.refresh[t.RefreshToken] = &refreshRec{user: user, fam: fam, expires: t.RefreshExpiry}
 	s.secrets = append(s.secrets, t.AccessToken, t.RefreshToken)
 	return t
 }

@@ -1,14 +1,18 @@
 // Package fake is an in-process token provider for tests, benchmarks and
-// `syncd demo`. It behaves like a strict OAuth2 server: every refresh
-// rotates the refresh token, reusing an old one is rejected with
-// invalid_grant, and revoked users are rejected. Fault knobs add latency,
-// 5xx and 429 answers (with Retry-After), outages and credential errors.
-// It is deterministic under a seed.
+// `syncd demo`. It behaves like the strictest OAuth2 servers (ORY Hydra,
+// Auth0, Okta): every refresh rotates the refresh token, presenting a
+// rotated-away one again is reuse, answered invalid_grant, and revokes the
+// whole grant (its current refresh token and every access token issued
+// from it), unless Options.RotationGracePeriod forgives it; revoked users
+// are rejected. Fault knobs add latency, 5xx and 429 answers (with
+// Retry-After), outages and credential errors. It is deterministic under
+// a seed.
 package fake
 
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -27,6 +31,20 @@ type Options struct {
 	AccessLifetime time.Duration
 	// RefreshLifetime of issued refresh tokens; 0: they do not expire.
 	RefreshLifetime time.Duration
+	// RotationGracePeriod is how long after a rotation the refresh token
+	// it spent is still accepted, as ORY Hydra's
+	// oauth2.grant.refresh_token.rotation_grace_period and Auth0's reuse
+	// interval: within it, presenting the grant's immediately previous
+	// refresh token again returns a new access and refresh token pair
+	// (what Hydra does) and revokes nothing; the tokens the first use
+	// returned stay valid too. 0 (the default) is strict: presenting a
+	// rotated-away refresh token is reuse (RFC 6819 §5.2.2.3), answered
+	// invalid_grant wrapping ErrReused, and it revokes the whole grant:
+	// its current refresh token and every access token issued from it
+	// (data calls get 401). Unlike Hydra, which forgives any spent token
+	// of the chain within that token's own grace, only the immediately
+	// previous one is forgiven.
+	RotationGracePeriod time.Duration
 	// Latency added to every refresh call (honours ctx).
 	Latency time.Duration
 	// FailRate is the fraction of refreshes answered 503.
@@ -40,9 +58,28 @@ type Options struct {
 	ItemsPerPull int
 }
 
+// ErrReused is the Err of the invalid_grant RefreshError that answers a
+// reused refresh token (see Options.RotationGracePeriod).
+var ErrReused = errors.New("refresh token reused; the grant is revoked")
+
+// grant is one consent (Issue) and its token family: every refresh token
+// rotated from it and every access token issued with them.
+type grant struct {
+	user string
+	// superseded: a later Issue replaced this consent; its refresh
+	// tokens are answered invalid_grant (its access tokens live on).
+	superseded bool
+	// revoked: reuse was detected; every token of the grant is dead.
+	revoked bool
+	// prev is the refresh token the latest rotation spent, at prevAt:
+	// the one RotationGracePeriod may forgive.
+	prev   string
+	prevAt time.Time
+}
+
 type issued struct {
-	user    string
-	current bool
+	grant   *grant
+	rotated bool      // spent by a refresh: presenting it again is reuse
 	expires time.Time // zero: never
 }
 
@@ -57,6 +94,9 @@ type Provider struct {
 	calls      int
 	rejected   int
 	reused     int
+	reuses     map[string]int // reuse detections per user
+	revokedBy  int            // grants revoked by reuse
+	grace      int            // grace-period refreshes
 	outage     int
 	outageRA   time.Duration
 	configCode string
@@ -67,7 +107,7 @@ type Provider struct {
 }
 
 type accessInfo struct {
-	user  string
+	grant *grant
 	valid bool
 }
 
@@ -85,6 +125,7 @@ func New(opt Options) *Provider {
 		refresh:   make(map[string]*issued),
 		revoked:   make(map[string]bool),
 		refreshes: make(map[string]int),
+		reuses:    make(map[string]int),
 		access:    make(map[string]*accessInfo),
 		pulls:     make(map[string][]time.Time),
 		pushed:    make(map[string][]provider.PushItem),
@@ -101,37 +142,40 @@ func (p *Provider) secret(kind string) string {
 	return v
 }
 
-func (p *Provider) mint(user string) tokens.Token {
+// mint issues a new access and refresh token pair of grant g.
+func (p *Provider) mint(g *grant) tokens.Token {
 	now := p.opt.Clock.Now()
 	t := tokens.Token{
-		UserID:       user,
+		UserID:       g.user,
 		AccessToken:  p.secret("fakeat"),
 		RefreshToken: p.secret("fakert"),
 		TokenType:    "Bearer",
 		AccessExpiry: now.Add(p.opt.AccessLifetime).Truncate(time.Second),
 	}
-	is := &issued{user: user, current: true}
+	is := &issued{grant: g}
 	if p.opt.RefreshLifetime > 0 {
 		is.expires = now.Add(p.opt.RefreshLifetime).Truncate(time.Second)
 		t.RefreshExpiry = is.expires
 	}
 	p.refresh[t.RefreshToken] = is
-	p.access[t.AccessToken] = &accessInfo{user: user, valid: true}
+	p.access[t.AccessToken] = &accessInfo{grant: g, valid: true}
 	return t
 }
 
-// Issue is a new consent: it revokes nothing, un-revokes the user, and
-// returns fresh tokens (what an app would hand to syncd).
+// Issue is a new consent: it un-revokes the user, supersedes the user's
+// earlier grants (their refresh tokens are answered invalid_grant from
+// now on; their access tokens keep working) and returns fresh tokens of a
+// new grant (what an app would hand to syncd).
 func (p *Provider) Issue(user string) tokens.Token {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.revoked, user)
 	for _, is := range p.refresh {
-		if is.user == user {
-			is.current = false
+		if is.grant.user == user {
+			is.grant.superseded = true
 		}
 	}
-	return p.mint(user)
+	return p.mint(&grant{user: user})
 }
 
 // Revoke makes every refresh of user fail with invalid_grant.
@@ -183,25 +227,40 @@ func (p *Provider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, e
 	if p.opt.FailRate > 0 && p.rng.Float64() < p.opt.FailRate {
 		return tokens.Token{}, tokens.NewRefreshError(503, "", 0, nil)
 	}
+	now := p.opt.Clock.Now()
 	is, ok := p.refresh[t.RefreshToken]
-	switch {
-	case !ok || is.user != t.UserID:
-		p.rejected++
-		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, nil)
-	case !is.current:
-		p.rejected++
-		p.reused++
-		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, nil)
-	case p.revoked[is.user]:
-		p.rejected++
-		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, nil)
-	case !is.expires.IsZero() && !p.opt.Clock.Now().Before(is.expires):
+	if !ok || is.grant.user != t.UserID {
 		p.rejected++
 		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, nil)
 	}
-	is.current = false
-	p.refreshes[is.user]++
-	return p.mint(is.user), nil
+	g := is.grant
+	usable := !g.revoked && !g.superseded && !p.revoked[g.user] && (is.expires.IsZero() || now.Before(is.expires))
+	if is.rotated {
+		// A spent refresh token again: forgiven only as the grant's
+		// immediately previous token within the grace period; otherwise
+		// reuse, which kills the grant.
+		if usable && p.opt.RotationGracePeriod > 0 && t.RefreshToken == g.prev && now.Before(g.prevAt.Add(p.opt.RotationGracePeriod)) {
+			p.grace++
+			p.refreshes[g.user]++
+			return p.mint(g), nil
+		}
+		p.rejected++
+		p.reused++
+		p.reuses[g.user]++
+		if !g.revoked {
+			g.revoked = true
+			p.revokedBy++
+		}
+		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, ErrReused)
+	}
+	if !usable {
+		p.rejected++
+		return tokens.Token{}, tokens.NewRefreshError(400, "invalid_grant", 0, nil)
+	}
+	is.rotated = true
+	g.prev, g.prevAt = t.RefreshToken, now
+	p.refreshes[g.user]++
+	return p.mint(g), nil
 }
 
 // Stats is what the fake has seen.
@@ -209,18 +268,54 @@ type Stats struct {
 	Calls     int // refresh calls, including failed ones
 	Refreshes int // successful refreshes
 	Rejected  int // invalid_grant answers
-	Reused    int // of which: an old, rotated refresh token was presented
+	// Reused counts, of those, the reuse detections: a refresh token
+	// already spent by a rotation presented again, outside the
+	// RotationGracePeriod. A refresh token superseded by Issue but never
+	// rotated is not reuse.
+	Reused int
+	// ReuseRevocations counts grants revoked by a reuse detection (the
+	// first detection in a grant revokes it; later ones find it dead).
+	ReuseRevocations int
+	// GraceRefreshes counts refreshes that presented the immediately
+	// previous refresh token within the RotationGracePeriod (also
+	// counted in Refreshes).
+	GraceRefreshes int
 }
 
 // Stats returns counters.
 func (p *Provider) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Stats{Calls: p.calls, Rejected: p.rejected, Reused: p.reused}
+	s := Stats{Calls: p.calls, Rejected: p.rejected, Reused: p.reused, ReuseRevocations: p.revokedBy, GraceRefreshes: p.grace}
 	for _, n := range p.refreshes {
 		s.Refreshes += n
 	}
 	return s
+}
+
+// Reuses counts reuse detections so far (Stats().Reused): how often a
+// caller presented a refresh token it had already spent, outside the
+// RotationGracePeriod. A caller that never presents a token twice keeps
+// it at 0.
+func (p *Provider) Reuses() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reused
+}
+
+// ReusesOf counts the reuse detections of user's refresh tokens.
+func (p *Provider) ReusesOf(user string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reuses[user]
+}
+
+// ReuseRevocations counts grants revoked by reuse detection so far
+// (Stats().ReuseRevocations).
+func (p *Provider) ReuseRevocations() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.revokedBy
 }
 
 // Refreshes returns how many times user was refreshed successfully.
@@ -244,7 +339,7 @@ func (p *Provider) InvalidateAccess(user string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range p.access {
-		if a.user == user {
+		if a.grant.user == user {
 			a.valid = false
 		}
 	}
@@ -254,10 +349,7 @@ func (p *Provider) accessOK(user string, t tokens.Token) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a, ok := p.access[t.AccessToken]
-	if !ok || !a.valid || a.user != user {
-		return false
-	}
-	return true
+	return ok && a.valid && !a.grant.revoked && a.grant.user == user
 }
 
 // authorize gets a token from src and, like a real API, answers 401 to a

@@ -178,16 +178,12 @@ func (s *Server) exchange(form url.Values) (tokenResponse, *oauthError) {
 	}, nil
 }
 
-// revokeCodeLocked kills every token that stems from code.
+// revokeCodeLocked kills every token that stems from code: it revokes
+// the grant the code gave.
 func (s *Server) revokeCodeLocked(code string) {
-	for _, g := range s.access {
-		if g.code == code {
-			g.invalid = true
-		}
-	}
-	for _, g := range s.refresh {
-		if g.code == code {
-			g.current = false
+	for _, r := range s.refresh {
+		if r.grant.code == code {
+			r.grant.revoked = true
 		}
 	}
 }

@@ -13,6 +13,11 @@
 // Basic per RFC 6749 §2.3.1, or client_secret in the form body, never
 // both), checks a code's redirect_uri and code_verifier, rotates refresh
 // tokens and answers invalid_grant for rotated, unknown and revoked ones.
+// Like ORY Hydra, Auth0 and Okta (RFC 6819 §5.2.2.3) it detects refresh
+// token reuse: a rotated-away refresh token presented again revokes the
+// whole grant (its current refresh token and every access token issued
+// from it), unless Options.RotationGracePeriod forgives it; Reuses,
+// ReusesOf and ReuseRevocations count what it caught.
 // The data API (GET /data/{user}, POST /push/{user}) checks bearer tokens
 // per RFC 6750. Knobs inject outages and early access-token invalidation.
 //

@@ -68,6 +68,21 @@ type Options struct {
 	// default) rotates on every refresh, and the old refresh token is
 	// answered invalid_grant from then on.
 	KeepRefreshToken bool
+	// RotationGracePeriod is how long after a rotation the refresh token
+	// it spent is still accepted, as ORY Hydra's
+	// oauth2.grant.refresh_token.rotation_grace_period and Auth0's reuse
+	// interval: within it, presenting the grant's immediately previous
+	// refresh token again returns a new access and refresh token pair
+	// (what Hydra does) and revokes nothing; the tokens the first use
+	// returned stay valid too. 0 (the default) is strict, like Hydra
+	// without a grace period: presenting a rotated-away refresh token is
+	// reuse (RFC 6819 §5.2.2.3), answered invalid_grant, and it revokes
+	// the whole grant: its current refresh token and every access token
+	// issued from it (data calls get 401). Unlike Hydra, which forgives
+	// any spent token of the chain within that token's own grace, only
+	// the immediately previous one is forgiven: a client that goes back
+	// two rotations is caught.
+	RotationGracePeriod time.Duration
 	// AllowNoPKCE lets GET /authorize go without code_challenge (the code
 	// is then exchanged without code_verifier). False (the default)
 	// requires PKCE S256.
@@ -97,9 +112,18 @@ type Stats struct {
 	// Rejected counts token requests answered with an OAuth error
 	// (invalid_grant, invalid_client, ...), not counting outages.
 	Rejected int
-	// Reused counts, of those, the ones that presented a rotated
-	// refresh token.
+	// Reused counts, of those, the reuse detections: a refresh token
+	// already spent by a rotation presented again, outside the
+	// RotationGracePeriod. A refresh token superseded by a new consent
+	// but never rotated is not reuse.
 	Reused int
+	// ReuseRevocations counts grants revoked by a reuse detection (the
+	// first detection in a grant revokes it; later ones find it dead).
+	ReuseRevocations int
+	// GraceRefreshes counts refreshes that presented the immediately
+	// previous refresh token within the RotationGracePeriod (also
+	// counted in Refreshes).
+	GraceRefreshes int
 	// DataCalls counts data API requests (pulls and pushes), any outcome.
 	DataCalls int
 	// Unauthorized counts data calls answered 401.
@@ -114,17 +138,35 @@ type Stats struct {
 	ExchangeRejected int
 }
 
+// grant is one consent (Issue or an authorization_code grant) and its
+// token family: every refresh token rotated from it and every access
+// token issued with them.
+type grant struct {
+	user string
+	code string // the authorization code the grant stems from, "" for Issue
+	// superseded: a later consent of the user replaced this one; its
+	// refresh tokens are answered invalid_grant (its access tokens live
+	// on until they expire).
+	superseded bool
+	// revoked: reuse was detected or the grant's authorization code was
+	// replayed; every token of the grant is dead.
+	revoked bool
+	// prev is the refresh token the latest rotation spent, at prevAt:
+	// the one RotationGracePeriod may forgive.
+	prev   string
+	prevAt time.Time
+}
+
 type refreshGrant struct {
-	user    string
-	current bool
-	code    string // the authorization code the grant stems from, "" for Issue
+	grant *grant
+	// rotated: spent by a refresh; presenting it again is reuse.
+	rotated bool
 }
 
 type accessGrant struct {
-	user    string
+	grant   *grant
 	expires time.Time
 	invalid bool
-	code    string // as in refreshGrant
 }
 
 type dataSet struct {
@@ -150,6 +192,7 @@ type Server struct {
 	outageRA time.Duration
 	stats    Stats
 	secrets  []string
+	reuses   map[string]int // reuse detections per user
 	codes    map[string]*authCode
 	lastAuth url.Values
 	users    int // default consenting users named so far
@@ -174,6 +217,7 @@ func New(opt Options) *Server {
 		revoked: make(map[string]bool),
 		data:    make(map[string]dataSet),
 		pushes:  make(map[string][]Push),
+		reuses:  make(map[string]int),
 		codes:   make(map[string]*authCode),
 	}
 	if opt.ClientSecret != "" {
@@ -193,8 +237,9 @@ func New(opt Options) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Issue is a new consent for user: it lifts a revocation, supersedes the
-// user's earlier refresh tokens and returns fresh tokens (what an app
-// hands to syncd). A successful authorization_code grant does the same.
+// user's earlier grants (their refresh tokens are answered invalid_grant
+// from now on) and returns fresh tokens of a new grant (what an app hands
+// to syncd). A successful authorization_code grant does the same.
 func (s *Server) Issue(user string) tokens.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,16 +249,17 @@ func (s *Server) Issue(user string) tokens.Token {
 // issueLocked is Issue for tokens stemming from code ("" for none).
 func (s *Server) issueLocked(user, code string) tokens.Token {
 	delete(s.revoked, user)
-	for _, g := range s.refresh {
-		if g.user == user {
-			g.current = false
+	for _, r := range s.refresh {
+		if r.grant.user == user {
+			r.grant.superseded = true
 		}
 	}
-	at, exp := s.mintAccess(user, code)
+	g := &grant{user: user, code: code}
+	at, exp := s.mintAccess(g)
 	return tokens.Token{
 		UserID:       user,
 		AccessToken:  at,
-		RefreshToken: s.mintRefresh(user, code),
+		RefreshToken: s.mintRefresh(g),
 		TokenType:    "Bearer",
 		AccessExpiry: exp,
 	}
@@ -255,9 +301,9 @@ func (s *Server) InvalidateAccess(user string) {
 }
 
 func (s *Server) invalidateLocked(user string) {
-	for _, g := range s.access {
-		if g.user == user {
-			g.invalid = true
+	for _, a := range s.access {
+		if a.grant.user == user {
+			a.invalid = true
 		}
 	}
 }
@@ -293,6 +339,31 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
+// Reuses counts reuse detections so far (Stats().Reused): how often a
+// client presented a refresh token it had already spent, outside the
+// RotationGracePeriod. A client that never presents a token twice keeps
+// it at 0.
+func (s *Server) Reuses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.Reused
+}
+
+// ReusesOf counts the reuse detections of user's refresh tokens.
+func (s *Server) ReusesOf(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reuses[user]
+}
+
+// ReuseRevocations counts grants revoked by reuse detection so far
+// (Stats().ReuseRevocations).
+func (s *Server) ReuseRevocations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats.ReuseRevocations
+}
+
 // Secrets returns the client secret and every token value and
 // authorization code issued, for tests that check nothing leaked into logs
 // or errors.
@@ -312,16 +383,16 @@ func (s *Server) random(prefix string) string {
 	return v
 }
 
-func (s *Server) mintAccess(user, code string) (string, time.Time) {
+func (s *Server) mintAccess(g *grant) (string, time.Time) {
 	v := s.random(accessPrefix)
 	exp := s.opt.Clock.Now().Add(s.opt.AccessLifetime).UTC().Truncate(time.Second)
-	s.access[v] = &accessGrant{user: user, expires: exp, code: code}
+	s.access[v] = &accessGrant{grant: g, expires: exp}
 	return v, exp
 }
 
-func (s *Server) mintRefresh(user, code string) string {
+func (s *Server) mintRefresh(g *grant) string {
 	v := s.random(refreshPrefix)
-	s.refresh[v] = &refreshGrant{user: user, current: true, code: code}
+	s.refresh[v] = &refreshGrant{grant: g}
 	return v
 }
 
@@ -485,28 +556,61 @@ func (s *Server) grant(form url.Values) (tokenResponse, *oauthError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.refresh[rt]
-	switch {
-	case !ok:
+	r, ok := s.refresh[rt]
+	if !ok {
 		return tokenResponse{}, badGrant("unknown refresh token")
-	case !g.current:
+	}
+	g := r.grant
+	live := !g.revoked && !g.superseded && !s.revoked[g.user]
+	if r.rotated {
+		// A spent refresh token again: forgiven only as the grant's
+		// immediately previous token within the grace period
+		// (Options.RotationGracePeriod); otherwise reuse, which kills
+		// the grant.
+		if live && s.opt.RotationGracePeriod > 0 && rt == g.prev &&
+			s.opt.Clock.Now().Before(g.prevAt.Add(s.opt.RotationGracePeriod)) {
+			s.stats.GraceRefreshes++
+			return s.refreshLocked(g, ""), nil
+		}
 		s.stats.Reused++
-		return tokenResponse{}, badGrant("refresh token was rotated or superseded")
+		s.reuses[g.user]++
+		if !g.revoked {
+			g.revoked = true
+			s.stats.ReuseRevocations++
+		}
+		return tokenResponse{}, badGrant("refresh token reused; the grant is revoked")
+	}
+	switch {
+	case g.revoked:
+		return tokenResponse{}, badGrant("grant revoked")
+	case g.superseded:
+		return tokenResponse{}, badGrant("refresh token superseded by a newer consent")
 	case s.revoked[g.user]:
 		return tokenResponse{}, badGrant("consent revoked")
 	}
-	at, _ := s.mintAccess(g.user, g.code)
+	return s.refreshLocked(g, rt), nil
+}
+
+// refreshLocked answers a refresh of grant g: a new access token and,
+// unless KeepRefreshToken, a new refresh token, rotating the refresh
+// token spend away ("": a grace-period refresh, whose token is already
+// rotated).
+func (s *Server) refreshLocked(g *grant, spend string) tokenResponse {
+	at, _ := s.mintAccess(g)
 	resp := tokenResponse{
 		AccessToken: at,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(s.opt.AccessLifetime / time.Second),
 	}
 	if !s.opt.KeepRefreshToken {
-		g.current = false
-		resp.RefreshToken = s.mintRefresh(g.user, g.code)
+		if spend != "" {
+			s.refresh[spend].rotated = true
+			g.prev, g.prevAt = spend, s.opt.Clock.Now()
+		}
+		resp.RefreshToken = s.mintRefresh(g)
 	}
 	s.stats.Refreshes++
-	return resp, nil
+	return resp
 }
 
 // bearer checks the request's access token for user (RFC 6750 §3) and
@@ -522,13 +626,13 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request, user string) boo
 		return false
 	}
 	g, ok := s.access[tok]
-	if !ok || g.invalid || s.revoked[g.user] || !s.opt.Clock.Now().Before(g.expires) {
+	if !ok || g.invalid || g.grant.revoked || s.revoked[g.grant.user] || !s.opt.Clock.Now().Before(g.expires) {
 		s.stats.Unauthorized++
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 		return false
 	}
-	if g.user != user {
+	if g.grant.user != user {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="insufficient_scope"`)
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope"})
 		return false

@@ -1,5 +1,8 @@
 // Package providertest is the contract every provider passes: the same
-// cases run against digime (with digimefake) and oauth2 (with oauth2fake).
+// cases run against digime (with digimefake), oauth2 (with oauth2fake)
+// and the in-process fake. Each fake is as strict as the strictest real
+// server: a refresh token presented again after its rotation revokes the
+// whole token family, unless a rotation grace period forgives it.
 package providertest
 
 import (
@@ -42,6 +45,26 @@ type Harness struct {
 	// Pushed returns the bodies the server accepted for user, in order;
 	// nil skips the push case.
 	Pushed func(user string) [][]byte
+	// Reuses counts the server's refresh token reuse detections for
+	// user: refresh tokens already spent by a rotation presented again.
+	Reuses func(user string) int
+	// WithGrace starts a fresh fake server whose rotation grace period
+	// is grace, and returns a client of it. Required: the contract's
+	// fakes all have the knob.
+	WithGrace func(t *testing.T, grace time.Duration) GraceHarness
+}
+
+// GraceHarness wires a provider to a fake server with a rotation grace
+// period (Hydra's rotation_grace_period) and a clock the test moves.
+type GraceHarness struct {
+	Client Client
+	// Issue runs a consent for user and returns the tokens the app gets.
+	Issue func(t *testing.T, user string) tokens.Token
+	// Advance moves the server's clock (and the client's, if it has one)
+	// on by d.
+	Advance func(d time.Duration)
+	// Reuses is Harness.Reuses for this server.
+	Reuses func(user string) int
 }
 
 // Source is a TokenSource over one token that refreshes through the
@@ -91,6 +114,33 @@ func class(t *testing.T, err error) tokens.Class {
 	return re.Class
 }
 
+// reauth fails t unless err is a RefreshError classed Reauth.
+func reauth(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: no error, want a reauth RefreshError", what)
+	}
+	if c := class(t, err); c != tokens.Reauth {
+		t.Fatalf("%s: class %v (%v), want reauth", what, c, err)
+	}
+}
+
+// refreshed refreshes tok through c, failing t on error, and returns the
+// new token as a caller would store it: the old refresh token kept when
+// none came back, the user id carried over.
+func refreshed(t *testing.T, c Client, tok tokens.Token) tokens.Token {
+	t.Helper()
+	nt, err := c.Refresh(context.Background(), tok)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if nt.RefreshToken == "" {
+		nt.RefreshToken = tok.RefreshToken
+	}
+	nt.UserID = tok.UserID
+	return nt
+}
+
 // Run runs the contract.
 func Run(t *testing.T, h Harness) {
 	ctx := context.Background()
@@ -114,19 +164,60 @@ func Run(t *testing.T, h Harness) {
 		if t2.AccessToken == t1.AccessToken {
 			t.Fatal("second refresh returned the same access token")
 		}
+		if n := h.Reuses("c-rotate"); n != 0 {
+			t.Fatalf("the server saw %d refresh token reuses, want 0", n)
+		}
 	})
-	t.Run("reuse rejected", func(t *testing.T) {
+	t.Run("presenting a rotated refresh token again revokes the family", func(t *testing.T) {
 		tok := h.Issue(t, "c-reuse")
-		t1, err := h.Client.Refresh(ctx, tok)
-		if err != nil {
-			t.Fatal(err)
+		h.SeedData("c-reuse")
+		t1 := refreshed(t, h.Client, tok)
+		if t1.RefreshToken == tok.RefreshToken {
+			t.Fatal("the refresh did not rotate the refresh token (every fake of the contract rotates)")
 		}
-		if t1.RefreshToken == "" || t1.RefreshToken == tok.RefreshToken {
-			t.Skip("provider does not rotate refresh tokens")
+		_, err := h.Client.Refresh(ctx, tok)
+		reauth(t, "the rotated refresh token", err)
+		_, err = h.Client.Refresh(ctx, t1)
+		reauth(t, "the family's current refresh token after the reuse", err)
+		// The current access token is dead too: the data call is
+		// answered 401, and the refresh it asks for fails for good.
+		src := &Source{Client: h.Client, Tok: t1}
+		_, err = h.Client.Pull(ctx, "c-reuse", src, "", func(provider.Item) error { return nil })
+		if src.Rejects != 1 || src.Refreshs != 0 {
+			t.Fatalf("pull with the current access token after the reuse: %d rejections, %d refreshes (%v); want 1 and 0",
+				src.Rejects, src.Refreshs, err)
 		}
-		_, err = h.Client.Refresh(ctx, tok)
-		if c := class(t, err); c != tokens.Reauth {
-			t.Fatalf("reused refresh token: class %v (%v), want reauth", c, err)
+		reauth(t, "pull after the reuse", err)
+		if n := h.Reuses("c-reuse"); n != 1 {
+			t.Fatalf("the server saw %d reuses, want 1", n)
+		}
+		// A new consent starts a new family.
+		fresh := h.Issue(t, "c-reuse")
+		refreshed(t, h.Client, fresh)
+	})
+	t.Run("a grace period forgives the immediately previous refresh token", func(t *testing.T) {
+		g := h.WithGrace(t, time.Minute)
+		tok := g.Issue(t, "c-grace")
+		t1 := refreshed(t, g.Client, tok)
+		g.Advance(30 * time.Second)
+		// Within the grace the spent token gets a new pair (Hydra) and
+		// revokes nothing.
+		t2 := refreshed(t, g.Client, tok)
+		if t2.RefreshToken == t1.RefreshToken || t2.AccessToken == t1.AccessToken {
+			t.Fatal("a grace refresh did not return a new pair")
+		}
+		t3 := refreshed(t, g.Client, t1)
+		if n := g.Reuses("c-grace"); n != 0 {
+			t.Fatalf("the server saw %d reuses within the grace, want 0", n)
+		}
+		// After the grace, presenting the spent token is reuse.
+		g.Advance(time.Minute)
+		_, err := g.Client.Refresh(ctx, t1)
+		reauth(t, "the previous refresh token after the grace", err)
+		_, err = g.Client.Refresh(ctx, t3)
+		reauth(t, "the family's current refresh token after the reuse", err)
+		if n := g.Reuses("c-grace"); n != 1 {
+			t.Fatalf("the server saw %d reuses, want 1", n)
 		}
 	})
 	t.Run("revoked is reauth", func(t *testing.T) {
@@ -178,6 +269,9 @@ func Run(t *testing.T, h Harness) {
 		}
 		if len(items) == 0 || res.Delivered != len(items) || res.Cursor == "" {
 			t.Fatalf("pull after refresh: %d items, result %+v", len(items), res)
+		}
+		if n := h.Reuses("c-401"); n != 0 {
+			t.Fatalf("the server saw %d refresh token reuses, want 0", n)
 		}
 	})
 	t.Run("push after 401 refreshes once", func(t *testing.T) {

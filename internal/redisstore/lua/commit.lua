@@ -1,15 +1,16 @@
 -- Persist a refreshed token, fenced by the record's version: a token stored
--- meanwhile (put) wins. The lease owner is not part of the fence: a holder
--- whose lease ran out still holds the only copy of a rotated refresh token,
--- and a second refresher that started with the old one gets invalid_grant,
--- sees the newer version and adopts this token instead of flagging.
--- KEYS[1] record; ARGV: owner, version, kid, ciphertext, access expiry, refresh expiry, now, reason.
+-- meanwhile (put) wins. The lease is not part of the fence: a holder whose
+-- lease ran out still holds the only copy of a rotated refresh token, and
+-- storing it is still the best outcome (a refresher that took the lease
+-- over and presented the old token meets invalid_grant, finds this newer
+-- token and verifies it before keeping the user active).
+-- KEYS[1] record; ARGV: lease id, version, kid, ciphertext, access expiry, refresh expiry, now, reason.
 -- Returns {1, new version, from state if it changed else ''} or {0} when fenced out.
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then
   return {0}
 end
 redis.call('HSET', KEYS[1], 'k', ARGV[3], 'c', ARGV[4], 'ae', ARGV[5], 're', ARGV[6], 'lr', ARGV[7], 'f', 0)
-redis.call('HDEL', KEYS[1], 'le')
+redis.call('HDEL', KEYS[1], 'le', 'xl')
 if redis.call('HGET', KEYS[1], 'lo') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'lo', 'lu')
 end

@@ -6,7 +6,7 @@ local from = redis.call('HGET', KEYS[1], 's')
 local to = 'active'
 if from == 'disabled' then to = 'disabled' end
 redis.call('HSET', KEYS[1], 'p', ARGV[1], 'k', ARGV[2], 'c', ARGV[3], 'ae', ARGV[4], 're', ARGV[5], 'f', 0)
-redis.call('HDEL', KEYS[1], 'lo', 'lu', 'le')
+redis.call('HDEL', KEYS[1], 'lo', 'lu', 'le', 'xl')
 if not from then
   redis.call('HSET', KEYS[1], 'ca', ARGV[6])
   from = ''
