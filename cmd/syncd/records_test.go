@@ -33,7 +33,7 @@ func (c *cli) damage() {
 	}
 	ctx := context.Background()
 	s := c.store()
-	rec, _, err := s.Acquire(ctx, "u2", "test", time.Now(), time.Now().Add(time.Minute))
+	rec, _, err := s.Acquire(ctx, "u2", "test", "", time.Now(), time.Now().Add(time.Minute))
 	if err != nil {
 		c.t.Fatal(err)
 	}

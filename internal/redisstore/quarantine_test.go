@@ -78,9 +78,9 @@ func TestWrongTypeReadsAsMalformed(t *testing.T) {
 
 	_, err := s.Load(ctx, "str")
 	isMalformed(t, "load", err)
-	_, _, err = s.Acquire(ctx, "str", "me", d.now, d.now.Add(time.Minute))
+	_, _, err = s.Acquire(ctx, "str", "me", "", d.now, d.now.Add(time.Minute))
 	isMalformed(t, "acquire", err)
-	leases, err := s.AcquireMany(ctx, []string{"g0", "str", "g1"}, "me", d.now, d.now.Add(time.Minute))
+	leases, err := s.AcquireMany(ctx, []string{"g0", "str", "g1"}, []string{"me-1", "me-2", "me-3"}, d.now, d.now.Add(time.Minute))
 	if err != nil {
 		t.Errorf("acquire many: %v", err)
 	} else {
@@ -192,7 +192,7 @@ func TestQuarantineAndRestore(t *testing.T) {
 		t.Fatalf("restore: %+v %v", tr, err)
 	}
 	back, err := s.Load(ctx, "half")
-	if err != nil || back.Version != 3 || back.LeaseOwner != "" {
+	if err != nil || back.Version != 3 || back.LeaseID != "" {
 		t.Fatalf("restored record %+v %v", back, err)
 	}
 	if _, err := s.Restore(ctx, rec, d.now); !errors.Is(err, tokens.ErrLiveRecord) {
@@ -216,7 +216,7 @@ func TestQuarantineAndRestore(t *testing.T) {
 	}
 
 	// A user waiting for consent goes back to the re-auth queue.
-	acq, _, err := s.Acquire(ctx, "g1", "me", d.now, d.now.Add(time.Minute))
+	acq, _, err := s.Acquire(ctx, "g1", "me", "", d.now, d.now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
