@@ -160,6 +160,10 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	if path != "" {
 		d.applied = fileSum(path)
 	}
+	// Before any claim: due sets laid out for another shard count would
+	// be claimed and never finished.
+	d.announceShards(ctx)
+	d.migrateShards(ctx)
 	if err := d.apply(ctx, cfg, keys); err != nil {
 		return err
 	}
@@ -391,16 +395,20 @@ func (d *daemon) shutdown(house *cron.Cron) error {
 	if err := errors.Join(errs[:]...); err != nil {
 		d.log.Warn().Err(err).Msg("work cancelled at the end of the grace period; its claims were handed back")
 	}
+	d.withdrawShards()
 	d.log.Info().Msg("stopped")
 	return nil
 }
 
-// housekeeping counts users by state for the shared gauge and repairs the
-// re-auth queue, once per interval across replicas.
+// housekeeping counts users by state for the shared gauge, repairs the
+// re-auth queue, quarantines malformed records and migrates due sets to
+// the shard count, once per interval across replicas. Every replica
+// announces its shard count first.
 func (d *daemon) housekeeping(ctx context.Context) {
 	d.mu.RLock()
 	iv := d.cfg.StatsInterval
 	d.mu.RUnlock()
+	d.announceShards(ctx)
 	ok, err := d.store.TryLock(ctx, "stats", d.owner, iv)
 	if err != nil || !ok {
 		return
@@ -416,6 +424,7 @@ func (d *daemon) housekeeping(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn().Err(err).Msg("housekeeping failed")
 	}
+	d.migrateShards(ctx)
 }
 
 // watchConfig signals changes of the config file. It watches the

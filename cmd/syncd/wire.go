@@ -138,6 +138,7 @@ func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
+	markShards(pctx, store, "cli-"+owner())
 	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: log}, nil
 }
 
