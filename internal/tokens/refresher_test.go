@@ -1095,3 +1095,84 @@ func TestNewerTokenVerifiedAfterReuse(t *testing.T) {
 	}
 	b.assertNoLeak(t)
 }
+
+// TestLostAnswerAndGracePeriod measures what a provider's rotation grace
+// period buys: the provider rotates ten users' tokens but its answers are
+// lost (a timeout on our side), so syncd still holds the spent tokens and
+// presents them again at the retry. A strict provider (no grace) treats
+// that as reuse and revokes every grant; syncd flags the users and counts
+// each as a lost rotation. With a grace period longer than the retry
+// delay the retry is accepted and nobody is flagged.
+func TestLostAnswerAndGracePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		grace       time.Duration
+		wantFlagged int
+	}{{0, 10}, {5 * time.Minute, 0}} {
+		t.Run(fmt.Sprintf("grace=%s", tc.grace), func(t *testing.T) {
+			policy := testPolicy()
+			policy.RetryInitial = 30 * time.Second
+			b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 15, RotationGracePeriod: tc.grace}, policy)
+			r := b.refresher(t, false)
+			users := b.putUsers(t, r, 10)
+			b.prov.LoseResponses(len(users))
+			b.clk.Advance(55 * time.Minute)
+			r = b.refresher(t, true)
+			b.wait(t, "transient", len(users))
+			// The retries come within RetryEnvelope(1) = 30 s.
+			b.clk.Advance(time.Minute)
+			want := "ok"
+			if tc.wantFlagged > 0 {
+				want = "reauth"
+			}
+			b.wait(t, want, len(users))
+			flagged := 0
+			for _, u := range users {
+				if b.record(t, u).State == tokens.ReauthRequired {
+					flagged++
+				}
+			}
+			lost := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "lost"))
+			st := b.prov.Stats()
+			t.Logf("grace=%s users=%d lost_answers=%d flagged=%d counted_lost=%v reuses=%d grace_refreshes=%d",
+				tc.grace, len(users), len(users), flagged, lost, st.Reused, st.GraceRefreshes)
+			if flagged != tc.wantFlagged || int(lost) != tc.wantFlagged {
+				t.Fatalf("flagged %d, counted lost %v; want %d", flagged, lost, tc.wantFlagged)
+			}
+		})
+	}
+}
+
+// TestCrashAfterRotationCountedAsLost: a replica takes the lease, the
+// provider rotates the token, and the replica dies (kill -9) before it
+// stores the answer. No client can save that rotation from a strict
+// provider; after the lease the next refresher presents the old token,
+// the user is flagged, and the loss is counted as "lost" (not as a plain
+// revocation) because the lease had ended without a release.
+func TestCrashAfterRotationCountedAsLost(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 16}, testPolicy())
+	r := b.refresher(t, false)
+	u := b.putUsers(t, r, 1)[0]
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+	now := b.clk.Now()
+	rec, st, err := b.store.Acquire(ctx, u, "dead-replica/1", "", now, now.Add(time.Minute))
+	if err != nil || st != tokens.Acquired {
+		t.Fatalf("acquire: %v %v", st, err)
+	}
+	tok, err := b.keys.OpenRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.prov.Refresh(ctx, tok); err != nil { // the answer dies with the replica
+		t.Fatal(err)
+	}
+	b.clk.Advance(2 * time.Minute)
+	b.refresher(t, true)
+	b.wait(t, "reauth", 1)
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "lost")); got != 1 {
+		t.Fatalf("lost counted %v, want 1", got)
+	}
+	if !strings.Contains(b.logs.String(), "rotated token was probably lost") {
+		t.Fatal("no warning about the lost rotation")
+	}
+}
