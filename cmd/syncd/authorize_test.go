@@ -38,6 +38,10 @@ type liveDaemon struct {
 	t     *testing.T
 	admin string
 	runs  chan jobs.Run
+	// refreshes sees the refresher's passes.
+	refreshes chan tokens.Result
+	// daemon is what serve runs.
+	daemon *daemon
 }
 
 // startLive runs serve for the config doc (providers, jobs, extra
@@ -62,7 +66,7 @@ runner: {poll_interval: 50ms, lease: 10s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000)}
+	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000), refreshes: make(chan tokens.Result, 10000)}
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -74,7 +78,13 @@ runner: {poll_interval: 50ms, lease: 10s}
 				default:
 				}
 			},
-			started: func(*daemon, string) { close(ready) },
+			observeRefresh: func(r tokens.Result) {
+				select {
+				case d.refreshes <- r:
+				default:
+				}
+			},
+			started: func(dm *daemon, _ string) { d.daemon = dm; close(ready) },
 		})
 	}()
 	t.Cleanup(func() {

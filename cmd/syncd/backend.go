@@ -58,14 +58,16 @@ func (d *daemon) User(ctx context.Context, id string) (admin.UserView, error) {
 }
 
 // Users implements admin.Backend.
-func (d *daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limit int) ([]tokens.Status, uint64, error) {
+func (d *daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limit int) ([]tokens.Status, uint64, int, error) {
 	var out []tokens.Status
+	malformed := 0
 	now := time.Now()
 	for {
-		recs, _, next, err := d.store.Scan(ctx, cursor, int64(min(limit, 1000)))
+		recs, bad, next, err := d.store.Scan(ctx, cursor, int64(min(limit, 1000)))
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
+		malformed += len(bad)
 		for _, r := range recs {
 			if st == "" || r.State == st {
 				out = append(out, tokens.StatusOf(r, time.Time{}, now))
@@ -73,7 +75,7 @@ func (d *daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limi
 		}
 		cursor = next
 		if cursor == 0 || len(out) >= limit {
-			return out, cursor, nil
+			return out, cursor, malformed, nil
 		}
 	}
 }
@@ -99,8 +101,9 @@ func (d *daemon) PutToken(ctx context.Context, id, providerName string, body []b
 }
 
 // Reauth implements admin.Backend.
-func (d *daemon) Reauth(ctx context.Context) ([]tokens.ReauthEntry, error) {
-	return d.store.ReauthQueue(ctx)
+func (d *daemon) Reauth(ctx context.Context) ([]tokens.ReauthEntry, int, error) {
+	q, bad, err := d.store.ReauthQueueChecked(ctx)
+	return q, len(bad), err
 }
 
 // Jobs implements admin.Backend.
@@ -167,4 +170,27 @@ func (d *daemon) addLinks(ctx context.Context, batch []alerts.Flag) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Quarantine implements admin.Backend.
+func (d *daemon) Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, error) {
+	return d.store.QuarantineList(ctx)
+}
+
+// Restore implements admin.Backend.
+func (d *daemon) Restore(ctx context.Context, id string) (admin.UserView, error) {
+	if err := tokens.ValidateUserID(id); err != nil {
+		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	ref, _, _ := d.current()
+	_, err := ref.Restore(ctx, id)
+	switch {
+	case errors.Is(err, tokens.ErrNotQuarantined):
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+	case tokens.RestoreRefused(err):
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrConflict, err)
+	case err != nil:
+		return admin.UserView{}, err
+	}
+	return d.User(ctx, id)
 }

@@ -82,6 +82,8 @@ func init() {
 		{"jobs pause", "pause a job on every replica: jobs pause NAME", cmdJobsPause},
 		{"jobs resume", "resume a paused job: jobs resume NAME", cmdJobsResume},
 		{"keys rotate", "re-encrypt every token with the primary key", cmdKeysRotate},
+		{"quarantine list", "users whose record could not be read, set aside: user, reason, since", cmdQuarantineList},
+		{"quarantine restore", "bring a quarantined user back once the record reads: quarantine restore --user ID", cmdQuarantineRestore},
 		{"fake-digime", "serve the fake digi.me API (for trying syncd without a contract)", cmdFakeDigime},
 		{"bench", "measure throughput, scheduling, memory and lag at scale", cmdBench},
 		{"demo", "run syncd with an embedded Redis and a fake provider", cmdDemo},

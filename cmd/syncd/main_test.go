@@ -264,8 +264,8 @@ func TestKeysRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tok tokens.Token
-	if err := keys.OpenToken("r1", rec.KeyID, rec.Ciphertext, &tok); err != nil || tok.AccessToken != "AT-r1" || tok.RefreshToken != "RT-r1" {
+	tok, err := keys.OpenRecord(rec)
+	if err != nil || tok.AccessToken != "AT-r1" || tok.RefreshToken != "RT-r1" {
 		t.Fatalf("open after rotate: %v", err)
 	}
 	if code, out, _ := c.run("", "keys", "rotate"); code != 0 || !strings.Contains(out, "0 re-encrypted, 2 already current") {

@@ -146,7 +146,12 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	}
 
 	// Wait for Redis without crashing: /healthz answers, /readyz fails.
-	if err := waitRedis(ctx, store, log); err != nil {
+	// Then check the keys against the database before any record is read
+	// or written: a key that does not match stops the daemon (exit 2).
+	if err := waitRedis(ctx, store, keys, log); err != nil {
+		if errors.Is(err, tokens.ErrKeyMismatch) {
+			return inputError{err}
+		}
 		return nil // stopped before Redis came
 	}
 	if n := store.ListpackValueLimit(ctx); n > 0 && n < 256 {
@@ -155,7 +160,11 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	if path != "" {
 		d.applied = fileSum(path)
 	}
-	if err := d.apply(ctx, cfg); err != nil {
+	// Before any claim: due sets laid out for another shard count would
+	// be claimed and never finished.
+	d.announceShards(ctx)
+	d.migrateShards(ctx)
+	if err := d.apply(ctx, cfg, keys); err != nil {
 		return err
 	}
 	d.ready.Store(true)
@@ -210,7 +219,10 @@ func owner() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-func waitRedis(ctx context.Context, store *redisstore.Store, log zerolog.Logger) error {
+// waitRedis retries until Redis answers and keys are verified against it
+// (tokens.Keyring.Verify). A key that does not match ends it at once with
+// an error wrapping tokens.ErrKeyMismatch.
+func waitRedis(ctx context.Context, store *redisstore.Store, keys *tokens.Keyring, log zerolog.Logger) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, 0
 	attempt := 0
@@ -218,6 +230,12 @@ func waitRedis(ctx context.Context, store *redisstore.Store, log zerolog.Logger)
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		err := store.Ping(pctx)
+		if err == nil {
+			err = keys.Verify(ctx, store)
+			if errors.Is(err, tokens.ErrKeyMismatch) {
+				return backoff.Permanent(err)
+			}
+		}
 		if err != nil && ctx.Err() == nil {
 			if attempt++; attempt == 1 || attempt%10 == 0 {
 				log.Error().Err(err).Int("consecutive_errors", attempt).Msg("redis unavailable; retrying")
@@ -252,13 +270,10 @@ type daemon struct {
 	applied [32]byte // hash of the config file last applied
 }
 
-// apply builds providers, refresher and runner for cfg and starts them,
-// after stopping the previous ones (which hand their claims back).
-func (d *daemon) apply(ctx context.Context, cfg *config.Config) error {
-	keys, err := keyring(cfg)
-	if err != nil {
-		return inputError{err}
-	}
+// apply builds providers, refresher and runner for cfg and keys (verified
+// against the database) and starts them, after stopping the previous ones
+// (which hand their claims back).
+func (d *daemon) apply(ctx context.Context, cfg *config.Config, keys *tokens.Keyring) error {
 	clients, err := buildProviders(cfg, d.log, clock.Real{})
 	if err != nil {
 		return err
@@ -336,7 +351,18 @@ func (d *daemon) reload(ctx context.Context, path string, e env, reloads *promet
 		d.log.Warn().Msg("config reload: redis and admin settings take effect on restart only")
 		cfg.Redis, cfg.Admin = old.Redis, old.Admin
 	}
-	if err := d.apply(ctx, cfg); err != nil {
+	// A keyring whose keys do not match the database is rejected like an
+	// invalid config: the running one stays.
+	keys, err := keyring(cfg)
+	if err == nil {
+		err = verifyKeys(ctx, keys, d.store)
+	}
+	if err != nil {
+		reloads.WithLabelValues("error").Inc()
+		d.log.Error().Err(err).Msg("config reload rejected; keeping the running config")
+		return
+	}
+	if err := d.apply(ctx, cfg, keys); err != nil {
 		reloads.WithLabelValues("error").Inc()
 		d.log.Error().Err(err).Msg("config reload failed to apply")
 		return
@@ -369,16 +395,20 @@ func (d *daemon) shutdown(house *cron.Cron) error {
 	if err := errors.Join(errs[:]...); err != nil {
 		d.log.Warn().Err(err).Msg("work cancelled at the end of the grace period; its claims were handed back")
 	}
+	d.withdrawShards()
 	d.log.Info().Msg("stopped")
 	return nil
 }
 
-// housekeeping counts users by state for the shared gauge and repairs the
-// re-auth queue, once per interval across replicas.
+// housekeeping counts users by state for the shared gauge, repairs the
+// re-auth queue, quarantines malformed records and migrates due sets to
+// the shard count, once per interval across replicas. Every replica
+// announces its shard count first.
 func (d *daemon) housekeeping(ctx context.Context) {
 	d.mu.RLock()
 	iv := d.cfg.StatsInterval
 	d.mu.RUnlock()
+	d.announceShards(ctx)
 	ok, err := d.store.TryLock(ctx, "stats", d.owner, iv)
 	if err != nil || !ok {
 		return
@@ -394,6 +424,7 @@ func (d *daemon) housekeeping(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn().Err(err).Msg("housekeeping failed")
 	}
+	d.migrateShards(ctx)
 }
 
 // watchConfig signals changes of the config file. It watches the

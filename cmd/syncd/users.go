@@ -98,10 +98,19 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 	} else if err := tw.Flush(); err != nil {
 		return err
 	}
-	if malformed > 0 {
-		fmt.Fprintf(e.stderr, "syncd: warning: %d malformed records skipped; the refresher quarantines them\n", malformed)
-	}
+	warnMalformed(e, malformed)
 	return nil
+}
+
+// warnMalformed tells on stderr how many records a listing skipped
+// because they could not be read.
+func warnMalformed(e env, n int) {
+	switch {
+	case n == 1:
+		fmt.Fprintln(e.stderr, "syncd: warning: 1 malformed record skipped; syncd run quarantines it (see syncd quarantine list)")
+	case n > 1:
+		fmt.Fprintf(e.stderr, "syncd: warning: %d malformed records skipped; syncd run quarantines them (see syncd quarantine list)\n", n)
+	}
 }
 
 func cmdReauthList(ctx context.Context, args []string, e env) error {
@@ -116,10 +125,11 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	q, err := d.store.ReauthQueue(ctx)
+	q, bad, err := d.store.ReauthQueueChecked(ctx)
 	if err != nil {
 		return fmt.Errorf("reauth list: %w", err)
 	}
+	warnMalformed(e, len(bad))
 	if *links {
 		if d.cfg.Authorize.RedirectURI == "" {
 			return badInput("reauth list: --links needs authorize.redirect_uri in the config")
@@ -168,8 +178,8 @@ func cmdKeysRotate(ctx context.Context, args []string, e env) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed\n",
-			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed)
+		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed; %d re-encrypted to bind their provider\n",
+			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed, st.Upgraded)
 	}
 	if st.Unreadable > 0 {
 		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)

@@ -22,9 +22,10 @@ import (
 
 // Compile-time checks that the store serves its consumers.
 var (
-	_ tokens.Store   = (*redisstore.Store)(nil)
-	_ jobs.Store     = (*redisstore.Store)(nil)
-	_ authflow.Store = (*redisstore.Store)(nil)
+	_ tokens.Store         = (*redisstore.Store)(nil)
+	_ tokens.KeyCheckStore = (*redisstore.Store)(nil)
+	_ jobs.Store           = (*redisstore.Store)(nil)
+	_ authflow.Store       = (*redisstore.Store)(nil)
 )
 
 var errHelp = errors.New("help shown")
@@ -133,7 +134,23 @@ func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
+	if err := verifyKeys(ctx, keys, store); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	markShards(pctx, store, "cli-"+owner())
 	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: log}, nil
+}
+
+// verifyKeys checks keys against the database's key check values before
+// a command opens or seals any record (tokens.Keyring.Verify). A key that
+// does not match is the operator's input: exit 2, naming the key id.
+func verifyKeys(ctx context.Context, keys *tokens.Keyring, store *redisstore.Store) error {
+	err := keys.Verify(ctx, store)
+	if errors.Is(err, tokens.ErrKeyMismatch) {
+		return inputError{err}
+	}
+	return err
 }
 
 func keyring(cfg *config.Config) (*tokens.Keyring, error) {

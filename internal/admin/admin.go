@@ -34,6 +34,9 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrNotFound: no such user or job.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request cannot be done in the current state (a
+	// restore of a record that still does not read, or over a live one).
+	ErrConflict = errors.New("conflict")
 )
 
 // UserView is everything about one user.
@@ -48,12 +51,21 @@ type Backend interface {
 	Ready(ctx context.Context) error
 	User(ctx context.Context, id string) (UserView, error)
 	// Users lists users (optionally in one state) from a SCAN cursor;
-	// next is 0 at the end.
-	Users(ctx context.Context, state tokens.State, cursor uint64, limit int) (users []tokens.Status, next uint64, err error)
+	// next is 0 at the end. malformed counts the records of the page
+	// that could not be read (left out of users).
+	Users(ctx context.Context, state tokens.State, cursor uint64, limit int) (users []tokens.Status, next uint64, malformed int, err error)
 	// PutToken parses body (same formats and checks as token put) and
 	// stores it for id under provider ("" for the only provider).
 	PutToken(ctx context.Context, id, provider string, body []byte) (UserView, error)
-	Reauth(ctx context.Context) ([]tokens.ReauthEntry, error)
+	// Reauth lists the re-auth queue; malformed counts queued users whose
+	// record could not be read (left out).
+	Reauth(ctx context.Context) (q []tokens.ReauthEntry, malformed int, err error)
+	// Quarantine lists quarantined users, oldest first.
+	Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, error)
+	// Restore brings a quarantined user back (ErrConflict when the record
+	// still does not read or a live record exists, ErrNotFound when the
+	// user is not quarantined).
+	Restore(ctx context.Context, id string) (UserView, error)
 	Jobs(ctx context.Context) ([]jobs.JobView, error)
 	Trigger(ctx context.Context, job, user string) (int, error)
 	Pause(ctx context.Context, job string, paused bool) error
@@ -102,6 +114,8 @@ func New(opt Options) *Server {
 	s.mux.HandleFunc("GET /v1/users", s.users)
 	s.mux.HandleFunc("PUT /v1/users/{id}/token", s.write(s.putToken))
 	s.mux.HandleFunc("GET /v1/reauth", s.reauth)
+	s.mux.HandleFunc("GET /v1/quarantine", s.quarantine)
+	s.mux.HandleFunc("POST /v1/users/{id}/restore", s.write(s.restore))
 	s.mux.HandleFunc("GET /v1/jobs", s.jobs)
 	s.mux.HandleFunc("POST /v1/jobs/{name}/trigger", s.write(s.trigger))
 	s.mux.HandleFunc("POST /v1/jobs/{name}/pause", s.write(s.pause(true)))
@@ -171,6 +185,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrNotFound), errors.Is(err, tokens.ErrNotFound), errors.Is(err, jobs.ErrUnknownJob):
 		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrConflict), errors.Is(err, tokens.ErrMalformedRecord):
+		// The message names the user and the field, never a value.
+		writeErr(w, http.StatusConflict, err.Error())
 	default:
 		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("admin request failed")
 		writeErr(w, http.StatusInternalServerError, "internal error; see the daemon's log")
@@ -242,7 +259,7 @@ func (s *Server) users(w http.ResponseWriter, r *http.Request) {
 		}
 		cursor = n
 	}
-	list, next, err := s.opt.Backend.Users(r.Context(), st, cursor, limit)
+	list, next, malformed, err := s.opt.Backend.Users(r.Context(), st, cursor, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -253,6 +270,9 @@ func (s *Server) users(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"users": list}
 	if next != 0 {
 		out["next_cursor"] = strconv.FormatUint(next, 10)
+	}
+	if malformed > 0 {
+		out["malformed"] = malformed
 	}
 	writeJSON(w, 200, out)
 }
@@ -272,7 +292,7 @@ func (s *Server) putToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) reauth(w http.ResponseWriter, r *http.Request) {
-	q, err := s.opt.Backend.Reauth(r.Context())
+	q, malformed, err := s.opt.Backend.Reauth(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -280,7 +300,32 @@ func (s *Server) reauth(w http.ResponseWriter, r *http.Request) {
 	if q == nil {
 		q = []tokens.ReauthEntry{}
 	}
+	out := map[string]any{"size": len(q), "users": q}
+	if malformed > 0 {
+		out["malformed"] = malformed
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
+	q, err := s.opt.Backend.Quarantine(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if q == nil {
+		q = []tokens.QuarantineEntry{}
+	}
 	writeJSON(w, 200, map[string]any{"size": len(q), "users": q})
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	v, err := s.opt.Backend.Restore(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, v)
 }
 
 func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {

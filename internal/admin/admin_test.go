@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -34,8 +35,8 @@ func (b *backend) User(_ context.Context, id string) (admin.UserView, error) {
 	}
 	return admin.UserView{Status: tokens.Status{User: "alice", State: tokens.Active}}, nil
 }
-func (b *backend) Users(context.Context, tokens.State, uint64, int) ([]tokens.Status, uint64, error) {
-	return []tokens.Status{{User: "alice"}}, 42, nil
+func (b *backend) Users(context.Context, tokens.State, uint64, int) ([]tokens.Status, uint64, int, error) {
+	return []tokens.Status{{User: "alice"}}, 42, 0, nil
 }
 func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.UserView, error) {
 	if !strings.HasPrefix(string(body), "{") {
@@ -45,8 +46,20 @@ func (b *backend) PutToken(_ context.Context, id, _ string, body []byte) (admin.
 	b.lastPut = body
 	return admin.UserView{Status: tokens.Status{User: id}}, nil
 }
-func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, error) {
-	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, nil
+func (b *backend) Reauth(context.Context) ([]tokens.ReauthEntry, int, error) {
+	return []tokens.ReauthEntry{{UserID: "bob", Reason: "invalid_grant", Since: time.Unix(1_780_000_000, 0).UTC()}}, 0, nil
+}
+func (b *backend) Quarantine(context.Context) ([]tokens.QuarantineEntry, error) {
+	return []tokens.QuarantineEntry{{UserID: "dan", Reason: "wrong_type", Since: time.Unix(1_780_000_000, 0).UTC()}}, nil
+}
+func (b *backend) Restore(_ context.Context, id string) (admin.UserView, error) {
+	switch id {
+	case "dan":
+		return admin.UserView{Status: tokens.Status{User: "dan", State: tokens.Active}}, nil
+	case "eve":
+		return admin.UserView{}, fmt.Errorf("%w: user \"eve\": field \"ae\": %w", admin.ErrConflict, tokens.ErrMalformedRecord)
+	}
+	return admin.UserView{}, fmt.Errorf("%w: user %q: %w", admin.ErrNotFound, id, tokens.ErrNotQuarantined)
 }
 func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) {
 	return []jobs.JobView{{Name: "pull"}}, nil
@@ -115,6 +128,11 @@ func TestAPI(t *testing.T) {
 		{"GET", "/v1/users?limit=0", "", "", 400, "limit: want 1..10000"},
 		{"GET", "/v1/reauth", "", "", 200, `"size":1`},
 		{"GET", "/v1/jobs", "", "", 200, `"name":"pull"`},
+		{"GET", "/v1/quarantine", "", "", 200, `"users":[{"user":"dan","reason":"wrong_type","since":"2026-05-28T20:26:40Z"}]`},
+		{"POST", "/v1/users/dan/restore", token, "", 200, `"state":"active"`},
+		{"POST", "/v1/users/eve/restore", token, "", 409, `field \"ae\"`},
+		{"POST", "/v1/users/zed/restore", token, "", 404, "not quarantined"},
+		{"POST", "/v1/users/dan/restore", "", "", 401, "bearer token"},
 		{"PUT", "/v1/users/carol/token", "", "{}", 401, "bearer token"},
 		{"PUT", "/v1/users/carol/token", "wrong-token-1234567", "{}", 401, "bearer token"},
 		{"PUT", "/v1/users/carol/token", token, "not json", 400, "bad token"},

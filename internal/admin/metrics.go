@@ -22,6 +22,8 @@ type Gauges interface {
 	ReauthStats(ctx context.Context) (size int64, oldest time.Time, err error)
 	// DueCount counts members of a due set due at or before t.
 	DueCount(ctx context.Context, set string, t time.Time) (int64, error)
+	// QuarantineCount is how many users are quarantined.
+	QuarantineCount(ctx context.Context) (int64, error)
 }
 
 var (
@@ -29,6 +31,7 @@ var (
 	queueDesc   = prometheus.NewDesc("syncd_reauth_queue_size", "Users waiting for re-authorization.", nil, nil)
 	oldestDesc  = prometheus.NewDesc("syncd_reauth_oldest_seconds", "Age of the oldest entry of the re-auth queue (0 when empty).", nil, nil)
 	backlogDesc = prometheus.NewDesc("syncd_token_refresh_backlog", "Tokens due for refresh and not yet refreshed.", nil, nil)
+	quarDesc    = prometheus.NewDesc("syncd_records_quarantined", "Users whose token record could not be read and was set aside (shared state, same on every replica).", nil, nil)
 )
 
 type collector struct {
@@ -50,6 +53,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDesc
 	ch <- oldestDesc
 	ch <- backlogDesc
+	ch <- quarDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -73,6 +77,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if n, err := c.g.DueCount(ctx, tokens.RefreshSet, now); err == nil {
 		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(n))
+	}
+	if n, err := c.g.QuarantineCount(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(quarDesc, prometheus.GaugeValue, float64(n))
 	}
 }
 

@@ -200,8 +200,7 @@ func (f *Flow) Reauthorize(ctx context.Context, req Request) (Link, error) {
 	}
 	var access string
 	if _, ok := p.Authorizer.(provider.Reauthorizer); ok && len(rec.Ciphertext) > 0 {
-		var tok tokens.Token
-		if err := f.opt.Keys.OpenToken(rec.UserID, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		if tok, err := f.opt.Keys.OpenRecord(rec); err != nil {
 			f.log.Warn().Err(err).Str("user", req.User).Msg("cannot open the stored token; making a full authorization link")
 		} else {
 			access = tok.AccessToken

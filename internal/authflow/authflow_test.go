@@ -148,8 +148,8 @@ func TestAuthorizeWalk(t *testing.T) {
 	if err != nil || rec.State != tokens.Active || rec.Provider != "ex" {
 		t.Fatalf("record %+v %v", rec, err)
 	}
-	var tok tokens.Token
-	if err := b.keys.OpenToken("alice", rec.KeyID, rec.Ciphertext, &tok); err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+	tok, err := b.keys.OpenRecord(rec)
+	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("stored token: %v", err)
 	}
 	// The stored token works: a forced refresh succeeds against the fake.
@@ -314,8 +314,8 @@ func TestReauthorize(t *testing.T) {
 	// The provider revokes hal; a refresh flags him.
 	b.fake.Revoke("hal")
 	rec, _ := b.store.Load(ctx, "hal")
-	var tok tokens.Token
-	if err := b.keys.OpenToken("hal", rec.KeyID, rec.Ciphertext, &tok); err != nil {
+	tok, err := b.keys.OpenRecord(rec)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.ref.Rejected(ctx, "hal", tok); !errors.Is(err, tokens.ErrReauthRequired) {

@@ -146,6 +146,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	keys, _ := tokens.NewKeyring("bench", map[string][]byte{"bench": key})
+	if err := keys.Verify(ctx, store); err != nil { // as syncd run does
+		return res, err
+	}
 	log := zerolog.Nop()
 	prov := &noop{latency: opt.Latency}
 
@@ -373,7 +376,7 @@ func seed(ctx context.Context, store *redisstore.Store, keys *tokens.Keyring, n 
 			// refresh stage refreshes every token; well over the jobs'
 			// 30s timeout, so job runs do not.
 			tok := tokens.Token{UserID: u, AccessToken: "at-" + randHex(16), RefreshToken: "rt-" + randHex(16), AccessExpiry: now.Add(5 * time.Minute)}
-			kid, ct, err := keys.SealToken(tok)
+			kid, ct, err := keys.SealToken(tok, "bench")
 			if err != nil {
 				return err
 			}

@@ -135,8 +135,9 @@ type RedisConfig struct {
 	// (braces would change Redis Cluster hash slots). Default "syncd:".
 	Prefix string `yaml:"prefix"`
 	// Shards is how many due-sets the refresh schedule is split across, so
-	// workers contend less; 1..1024, default 16. Changing it on a live
-	// database moves users between shards.
+	// workers contend less; 1..1024, default 16. It may be changed on a
+	// live database: syncd run migrates the due sets on restart
+	// (redisstore.MigrateShards).
 	Shards int `yaml:"shards"`
 	// DialTimeout bounds connecting to Redis; default 5s. It overrides a
 	// dial_timeout parameter in URL.

@@ -196,8 +196,10 @@ func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now
 
 // EachUser implements tokens.Store: ids from SCAN, state
 // and provider by pipelined HMGET (not the whole records). The HMGETs of
-// one batch ride in the same round trip as the SCAN for the next.
-func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) error {
+// one batch ride in the same round trip as the SCAN for the next. A
+// record of the wrong type, or missing a required field, is handed to fn
+// as malformed.
+func (s *Store) EachUser(ctx context.Context, fn func(refs []tokens.UserRef, malformed []string) error) error {
 	const count = 2000
 	pattern := s.tokenPattern()
 	keys, cursor, err := s.rdb.Scan(ctx, 0, pattern, count).Result()
@@ -213,22 +215,34 @@ func (s *Store) EachUser(ctx context.Context, fn func([]tokens.UserRef) error) e
 					scan = p.Scan(ctx, cursor, pattern, count)
 				}
 				for i, k := range keys {
-					cmds[i] = p.HMGet(ctx, k, "s", "p")
+					cmds[i] = p.HMGet(ctx, k, refFields...)
 				}
 				return nil
 			})
-			if err != nil {
+			if err != nil && (otherErr(cmds) != nil || (scan != nil && scan.Err() != nil)) {
 				return fmt.Errorf("scan users: %w", err)
 			}
 		}
 		refs := make([]tokens.UserRef, 0, len(keys))
+		var malformed []string
 		for i, k := range keys {
-			if user, ok := s.userOfTokenKey(k); ok {
-				refs = appendRef(refs, user, cmds[i].Val())
+			user, ok := s.userOfTokenKey(k)
+			if !ok {
+				continue
+			}
+			if wrongType(cmds[i].Err()) {
+				malformed = append(malformed, user)
+				continue
+			}
+			switch ref, gone, bad := refOf(user, cmds[i].Val()); {
+			case bad:
+				malformed = append(malformed, user)
+			case !gone:
+				refs = append(refs, ref)
 			}
 		}
-		if len(refs) > 0 {
-			if err := fn(refs); err != nil {
+		if len(refs) > 0 || len(malformed) > 0 {
+			if err := fn(refs, malformed); err != nil {
 				return err
 			}
 		}
@@ -277,34 +291,30 @@ func (s *Store) MissingDue(ctx context.Context, set string, members []string) ([
 }
 
 // UserRefs implements jobs.Store: the state and provider of each user
-// that has a record, by one pipelined HMGET each.
+// that has a readable record, by one pipelined HMGET each. Users without
+// a record, or with a malformed one (the refresher quarantines it), are
+// left out.
 func (s *Store) UserRefs(ctx context.Context, users []string) ([]tokens.UserRef, error) {
 	cmds := make([]*redis.SliceCmd, len(users))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range users {
-			cmds[i] = p.HMGet(ctx, s.tokenKey(u), "s", "p")
+			cmds[i] = p.HMGet(ctx, s.tokenKey(u), refFields...)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && otherErr(cmds) != nil {
 		return nil, fmt.Errorf("user refs: %w", err)
 	}
 	refs := make([]tokens.UserRef, 0, len(users))
 	for i, u := range users {
-		refs = appendRef(refs, u, cmds[i].Val())
+		if cmds[i].Err() != nil {
+			continue // wrong type
+		}
+		if ref, gone, bad := refOf(u, cmds[i].Val()); !gone && !bad {
+			refs = append(refs, ref)
+		}
 	}
 	return refs, nil
-}
-
-// appendRef appends user's ref from an HMGET of "s", "p"; a user without
-// a record (no state) is skipped.
-func appendRef(refs []tokens.UserRef, user string, v []any) []tokens.UserRef {
-	st, _ := v[0].(string)
-	prov, _ := v[1].(string)
-	if st == "" {
-		return refs
-	}
-	return append(refs, tokens.UserRef{UserID: user, State: tokens.State(st), Provider: prov})
 }
 
 // SaveCursor implements jobs.Store.
@@ -544,8 +554,11 @@ func (s *Store) LoadForRun(ctx context.Context, user, job string) (tokens.Record
 		st = p.HMGet(ctx, s.jobsKey(user), job+":lr", job+":ls", job+":cf", job+":le", job+":cur")
 		return nil
 	})
-	if err != nil {
+	if err != nil && (st.Err() != nil || !wrongType(rec.Err())) {
 		return tokens.Record{}, jobs.State{}, fmt.Errorf("load for run: %w", err)
+	}
+	if rec.Err() != nil {
+		return tokens.Record{}, jobs.State{}, recordErr(user, rec.Err())
 	}
 	if len(rec.Val()) == 0 {
 		return tokens.Record{}, jobs.State{}, tokens.ErrNotFound
@@ -568,12 +581,16 @@ func (s *Store) LoadManyForRun(ctx context.Context, users []string, job string) 
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && (otherErr(recs) != nil || otherErr(sts) != nil) {
 		return nil, fmt.Errorf("load for run: %w", err)
 	}
 	out := make([]jobs.Loaded, len(users))
 	for i, u := range users {
 		switch {
+		case recs[i].Err() != nil:
+			out[i].Err = recordErr(u, recs[i].Err())
+		case sts[i].Err() != nil:
+			out[i].Err = fmt.Errorf("load for run: %w", sts[i].Err())
 		case len(recs[i].Val()) == 0:
 			out[i].Err = tokens.ErrNotFound
 		default:

@@ -34,6 +34,7 @@ func (s *Store) dueKey(set string, shard int) string {
 func (s *Store) reauthKey() string     { return s.prefix + "reauth" }
 func (s *Store) eventsKey() string     { return s.prefix + "events" }
 func (s *Store) quarantineSet() string { return s.prefix + "quarantine" }
+func (s *Store) keyCheckKey() string   { return s.prefix + "keycheck" }
 
 func globEscape(s string) string {
 	var b strings.Builder

@@ -315,6 +315,14 @@ func (s *Store) DueCount(ctx context.Context, set string, t time.Time) (int64, e
 func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now time.Time) (tokens.State, *tokens.Transition, error) {
 	vals, err := putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
 		rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+	if wrongType(err) {
+		// A key of the wrong type holds the record's place: set it aside,
+		// then store the token (which supersedes the quarantined copy).
+		if _, qerr := s.QuarantineMalformed(ctx, rec.UserID, now); qerr == nil {
+			vals, err = putScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)},
+				rec.Provider, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+		}
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("put token: %w", err)
 	}
@@ -326,9 +334,10 @@ func (s *Store) Put(ctx context.Context, rec tokens.Record, reason string, now t
 	}
 	// The record no longer needs re-authorization: drop the queue hint
 	// (after the truth changed; a crash here leaves a stale hint that
-	// ReauthQueue repairs).
+	// ReauthQueue repairs). A copy quarantined earlier is superseded.
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZRem(ctx, s.reauthKey(), rec.UserID)
+		s.forgetQuarantine(ctx, p, rec.UserID)
 		s.addEvent(ctx, p, tr)
 		return nil
 	})
@@ -354,7 +363,7 @@ func (s *Store) addEvent(ctx context.Context, p redis.Pipeliner, tr *tokens.Tran
 func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 	m, err := s.rdb.HGetAll(ctx, s.tokenKey(user)).Result()
 	if err != nil {
-		return tokens.Record{}, fmt.Errorf("load token: %w", err)
+		return tokens.Record{}, fmt.Errorf("load token: %w", recordErr(user, err))
 	}
 	if len(m) == 0 {
 		return tokens.Record{}, tokens.ErrNotFound
@@ -366,7 +375,7 @@ func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 func (s *Store) Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
 	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew).Slice()
 	if err != nil {
-		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", err)
+		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", recordErr(user, err))
 	}
 	return s.acquired(ctx, user, lease, vals)
 }
@@ -380,14 +389,14 @@ func (s *Store) AcquireMany(ctx context.Context, users, leases []string, now, un
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && otherErr(cmds) != nil {
 		return nil, fmt.Errorf("acquire leases: %w", err)
 	}
 	out := make([]tokens.Lease, len(users))
 	for i, u := range users {
 		vals, err := cmds[i].Slice()
 		if err != nil {
-			out[i].Err = fmt.Errorf("acquire lease: %w", err)
+			out[i].Err = fmt.Errorf("acquire lease: %w", recordErr(u, err))
 			continue
 		}
 		out[i].ID = leases[i]
@@ -545,30 +554,6 @@ func (s *Store) SetState(ctx context.Context, user string, to tokens.State, reas
 	return tr, nil
 }
 
-// Quarantine implements tokens.Store: the record is renamed within its
-// slot, listed in the quarantine set, and leaves every index.
-func (s *Store) Quarantine(ctx context.Context, user, reason string, now time.Time) error {
-	err := s.rdb.Rename(ctx, s.tokenKey(user), s.quarantineKey(user)).Err()
-	if err != nil && !strings.Contains(err.Error(), "no such key") {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, s.quarantineSet(), redis.Z{Score: float64(ms(now)), Member: user})
-		p.ZRem(ctx, s.reauthKey(), user)
-		s.addEvent(ctx, p, &tokens.Transition{UserID: user, To: "quarantined", Reason: reason, At: now})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
-	}
-	return nil
-}
-
-// Quarantined lists quarantined users.
-func (s *Store) Quarantined(ctx context.Context) ([]string, error) {
-	return s.rdb.ZRange(ctx, s.quarantineSet(), 0, -1).Result()
-}
-
 // Scan implements tokens.Store.
 func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error) {
 	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
@@ -582,14 +567,20 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && otherErr(cmds) != nil {
 		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
 	}
 	var recs []tokens.Record
 	var bad []string
 	for i, k := range keys {
 		user, ok := s.userOfTokenKey(k)
-		if !ok || len(cmds[i].Val()) == 0 {
+		switch {
+		case !ok:
+			continue
+		case wrongType(cmds[i].Err()):
+			bad = append(bad, user)
+			continue
+		case len(cmds[i].Val()) == 0:
 			continue // deleted between SCAN and HGETALL
 		}
 		rec, err := parseRecord(user, cmds[i].Val())
@@ -604,9 +595,18 @@ func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.
 
 // ReauthQueue implements tokens.Store.
 func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
+	q, _, err := s.ReauthQueueChecked(ctx)
+	return q, err
+}
+
+// ReauthQueueChecked is ReauthQueue that also returns the queued users
+// whose record could not be read (a token key of the wrong type): they
+// are left out of the list and keep their queue entry until the record is
+// repaired or quarantined.
+func (s *Store) ReauthQueueChecked(ctx context.Context) ([]tokens.ReauthEntry, []string, error) {
 	zs, err := s.rdb.ZRangeWithScores(ctx, s.reauthKey(), 0, -1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("reauth queue: %w", err)
+		return nil, nil, fmt.Errorf("reauth queue: %w", err)
 	}
 	cmds := make([]*redis.SliceCmd, len(zs))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -615,13 +615,18 @@ func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reauth queue: %w", err)
+	if err != nil && otherErr(cmds) != nil {
+		return nil, nil, fmt.Errorf("reauth queue: %w", err)
 	}
 	out := make([]tokens.ReauthEntry, 0, len(zs))
 	var stale []any
+	var malformed []string
 	for i, z := range zs {
 		user := z.Member.(string)
+		if wrongType(cmds[i].Err()) {
+			malformed = append(malformed, user)
+			continue
+		}
 		v := cmds[i].Val()
 		if st, _ := v[0].(string); st != string(tokens.ReauthRequired) {
 			stale = append(stale, user)
@@ -637,10 +642,10 @@ func (s *Store) ReauthQueue(ctx context.Context) ([]tokens.ReauthEntry, error) {
 		// Repair hints left by a crash between steps. A user flagged again
 		// since ZRANGE is re-added by its own Flag.
 		if err := s.rdb.ZRem(ctx, s.reauthKey(), stale...).Err(); err != nil {
-			return out, fmt.Errorf("reauth queue repair: %w", err)
+			return out, malformed, fmt.Errorf("reauth queue repair: %w", err)
 		}
 	}
-	return out, nil
+	return out, malformed, nil
 }
 
 // Event is one entry of the events stream.

@@ -17,6 +17,7 @@ func TestKeys(t *testing.T) {
 		{s.dueKey("refresh", 3), "p*:due:refresh:3"},
 		{s.reauthKey(), "p*:reauth"},
 		{s.eventsKey(), "p*:events"},
+		{s.keyCheckKey(), "p*:keycheck"},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {

@@ -3,7 +3,11 @@ package tokens
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,12 +15,26 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
 // Sealed layout: version (1 byte) | nonce (12) | AES-256-GCM ciphertext | tag (16).
+//
+// The version byte says what the associated data binds, so a record is
+// opened one way only, never by trial:
+//   - sealVersion (0x01): the user id alone (adPrefix + user). Seal makes
+//     it; token records sealed before provider binding have it too
+//     ("legacy"), and they are re-sealed as tokenVersion by their next
+//     refresh and by `keys rotate`.
+//   - tokenVersion (0x02): the user id and the provider (tokenADPrefix +
+//     uvarint(len(user)) + user + provider). SealToken makes it.
+//
+// The two prefixes differ, so a tokenVersion record whose version byte is
+// changed to 0x01 does not authenticate under the legacy data either.
 const (
 	sealVersion  byte = 0x01
+	tokenVersion byte = 0x02
 	nonceSize         = 12
 	tagSize           = 16
 	headerSize        = 1 + nonceSize
@@ -28,28 +46,44 @@ const (
 	// maxKeyIDLen bounds key ids, which are stored beside every record.
 	maxKeyIDLen = 64
 
-	// adPrefix starts the associated data; the user id follows, so a record
-	// sealed for one user does not open as another's.
+	// adPrefix starts the associated data of sealVersion; the user id
+	// follows, so a record sealed for one user does not open as another's.
 	adPrefix = "syncd/token/v1\x00"
+	// tokenADPrefix starts the associated data of tokenVersion; the user id
+	// (length first) and the provider follow, so a record whose clear
+	// provider field was changed does not open, and its refresh token is
+	// never sent to that other provider.
+	tokenADPrefix = "syncd/token/v2\x00"
+
+	// checkConstant is what a key's check value authenticates (see
+	// Keyring.Verify).
+	checkConstant = "syncd/keycheck/v1"
 )
 
 var (
 	// ErrUnknownKey means a record names a key id the keyring does not
 	// hold: the key was removed from the configuration too early.
 	ErrUnknownKey = errors.New("unknown key id")
-	// ErrDecrypt means a record did not open: wrong key, wrong user,
-	// tampered or truncated ciphertext, or an unknown layout version.
+	// ErrDecrypt means a record did not open: wrong key, wrong user or
+	// provider, tampered or truncated ciphertext, or an unknown layout
+	// version.
 	ErrDecrypt = errors.New("cannot decrypt")
 )
 
 // Keyring holds the AES-256-GCM keys that encrypt tokens at rest: the
 // primary key seals, every key opens, so keys can be rotated by adding a
 // new primary and keeping the old key until all records are re-sealed.
-// A Keyring is immutable and safe for concurrent use.
+// A Keyring is safe for concurrent use. Its keys never change; Verify
+// marks it, once, as matching the database (see Verified).
 type Keyring struct {
 	primary string
 	seal    cipher.AEAD // the primary key's
 	aeads   map[string]cipher.AEAD
+	// checks holds each key id's check value: HMAC-SHA256 of
+	// checkConstant under the key, hex. It identifies the key without
+	// revealing it.
+	checks   map[string]string
+	verified atomic.Bool
 }
 
 // NewKeyring builds a Keyring from key id → key. Every key must be exactly
@@ -67,7 +101,7 @@ func NewKeyring(primary string, keys map[string][]byte) (*Keyring, error) {
 	if _, ok := keys[primary]; !ok {
 		return nil, fmt.Errorf("keyring: primary key %q is not in the keyring", primary)
 	}
-	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys))}
+	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys)), checks: make(map[string]string, len(keys))}
 	for _, id := range slices.Sorted(maps.Keys(keys)) { // sorted: the same bad key is reported every time
 		key := keys[id]
 		if err := validateKeyID(id); err != nil {
@@ -85,6 +119,9 @@ func NewKeyring(primary string, keys map[string][]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring: key %q: %w", id, err)
 		}
 		k.aeads[id] = aead
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(checkConstant))
+		k.checks[id] = hex.EncodeToString(mac.Sum(nil))
 	}
 	k.seal = k.aeads[primary]
 	return k, nil
@@ -115,8 +152,11 @@ func (k *Keyring) Seal(userID string, plaintext []byte) (kid string, ciphertext 
 	if err := k.checkSeal(userID); err != nil {
 		return "", nil, err
 	}
+	s := scratchPool.Get().(*scratch)
+	defer s.put()
+	s.ad = appendAD(s.ad[:0], userID)
 	out := make([]byte, headerSize, sealOverhead+len(plaintext))
-	out, err = k.sealTo(out, userID, plaintext)
+	out, err = k.sealTo(out, sealVersion, s.ad, plaintext)
 	if err != nil {
 		return "", nil, err
 	}
@@ -131,20 +171,29 @@ func (k *Keyring) Open(userID, kid string, ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v := ciphertext[0]; v != sealVersion {
+		return nil, unknownVersion(kid, v)
+	}
 	s := scratchPool.Get().(*scratch)
 	defer s.put()
+	s.ad = appendAD(s.ad[:0], userID)
 	out := make([]byte, 0, len(ciphertext)-sealOverhead)
-	return openTo(s, out, aead, userID, kid, ciphertext)
+	return openTo(out, aead, s.ad, kid, ciphertext)
 }
 
 // SealToken seals the secret parts of t (AccessToken, RefreshToken,
-// TokenType, ConsentID) for t.UserID as compact JSON with short keys. The
-// user id and expiries are not in the ciphertext: they are stored in clear
-// beside it, and the user id is bound in as associated data. The four
-// fields must be valid UTF-8.
-func (k *Keyring) SealToken(t Token) (kid string, ciphertext []byte, err error) {
+// TokenType, ConsentID) for t.UserID and provider as compact JSON with
+// short keys. The user id, provider and expiries are not in the
+// ciphertext: they are stored in clear beside it, and the user id and
+// provider are bound in as associated data, so the record opens only for
+// that user and that provider (OpenRecord). The four fields must be valid
+// UTF-8; provider must not be empty.
+func (k *Keyring) SealToken(t Token, provider string) (kid string, ciphertext []byte, err error) {
 	if err := k.checkSeal(t.UserID); err != nil {
 		return "", nil, err
+	}
+	if provider == "" {
+		return "", nil, errors.New("keyring: provider is empty")
 	}
 	fields := [...]struct {
 		name, val string
@@ -158,7 +207,10 @@ func (k *Keyring) SealToken(t Token) (kid string, ciphertext []byte, err error) 
 	// and encrypted in place.
 	buf := make([]byte, headerSize, sealOverhead+secretsLen(t))
 	buf = appendSecrets(buf, t)
-	sealed, err := k.sealTo(buf[:headerSize], t.UserID, buf[headerSize:])
+	s := scratchPool.Get().(*scratch)
+	defer s.put()
+	s.ad = appendTokenAD(s.ad[:0], t.UserID, provider)
+	sealed, err := k.sealTo(buf[:headerSize], tokenVersion, s.ad, buf[headerSize:])
 	if err != nil {
 		clear(buf) // the plaintext is still in it
 		return "", nil, err
@@ -167,17 +219,49 @@ func (k *Keyring) SealToken(t Token) (kid string, ciphertext []byte, err error) 
 	return k.primary, buf, nil
 }
 
-// OpenToken opens a record made by SealToken and sets into's UserID and
-// four secret fields; the expiries are left as they are. Errors are those
-// of Open; a record that opens but does not decode also wraps ErrDecrypt.
-func (k *Keyring) OpenToken(userID, kid string, ciphertext []byte, into *Token) error {
+// OpenRecord opens the token sealed in rec for rec.UserID and
+// rec.Provider: the user id, the four secret fields and the expiries from
+// rec. It is the one way to read a stored token. It fails with
+// ErrUnknownKey when the keyring lacks rec.KeyID, and with ErrDecrypt when
+// the record does not authenticate: another key under that id, a record
+// sealed for another user or (tokenVersion) another provider, a tampered
+// or truncated ciphertext, or an unknown format. A legacy record
+// (sealVersion) is bound to its user only and opens whatever rec.Provider
+// says; NeedsReseal reports it.
+func (k *Keyring) OpenRecord(rec Record) (Token, error) {
+	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
+	if err := k.openToken(rec.UserID, rec.Provider, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		return Token{}, err
+	}
+	return tok, nil
+}
+
+// NeedsReseal reports whether rec should be sealed again: it is under a
+// key other than the primary, or in the legacy format that does not bind
+// the provider. `keys rotate` re-seals such records; a refresh does too.
+func (k *Keyring) NeedsReseal(rec Record) bool {
+	return rec.KeyID != k.primary || len(rec.Ciphertext) == 0 || rec.Ciphertext[0] != tokenVersion
+}
+
+// openToken opens a token record and sets into's UserID and four secret
+// fields; the expiries are left as they are. A record that opens but does
+// not decode also wraps ErrDecrypt.
+func (k *Keyring) openToken(userID, provider, kid string, ciphertext []byte, into *Token) error {
 	aead, err := k.checkOpen(userID, kid, ciphertext)
 	if err != nil {
 		return err
 	}
 	s := scratchPool.Get().(*scratch)
 	defer s.put()
-	pt, err := openTo(s, s.pt[:0], aead, userID, kid, ciphertext)
+	switch v := ciphertext[0]; v {
+	case tokenVersion:
+		s.ad = appendTokenAD(s.ad[:0], userID, provider)
+	case sealVersion:
+		s.ad = appendAD(s.ad[:0], userID)
+	default:
+		return unknownVersion(kid, v)
+	}
+	pt, err := openTo(s.pt[:0], aead, s.ad, kid, ciphertext)
 	if err != nil {
 		return err
 	}
@@ -220,34 +304,32 @@ func (k *Keyring) checkOpen(userID, kid string, ciphertext []byte) (cipher.AEAD,
 	if len(ciphertext) < sealOverhead {
 		return nil, fmt.Errorf("keyring: key %q: %w: ciphertext is %d bytes, too short", kid, ErrDecrypt, len(ciphertext))
 	}
-	if v := ciphertext[0]; v != sealVersion {
-		return nil, fmt.Errorf("keyring: key %q: %w: unknown format version 0x%02x", kid, ErrDecrypt, v)
-	}
 	return aead, nil
 }
 
+func unknownVersion(kid string, v byte) error {
+	return fmt.Errorf("keyring: key %q: %w: unknown format version 0x%02x", kid, ErrDecrypt, v)
+}
+
 // sealTo fills in the header in hdr (len headerSize; best with capacity for
-// the whole record), seals plaintext after it with the primary key and
-// returns the record. plaintext may be exactly the bytes after the header
-// (sealing in place) or must not overlap hdr's capacity at all.
-func (k *Keyring) sealTo(hdr []byte, userID string, plaintext []byte) ([]byte, error) {
-	hdr[0] = sealVersion
+// the whole record) with version, seals plaintext after it with the
+// primary key and associated data ad, and returns the record. plaintext
+// may be exactly the bytes after the header (sealing in place) or must not
+// overlap hdr's capacity at all.
+func (k *Keyring) sealTo(hdr []byte, version byte, ad, plaintext []byte) ([]byte, error) {
+	hdr[0] = version
 	nonce := hdr[1:headerSize]
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("keyring: read nonce: %w", err)
 	}
-	s := scratchPool.Get().(*scratch)
-	defer s.put()
-	s.ad = appendAD(s.ad[:0], userID)
-	sealed := k.seal.Seal(hdr[headerSize:headerSize], nonce, plaintext, s.ad)
+	sealed := k.seal.Seal(hdr[headerSize:headerSize], nonce, plaintext, ad)
 	return hdr[:headerSize+len(sealed)], nil
 }
 
-// openTo authenticates and decrypts a record checked by checkOpen, appending
-// the plaintext to dst; s provides the buffer for the associated data.
-func openTo(s *scratch, dst []byte, aead cipher.AEAD, userID, kid string, ciphertext []byte) ([]byte, error) {
-	s.ad = appendAD(s.ad[:0], userID)
-	pt, err := aead.Open(dst, ciphertext[1:headerSize], ciphertext[headerSize:], s.ad)
+// openTo authenticates and decrypts a record checked by checkOpen against
+// associated data ad, appending the plaintext to dst.
+func openTo(dst []byte, aead cipher.AEAD, ad []byte, kid string, ciphertext []byte) ([]byte, error) {
+	pt, err := aead.Open(dst, ciphertext[1:headerSize], ciphertext[headerSize:], ad)
 	if err != nil {
 		// crypto/cipher's error says only "message authentication failed".
 		return nil, fmt.Errorf("keyring: key %q: %w: message authentication failed", kid, ErrDecrypt)
@@ -260,11 +342,20 @@ func appendAD(dst []byte, userID string) []byte {
 	return append(dst, userID...)
 }
 
+// appendTokenAD is tokenVersion's associated data. The user id's length
+// comes first, so no user id and provider pair reads as another.
+func appendTokenAD(dst []byte, userID, provider string) []byte {
+	dst = append(dst, tokenADPrefix...)
+	dst = binary.AppendUvarint(dst, uint64(len(userID)))
+	dst = append(dst, userID...)
+	return append(dst, provider...)
+}
+
 // scratch holds per-call buffers, pooled because sealing and opening are on
 // the refresh hot path and the AEAD interface makes its arguments escape.
 type scratch struct {
 	ad []byte // associated data
-	pt []byte // OpenToken's plaintext; wiped before reuse
+	pt []byte // openToken's plaintext; wiped before reuse
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

@@ -13,6 +13,22 @@ import (
 // testKey returns a distinct, deterministic 32-byte key.
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
 
+// testProvider is the provider tokens are sealed for in these tests.
+const testProvider = "digime"
+
+// openInto opens a token sealed for testProvider as OpenRecord opens the
+// stored record, into into; into's expiries stand for the record's, and
+// into is left alone on failure.
+func openInto(k *Keyring, user, kid string, ct []byte, into *Token) error {
+	tok, err := k.OpenRecord(Record{UserID: user, Provider: testProvider, KeyID: kid, Ciphertext: ct,
+		AccessExpiry: into.AccessExpiry, RefreshExpiry: into.RefreshExpiry})
+	if err != nil {
+		return err
+	}
+	*into = tok
+	return nil
+}
+
 func newTestKeyring(t testing.TB, primary string, keys map[string][]byte) *Keyring {
 	t.Helper()
 	k, err := NewKeyring(primary, keys)
@@ -51,23 +67,24 @@ func TestSealTokenRoundTrip(t *testing.T) {
 	for name, tok := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			kid, ct, err := k.SealToken(tok)
+			kid, ct, err := k.SealToken(tok, testProvider)
 			if err != nil {
 				t.Fatalf("SealToken: %v", err)
 			}
-			if kid != "k1" {
-				t.Errorf("kid = %q, want k1", kid)
+			if kid != "k1" || ct[0] != tokenVersion {
+				t.Errorf("kid = %q, version %#x, want k1 and %#x", kid, ct[0], tokenVersion)
 			}
-			// Expiries are not sealed: OpenToken leaves into's as they are.
-			into := Token{AccessToken: "stale", TokenType: "stale", AccessExpiry: hourAgo}
-			if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
-				t.Fatalf("OpenToken: %v", err)
+			// Expiries are not sealed: OpenRecord takes the record's.
+			rec := Record{UserID: tok.UserID, Provider: testProvider, KeyID: kid, Ciphertext: ct, AccessExpiry: hourAgo}
+			got, err := k.OpenRecord(rec)
+			if err != nil {
+				t.Fatalf("OpenRecord: %v", err)
 			}
-			if !secretsEqual(into, tok) {
-				t.Errorf("got  %s\nwant %s", dump(into), dump(tok))
+			if !secretsEqual(got, tok) {
+				t.Errorf("got  %s\nwant %s", dump(got), dump(tok))
 			}
-			if !into.AccessExpiry.Equal(hourAgo) || !into.RefreshExpiry.IsZero() {
-				t.Errorf("OpenToken changed the expiries: %s", dump(into))
+			if !got.AccessExpiry.Equal(hourAgo) || !got.RefreshExpiry.IsZero() {
+				t.Errorf("OpenRecord did not take the record's expiries: %s", dump(got))
 			}
 		})
 	}
@@ -97,18 +114,18 @@ func TestSealOpenRoundTrip(t *testing.T) {
 func TestSealOpenOtherUserFails(t *testing.T) {
 	t.Parallel()
 	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
-	kid, ct, err := k.SealToken(testToken())
+	kid, ct, err := k.SealToken(testToken(), testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, other := range []string{"user-2", "user-", "user-1 ", "USER-1"} {
 		var into Token
-		err := k.OpenToken(other, kid, ct, &into)
+		err := openInto(k, other, kid, ct, &into)
 		if !errors.Is(err, ErrDecrypt) {
-			t.Errorf("OpenToken as %q: err = %v, want ErrDecrypt", other, err)
+			t.Errorf("OpenRecord as %q: err = %v, want ErrDecrypt", other, err)
 		}
 		if into != (Token{}) {
-			t.Errorf("OpenToken as %q filled the token on failure", other)
+			t.Errorf("OpenRecord as %q filled the token on failure", other)
 		}
 		if _, err := k.Open(other, kid, ct); !errors.Is(err, ErrDecrypt) {
 			t.Errorf("Open as %q: err = %v, want ErrDecrypt", other, err)
@@ -119,7 +136,7 @@ func TestSealOpenOtherUserFails(t *testing.T) {
 func TestSealTamperedFails(t *testing.T) {
 	t.Parallel()
 	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
-	kid, ct, err := k.SealToken(testToken())
+	kid, ct, err := k.SealToken(testToken(), testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +144,7 @@ func TestSealTamperedFails(t *testing.T) {
 		bad := bytes.Clone(ct)
 		bad[i] ^= 0x01
 		var into Token
-		if err := k.OpenToken(testUser, kid, bad, &into); !errors.Is(err, ErrDecrypt) {
+		if err := openInto(k, testUser, kid, bad, &into); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("flipped byte %d: err = %v, want ErrDecrypt", i, err)
 		}
 	}
@@ -152,16 +169,156 @@ func TestSealTamperedFails(t *testing.T) {
 	}
 }
 
+func TestSealTokenBindsProvider(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	tok := testToken()
+	kid, ct, err := k.SealToken(tok, testProvider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := Record{UserID: testUser, Provider: testProvider, KeyID: kid, Ciphertext: ct}
+	if _, err := k.OpenRecord(rec); err != nil {
+		t.Fatalf("own provider: %v", err)
+	}
+	// Someone rewrote the clear provider field: the record must not open,
+	// so its refresh token never reaches that provider.
+	for _, other := range []string{"oauth", "", "digime ", "DIGIME", "digim", testProvider + "\x00"} {
+		rec.Provider = other
+		got, err := k.OpenRecord(rec)
+		if !errors.Is(err, ErrDecrypt) {
+			t.Errorf("provider %q: err = %v, want ErrDecrypt", other, err)
+		}
+		if got != (Token{}) {
+			t.Errorf("provider %q: a token came back with the error", other)
+		}
+	}
+	// The user id's length is in the associated data: no user id and
+	// provider pair reads as another.
+	if bytes.Equal(appendTokenAD(nil, "ab", "c"), appendTokenAD(nil, "a", "bc")) {
+		t.Error(`("ab","c") and ("a","bc") have the same associated data`)
+	}
+	if _, _, err := k.SealToken(tok, ""); err == nil || err.Error() != "keyring: provider is empty" {
+		t.Errorf("SealToken without provider: err = %v", err)
+	}
+}
+
+// legacyRecord seals tok the way SealToken did before provider binding:
+// format 0x01, the user id alone as associated data.
+func legacyRecord(t testing.TB, k *Keyring, tok Token, provider string) Record {
+	t.Helper()
+	kid, ct, err := k.Seal(tok.UserID, appendSecrets(nil, tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct, AccessExpiry: tok.AccessExpiry}
+}
+
+func TestOpenRecordLegacy(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	tok := testToken()
+	rec := legacyRecord(t, k, tok, testProvider)
+	if rec.Ciphertext[0] != sealVersion {
+		t.Fatalf("legacy version %#x", rec.Ciphertext[0])
+	}
+	got, err := k.OpenRecord(rec)
+	if err != nil {
+		t.Fatalf("legacy record: %v", err)
+	}
+	if !secretsEqual(got, tok) || !got.AccessExpiry.Equal(tok.AccessExpiry) {
+		t.Errorf("got %s", dump(got))
+	}
+	if !k.NeedsReseal(rec) {
+		t.Error("a legacy record under the primary key does not need re-sealing")
+	}
+	// Still bound to its user.
+	other := rec
+	other.UserID = "user-2"
+	if _, err := k.OpenRecord(other); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("legacy record as another user: err = %v, want ErrDecrypt", err)
+	}
+	// Re-sealed, it is bound to the provider and current.
+	kid, ct, err := k.SealToken(got, rec.Provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resealed := Record{UserID: rec.UserID, Provider: rec.Provider, KeyID: kid, Ciphertext: ct}
+	if k.NeedsReseal(resealed) {
+		t.Error("a re-sealed record still needs re-sealing")
+	}
+	if rotated := newTestKeyring(t, "k2", map[string][]byte{"k1": testKey(1), "k2": testKey(2)}); !rotated.NeedsReseal(resealed) {
+		t.Error("a record under an old key does not need re-sealing")
+	}
+}
+
+// The version byte decides the associated data: a record in the new
+// format never opens as legacy (which would drop the provider binding),
+// and a legacy record never opens as the new format.
+func TestOpenRecordVersionNoFallback(t *testing.T) {
+	t.Parallel()
+	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
+	kid, ct, err := k.SealToken(testToken(), testProvider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downgraded := bytes.Clone(ct)
+	downgraded[0] = sealVersion
+	for _, prov := range []string{testProvider, "oauth"} {
+		rec := Record{UserID: testUser, Provider: prov, KeyID: kid, Ciphertext: downgraded}
+		if _, err := k.OpenRecord(rec); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("new format relabelled legacy, provider %q: err = %v, want ErrDecrypt", prov, err)
+		}
+	}
+	legacy := legacyRecord(t, k, testToken(), testProvider)
+	legacy.Ciphertext[0] = tokenVersion
+	if _, err := k.OpenRecord(legacy); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("legacy relabelled new: err = %v, want ErrDecrypt", err)
+	}
+	unknown := bytes.Clone(ct)
+	unknown[0] = 0x03
+	_, err = k.OpenRecord(Record{UserID: testUser, Provider: testProvider, KeyID: kid, Ciphertext: unknown})
+	if want := `keyring: key "k1": cannot decrypt: unknown format version 0x03`; err == nil || err.Error() != want {
+		t.Errorf("version 3: err = %v, want %s", err, want)
+	}
+	// Seal's generic records stay 0x01; Open refuses the token format.
+	if _, err := k.Open(testUser, kid, ct); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("Open on a token record: err = %v, want ErrDecrypt", err)
+	}
+}
+
+func TestKeyCheckValues(t *testing.T) {
+	t.Parallel()
+	a := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1), "k2": testKey(2)})
+	b := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1), "k2": testKey(9)})
+	if a.checks["k1"] != b.checks["k1"] {
+		t.Error("the same key has two check values")
+	}
+	if a.checks["k2"] == b.checks["k2"] || a.checks["k1"] == a.checks["k2"] {
+		t.Error("different keys share a check value")
+	}
+	for id, v := range a.checks {
+		if len(v) != 64 {
+			t.Errorf("check value of %s is %d characters, want 64 (hex SHA-256)", id, len(v))
+		}
+		for _, key := range [][]byte{testKey(1), testKey(2)} {
+			if strings.Contains(v, fmt.Sprintf("%x", key[:8])) || strings.Contains(v, string(key)) {
+				t.Errorf("check value of %s contains the key", id)
+			}
+		}
+	}
+}
+
 func TestKeyringUnknownKey(t *testing.T) {
 	t.Parallel()
 	k1 := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
 	k2 := newTestKeyring(t, "k2", map[string][]byte{"k2": testKey(2)})
-	kid, ct, err := k1.SealToken(testToken())
+	kid, ct, err := k1.SealToken(testToken(), testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var into Token
-	err = k2.OpenToken(testUser, kid, ct, &into)
+	err = openInto(k2, testUser, kid, ct, &into)
 	if !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("err = %v, want ErrUnknownKey", err)
 	}
@@ -173,7 +330,7 @@ func TestKeyringUnknownKey(t *testing.T) {
 	}
 	// The same key id with different key material is a decrypt failure.
 	other := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(9)})
-	if err := other.OpenToken(testUser, kid, ct, &into); !errors.Is(err, ErrDecrypt) {
+	if err := openInto(other, testUser, kid, ct, &into); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("wrong key: err = %v, want ErrDecrypt", err)
 	}
 }
@@ -181,7 +338,7 @@ func TestKeyringUnknownKey(t *testing.T) {
 func TestKeyringRotation(t *testing.T) {
 	t.Parallel()
 	old := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
-	kid, ct, err := old.SealToken(testToken())
+	kid, ct, err := old.SealToken(testToken(), testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,24 +348,24 @@ func TestKeyringRotation(t *testing.T) {
 		t.Errorf("Primary() = %q, want k2", got)
 	}
 	var into Token
-	if err := rotated.OpenToken(testUser, kid, ct, &into); err != nil {
+	if err := openInto(rotated, testUser, kid, ct, &into); err != nil {
 		t.Fatalf("open a k1 record after rotation: %v", err)
 	}
 	if !secretsEqual(into, testToken()) {
 		t.Errorf("got %s", dump(into))
 	}
 
-	newKid, newCt, err := rotated.SealToken(into)
+	newKid, newCt, err := rotated.SealToken(into, testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if newKid != "k2" {
 		t.Errorf("new seal kid = %q, want k2", newKid)
 	}
-	if err := old.OpenToken(testUser, newKid, newCt, &into); !errors.Is(err, ErrUnknownKey) {
+	if err := openInto(old, testUser, newKid, newCt, &into); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("old keyring on a k2 record: err = %v, want ErrUnknownKey", err)
 	}
-	if err := rotated.OpenToken(testUser, newKid, newCt, &into); err != nil {
+	if err := openInto(rotated, testUser, newKid, newCt, &into); err != nil {
 		t.Errorf("open the re-sealed record: %v", err)
 	}
 }
@@ -252,14 +409,14 @@ func TestNewKeyringKeepsNoReference(t *testing.T) {
 	t.Parallel()
 	key := testKey(7)
 	k := newTestKeyring(t, "k1", map[string][]byte{"k1": key})
-	kid, ct, err := k.SealToken(testToken())
+	kid, ct, err := k.SealToken(testToken(), testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clear(key) // the caller wipes its copy
 	var into Token
-	if err := k.OpenToken(testUser, kid, ct, &into); err != nil {
-		t.Fatalf("OpenToken after the caller wiped the key: %v", err)
+	if err := openInto(k, testUser, kid, ct, &into); err != nil {
+		t.Fatalf("OpenRecord after the caller wiped the key: %v", err)
 	}
 }
 
@@ -267,11 +424,11 @@ func TestSealedHidesPlaintext(t *testing.T) {
 	t.Parallel()
 	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
 	tok := testToken()
-	_, ct1, err := k.SealToken(tok)
+	_, ct1, err := k.SealToken(tok, testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ct2, err := k.SealToken(tok)
+	_, ct2, err := k.SealToken(tok, testProvider)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +449,7 @@ func TestSealErrors(t *testing.T) {
 	if _, _, err := k.Seal("", []byte("x")); err == nil || err.Error() != "keyring: user id is empty" {
 		t.Errorf("Seal without user: err = %v", err)
 	}
-	if _, _, err := k.SealToken(Token{AccessToken: testAccess}); err == nil || err.Error() != "keyring: user id is empty" {
+	if _, _, err := k.SealToken(Token{AccessToken: testAccess}, testProvider); err == nil || err.Error() != "keyring: user id is empty" {
 		t.Errorf("SealToken without user: err = %v", err)
 	}
 	if _, err := k.Open("", "k1", make([]byte, 100)); err == nil || errors.Is(err, ErrDecrypt) {
@@ -300,15 +457,15 @@ func TestSealErrors(t *testing.T) {
 	}
 	bad := testToken()
 	bad.RefreshToken = "r\xff"
-	if _, _, err := k.SealToken(bad); err == nil || err.Error() != "keyring: refresh token is not valid UTF-8" {
+	if _, _, err := k.SealToken(bad, testProvider); err == nil || err.Error() != "keyring: refresh token is not valid UTF-8" {
 		t.Errorf("SealToken with invalid UTF-8: err = %v", err)
 	}
 
 	var zero Keyring
-	if _, _, err := zero.SealToken(testToken()); err == nil {
+	if _, _, err := zero.SealToken(testToken(), testProvider); err == nil {
 		t.Error("zero Keyring sealed")
 	}
-	if err := zero.OpenToken(testUser, "k1", make([]byte, 100), &Token{}); err == nil {
+	if err := openInto(&zero, testUser, "k1", make([]byte, 100), &Token{}); err == nil {
 		t.Error("zero Keyring opened")
 	}
 	var nilKeyring *Keyring
@@ -317,7 +474,7 @@ func TestSealErrors(t *testing.T) {
 	}
 }
 
-func TestOpenTokenPlaintextForms(t *testing.T) {
+func TestOpenRecordPlaintextForms(t *testing.T) {
 	t.Parallel()
 	k := newTestKeyring(t, "k1", map[string][]byte{"k1": testKey(1)})
 	tests := []struct {
@@ -343,7 +500,7 @@ func TestOpenTokenPlaintextForms(t *testing.T) {
 			t.Fatal(err)
 		}
 		into := Token{AccessToken: "stale", RefreshToken: "stale", TokenType: "stale", ConsentID: "stale"}
-		err = k.OpenToken(testUser, kid, ct, &into)
+		err = openInto(k, testUser, kid, ct, &into)
 		if !tt.ok {
 			if !errors.Is(err, ErrDecrypt) {
 				t.Errorf("%s: err = %v, want ErrDecrypt", tt.name, err)
@@ -383,13 +540,13 @@ func TestKeyringConcurrent(t *testing.T) {
 			tok.UserID = fmt.Sprintf("user-%d", g)
 			for i := range 200 {
 				tok.AccessToken = fmt.Sprintf("access-%d-%d", g, i)
-				kid, ct, err := k.SealToken(tok)
+				kid, ct, err := k.SealToken(tok, testProvider)
 				if err != nil {
 					errs <- err
 					return
 				}
 				var into Token
-				if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
+				if err := openInto(k, tok.UserID, kid, ct, &into); err != nil {
 					errs <- err
 					return
 				}
@@ -420,23 +577,23 @@ func BenchmarkSealToken(b *testing.B) {
 	tok := benchToken()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := k.SealToken(tok); err != nil {
+		if _, _, err := k.SealToken(tok, testProvider); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkOpenToken(b *testing.B) {
+func BenchmarkOpenRecord(b *testing.B) {
 	k := newTestKeyring(b, "k1", map[string][]byte{"k1": testKey(1)})
 	tok := benchToken()
-	kid, ct, err := k.SealToken(tok)
+	kid, ct, err := k.SealToken(tok, testProvider)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var into Token
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := k.OpenToken(tok.UserID, kid, ct, &into); err != nil {
+		if err := openInto(k, tok.UserID, kid, ct, &into); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -66,7 +66,7 @@ func FuzzParseToken(f *testing.F) {
 }
 
 // FuzzSealToken checks that any token with valid UTF-8 fields survives
-// SealToken and OpenToken, whichever decoder path the plaintext takes.
+// SealToken and OpenRecord, whichever decoder path the plaintext takes.
 func FuzzSealToken(f *testing.F) {
 	f.Add(testAccess, testRefresh, "Bearer", testConsent)
 	f.Add("", "", "", "")
@@ -78,7 +78,7 @@ func FuzzSealToken(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, access, refresh, tokenType, consent string) {
 		tok := Token{UserID: testUser, AccessToken: access, RefreshToken: refresh, TokenType: tokenType, ConsentID: consent}
-		kid, ct, err := k.SealToken(tok)
+		kid, ct, err := k.SealToken(tok, testProvider)
 		if err != nil {
 			for _, s := range []string{access, refresh, tokenType, consent} {
 				if !utf8.ValidString(s) {
@@ -87,9 +87,9 @@ func FuzzSealToken(f *testing.F) {
 			}
 			t.Fatalf("SealToken: %v", err)
 		}
-		var into Token
-		if err := k.OpenToken(testUser, kid, ct, &into); err != nil {
-			t.Fatalf("OpenToken: %v", err)
+		into, err := k.OpenRecord(Record{UserID: testUser, Provider: testProvider, KeyID: kid, Ciphertext: ct})
+		if err != nil {
+			t.Fatalf("OpenRecord: %v", err)
 		}
 		if !secretsEqual(into, tok) {
 			t.Fatalf("round trip\ngot  %s\nwant %s", dump(into), dump(tok))

@@ -14,6 +14,10 @@ type Metrics struct {
 	ReauthFlagged   *prometheus.CounterVec
 	CircuitOpen     *prometheus.GaugeVec
 	Quarantined     prometheus.Counter
+	// OpenFailures counts token records that did not open, by reason
+	// (unknown_key, unverified_key, tampered, error; see openFailure).
+	// Any increase is a configuration error or tampering to look at.
+	OpenFailures *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (if non-nil).
@@ -35,9 +39,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Quarantined: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "syncd_records_quarantined_total", Help: "Unreadable token records moved aside.",
 		}),
+		OpenFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncd_token_open_failures_total", Help: "Token records that did not open, by reason (unknown_key, unverified_key: kept and retried; tampered: quarantined).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{openUnknownKey, openUnverifiedKey, openTampered, openError} {
+		m.OpenFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.RefreshTotal, m.RefreshDuration, m.ReauthFlagged, m.CircuitOpen, m.Quarantined)
+		reg.MustRegister(m.RefreshTotal, m.RefreshDuration, m.ReauthFlagged, m.CircuitOpen, m.Quarantined, m.OpenFailures)
 	}
 	return m
 }
@@ -77,6 +87,12 @@ func (m *Metrics) circuit(provider string, open bool) {
 		v = 1
 	}
 	m.CircuitOpen.WithLabelValues(provider).Set(v)
+}
+
+func (m *Metrics) openFailed(reason string) {
+	if m != nil {
+		m.OpenFailures.WithLabelValues(reason).Inc()
+	}
 }
 
 func (m *Metrics) quarantined() {

@@ -161,7 +161,7 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 	if !ok {
 		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
 	}
-	kid, ct, err := r.keys.SealToken(tok)
+	kid, ct, err := r.keys.SealToken(tok, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -427,12 +427,16 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		return outcome{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
 	}
 	log = log.With().Str("provider", ps.name).Logger()
-	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-	if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
-		if errors.Is(err, ErrUnknownKey) {
-			// The operator removed a key still in use: theirs to fix.
+	tok, err := r.keys.OpenRecord(rec)
+	if err != nil {
+		// Quarantine only a record that fails under a verified key; a
+		// key not configured or not verified is the operator's to fix
+		// (the rule: Keyring.openFailure).
+		reason, quarantine := r.keys.openFailure(err)
+		r.opt.Metrics.openFailed(reason)
+		if !quarantine {
 			release()
-			log.Error().Err(err).Msg("token sealed with a key not configured")
+			log.Error().Err(err).Str("reason", reason).Msg("token record does not open with the configured keys; fix encryption.keys")
 			return outcome{next: now.Add(ps.Policy.RetryMax)}, err
 		}
 		log.Error().Err(err).Msg("undecryptable record quarantined")
@@ -484,7 +488,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	if fresh.AccessToken == "" {
 		return r.failed(ctx, log, l.ID, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
 	}
-	kid, ct, err := r.keys.SealToken(fresh)
+	kid, ct, err := r.keys.SealToken(fresh, rec.Provider)
 	if err != nil {
 		release()
 		return outcome{next: now.Add(r.opt.Lease)}, err
@@ -700,8 +704,8 @@ func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (
 	if !rec.State.Runnable() {
 		return outcome{}, stateErr(rec.State)
 	}
-	tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-	if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+	tok, err := r.keys.OpenRecord(rec)
+	if err != nil {
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil

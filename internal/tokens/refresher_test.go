@@ -86,30 +86,13 @@ func (b *bundle) newStore(t *testing.T) *redisstore.Store {
 }
 
 // refresher returns a refresher with its own Redis client, as a separate
-// process would have. It is stopped at cleanup.
+// process would have, calling the fake. It is stopped at cleanup.
 func (b *bundle) refresher(t *testing.T, start bool) *tokens.Refresher {
 	t.Helper()
-	store := b.newStore(t)
-	if err := store.Ping(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: b.policy}},
-		tokens.Options{Workers: 16, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
-			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if start {
-		if err := r.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = r.Stop(ctx)
-		})
+		return b.startWith(t, nil, b.prov, b.policy, 16, time.Minute)
 	}
-	return r
+	return b.newWith(t, nil, b.prov, b.policy, 16, time.Minute)
 }
 
 func (b *bundle) putUsers(t *testing.T, r *tokens.Refresher, n int) []string {
@@ -512,18 +495,8 @@ func TestNewerTokenAdoptedInsteadOfFlagging(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	store := b.newStore(t)
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: racing, Policy: b.policy}},
-		tokens.Options{PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.New(b.logs), Metrics: b.metrics,
-			Observe: func(res tokens.Result) { b.results <- res }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b.clk.Advance(time.Hour)
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop(context.Background())
+	b.startWith(t, nil, racing, b.policy, 0, time.Minute)
 	// The newer token is not assumed alive: it is verified by refreshing
 	// it at once, and the user stays active because that works.
 	res := b.wait(t, "ok", 1)
@@ -753,6 +726,59 @@ func TestReconcileRepairsMissingRefreshEntry(t *testing.T) {
 	}
 }
 
+// stallStore returns a store on a client of its own with a read timeout
+// well below the stalls tests cause, as syncd runs with, and no retries.
+func (b *bundle) stallStore(t *testing.T) *redisstore.Store {
+	t.Helper()
+	opt, err := redis.ParseURL(b.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ReadTimeout, opt.MaxRetries = 200*time.Millisecond, -1
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rdb.Close() })
+	store := redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
+	if err := store.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// newWith returns a refresher over store (nil: a store of its own) that
+// calls prov, with workers (0: the default) and lease.
+func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov tokens.Provider, policy tokens.Policy, workers int, lease time.Duration) *tokens.Refresher {
+	t.Helper()
+	if store == nil {
+		store = b.newStore(t)
+		if err := store.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
+		tokens.Options{Workers: workers, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: lease, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// startWith is newWith, started; it is stopped at cleanup, after the
+// test's deferred calls (which release any gate).
+func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov tokens.Provider, policy tokens.Policy, workers int, lease time.Duration) *tokens.Refresher {
+	t.Helper()
+	r := b.newWith(t, store, prov, policy, workers, lease)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	})
+	return r
+}
+
 // gatedProvider holds the refresh of one user until released, so a test
 // can act while the refresher is busy with it.
 type gatedProvider struct {
@@ -761,6 +787,32 @@ type gatedProvider struct {
 	started chan struct{}
 	release chan struct{}
 	once    sync.Once
+	mu      sync.Mutex
+}
+
+func newGate(inner tokens.Provider, user string) *gatedProvider {
+	return &gatedProvider{inner: inner, user: user, started: make(chan struct{}), release: make(chan struct{})}
+}
+
+// waitStarted waits for the held call to begin.
+func (p *gatedProvider) waitStarted(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held refresh never started")
+	}
+}
+
+// open lets the held call go on; it may be called more than once.
+func (p *gatedProvider) open() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.release:
+	default:
+		close(p.release)
+	}
 }
 
 func (p *gatedProvider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
@@ -803,35 +855,16 @@ func TestJobRefreshWhileRefresherHoldsClaim(t *testing.T) {
 		{Member: first, At: now.Add(-2 * time.Minute)}, {Member: second, At: now.Add(-time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
-	gate := &gatedProvider{inner: b.prov, user: first, started: make(chan struct{}), release: make(chan struct{})}
-	r, err := tokens.NewRefresher(b.newStore(t), b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: gate, Policy: b.policy}},
-		tokens.Options{Workers: 1, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
-			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		select {
-		case <-gate.release:
-		default:
-			close(gate.release)
-		}
-		_ = r.Stop(context.Background())
-	}()
-	select {
-	case <-gate.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the refresher never started on the first user")
-	}
+	gate := newGate(b.prov, first)
+	defer gate.open()
+	r := b.startWith(t, nil, gate, b.policy, 1, time.Minute)
+	gate.waitStarted(t)
 	// The job: it needs the second user's token for longer than it lives.
 	tok, err := r.Token(ctx, second, time.Hour)
 	if err != nil {
 		t.Fatalf("job token: %v", err)
 	}
-	close(gate.release)
+	gate.open()
 	res := b.wait(t, "ok", 1)
 	for len(res) < 2 {
 		select {
@@ -871,39 +904,15 @@ func TestRotatedTokenKeptThroughRedisStall(t *testing.T) {
 	ctx := context.Background()
 	b.clk.Advance(55 * time.Minute)
 
-	gate := &gatedProvider{inner: b.prov, user: u, started: make(chan struct{}), release: make(chan struct{})}
-	opt, err := redis.ParseURL(b.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A read timeout well below the stall, as syncd runs with.
-	opt.ReadTimeout, opt.MaxRetries = 200*time.Millisecond, -1
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	store := redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
-	if err := store.Ping(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: gate, Policy: b.policy}},
-		tokens.Options{Workers: 4, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
-			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Stop(context.Background()) }()
-	select {
-	case <-gate.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no refresh started")
-	}
+	gate := newGate(b.prov, u)
+	defer gate.open()
+	b.startWith(t, b.stallStore(t), gate, b.policy, 4, time.Minute)
+	gate.waitStarted(t)
 	// Writes (and scripts) stall for 1.5 s, from before the provider answers.
 	if err := b.rdb.Do(ctx, "CLIENT", "PAUSE", "1500", "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	close(gate.release)
+	gate.open()
 	res := b.wait(t, "ok", 1)
 	if st := b.prov.Stats(); st.Refreshes != 1 || st.Rejected != 0 {
 		t.Fatalf("provider %+v, results %+v", st, res)
@@ -955,30 +964,10 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	ctx := context.Background()
 	b.clk.Advance(55 * time.Minute)
 
-	opt, err := redis.ParseURL(b.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ReadTimeout, opt.MaxRetries = 200*time.Millisecond, -1
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	store := redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 8})
-	if err := store.Ping(ctx); err != nil {
-		t.Fatal(err)
-	}
 	prov := &countingProvider{inner: b.prov, started: make(chan string, 1), hold: make(chan struct{})}
 	// A 3 s lease (real seconds: the commit retries in real time) so the
 	// rotated token's commit gives up within the test.
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
-		tokens.Options{Workers: 1, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: 3 * time.Second, Clock: b.clk,
-			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Stop(context.Background()) }()
+	b.startWith(t, b.stallStore(t), prov, policy, 1, 3*time.Second)
 	var first string
 	select {
 	case first = <-prov.started:
@@ -1029,4 +1018,128 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 		t.Fatalf("lost rotations counted %v, want 1", got)
 	}
 	unpause()
+}
+
+// TestNewerTokenVerifiedAfterReuse: a refresher stalls past its lease in
+// the provider call; a job on another replica takes the lease over and
+// rotates the token;
+// the stalled call then presents the rotated-away token, the strict
+// provider revokes the grant. The newer token found in Redis is not
+// assumed alive: it is refreshed at once, refused too, and the user is
+// flagged instead of staying active with a dead token (before the fix it
+// was adopted silently at info level). The reuse is counted and logged at
+// warn.
+func TestNewerTokenVerifiedAfterReuse(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 14}, testPolicy())
+	r0 := b.refresher(t, false)
+	u := b.putUsers(t, r0, 1)[0]
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+
+	gate := newGate(b.prov, u)
+	defer gate.open()
+	b.startWith(t, nil, gate, b.policy, 1, time.Minute)
+	gate.waitStarted(t)
+	// The stalled call outlives its lease; a job on another replica
+	// takes the lease over and rotates the token.
+	b.clk.Advance(2 * time.Minute)
+	if _, err := b.refresher(t, false).Token(ctx, u, time.Hour); err != nil {
+		t.Fatalf("other replica: %v", err)
+	}
+	gate.open()
+	b.wait(t, "reauth", 1)
+	if rec := b.record(t, u); rec.State != tokens.ReauthRequired {
+		t.Fatalf("state %s, want reauth_required: the grant was revoked by the reuse", rec.State)
+	}
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "reuse")); got != 1 {
+		t.Fatalf("reuse counted %v times, want 1", got)
+	}
+	if st := b.prov.Stats(); st.Reused < 1 || st.Refreshes != 1 {
+		t.Fatalf("provider %+v", st)
+	}
+	if !strings.Contains(b.logs.String(), `"level":"warn"`) || !strings.Contains(b.logs.String(), "spent twice") {
+		t.Fatal("the reuse was not logged at warn")
+	}
+	b.assertNoLeak(t)
+}
+
+// TestLostAnswerAndGracePeriod measures what a provider's rotation grace
+// period buys: the provider rotates ten users' tokens but its answers are
+// lost (a timeout on our side), so syncd still holds the spent tokens and
+// presents them again at the retry. A strict provider (no grace) treats
+// that as reuse and revokes every grant; syncd flags the users and counts
+// each as a lost rotation. With a grace period longer than the retry
+// delay the retry is accepted and nobody is flagged.
+func TestLostAnswerAndGracePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		grace       time.Duration
+		wantFlagged int
+	}{{0, 10}, {5 * time.Minute, 0}} {
+		t.Run(fmt.Sprintf("grace=%s", tc.grace), func(t *testing.T) {
+			policy := testPolicy()
+			policy.RetryInitial = 30 * time.Second
+			b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 15, RotationGracePeriod: tc.grace}, policy)
+			r := b.refresher(t, false)
+			users := b.putUsers(t, r, 10)
+			b.prov.LoseResponses(len(users))
+			b.clk.Advance(55 * time.Minute)
+			r = b.refresher(t, true)
+			b.wait(t, "transient", len(users))
+			// The retries come within RetryEnvelope(1) = 30 s.
+			b.clk.Advance(time.Minute)
+			want := "ok"
+			if tc.wantFlagged > 0 {
+				want = "reauth"
+			}
+			b.wait(t, want, len(users))
+			flagged := 0
+			for _, u := range users {
+				if b.record(t, u).State == tokens.ReauthRequired {
+					flagged++
+				}
+			}
+			lost := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "lost"))
+			st := b.prov.Stats()
+			t.Logf("grace=%s users=%d lost_answers=%d flagged=%d counted_lost=%v reuses=%d grace_refreshes=%d",
+				tc.grace, len(users), len(users), flagged, lost, st.Reused, st.GraceRefreshes)
+			if flagged != tc.wantFlagged || int(lost) != tc.wantFlagged {
+				t.Fatalf("flagged %d, counted lost %v; want %d", flagged, lost, tc.wantFlagged)
+			}
+		})
+	}
+}
+
+// TestCrashAfterRotationCountedAsLost: a replica takes the lease, the
+// provider rotates the token, and the replica dies (kill -9) before it
+// stores the answer. No client can save that rotation from a strict
+// provider; after the lease the next refresher presents the old token,
+// the user is flagged, and the loss is counted as "lost" (not as a plain
+// revocation) because the lease had ended without a release.
+func TestCrashAfterRotationCountedAsLost(t *testing.T) {
+	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 16}, testPolicy())
+	r := b.refresher(t, false)
+	u := b.putUsers(t, r, 1)[0]
+	ctx := context.Background()
+	b.clk.Advance(55 * time.Minute)
+	now := b.clk.Now()
+	rec, st, err := b.store.Acquire(ctx, u, "dead-replica/1", "", now, now.Add(time.Minute))
+	if err != nil || st != tokens.Acquired {
+		t.Fatalf("acquire: %v %v", st, err)
+	}
+	tok, err := b.keys.OpenRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.prov.Refresh(ctx, tok); err != nil { // the answer dies with the replica
+		t.Fatal(err)
+	}
+	b.clk.Advance(2 * time.Minute)
+	b.refresher(t, true)
+	b.wait(t, "reauth", 1)
+	if got := testutil.ToFloat64(b.metrics.RefreshTotal.WithLabelValues("fake", "lost")); got != 1 {
+		t.Fatalf("lost counted %v, want 1", got)
+	}
+	if !strings.Contains(b.logs.String(), "rotated token was probably lost") {
+		t.Fatal("no warning about the lost rotation")
+	}
 }

@@ -8,19 +8,31 @@ import (
 
 // RotateStats counts what a key rotation did.
 type RotateStats struct {
-	Scanned    int `json:"scanned"`
-	Rekeyed    int `json:"rekeyed"`
-	Current    int `json:"current"`    // already under the primary key
+	Scanned int `json:"scanned"`
+	Rekeyed int `json:"rekeyed"`
+	// Upgraded counts, of Rekeyed, the records that were in the format
+	// that did not bind the provider (see Keyring.NeedsReseal).
+	Upgraded   int `json:"upgraded"`
+	Current    int `json:"current"`    // already under the primary key, provider bound
 	Unreadable int `json:"unreadable"` // sealed with a key not configured, or corrupt
 	Malformed  int `json:"malformed"`
 }
 
-// Rotate re-encrypts every record not sealed with the primary key, in
-// batches of about batch records, calling progress after each batch. A
-// record written meanwhile (refresh, put) is re-read and retried; records
-// written by a refresh are sealed with the primary key anyway.
+// ErrKeysUnverified: Rotate was given a keyring that Verify has not
+// checked against the database; sealing every record with a mistyped
+// primary key is what the check prevents.
+var ErrKeysUnverified = errors.New("keyring not verified against the database")
+
+// Rotate re-encrypts every record not sealed with the primary key, or
+// sealed in the format that did not bind the provider, in batches of about
+// batch records, calling progress after each batch. A record written
+// meanwhile (refresh, put) is re-read and retried; records written by a
+// refresh are sealed with the primary key anyway. keys must be Verified.
 func Rotate(ctx context.Context, store Store, keys *Keyring, batch int64, progress func(RotateStats)) (RotateStats, error) {
 	var st RotateStats
+	if !keys.Verified() {
+		return st, ErrKeysUnverified
+	}
 	var cursor uint64
 	for {
 		recs, bad, next, err := store.Scan(ctx, cursor, batch)
@@ -46,16 +58,16 @@ func Rotate(ctx context.Context, store Store, keys *Keyring, batch int64, progre
 
 func rekey(ctx context.Context, store Store, keys *Keyring, rec Record, st *RotateStats) error {
 	for attempt := 0; attempt < 5; attempt++ {
-		if rec.KeyID == keys.Primary() {
+		if !keys.NeedsReseal(rec) {
 			st.Current++
 			return nil
 		}
-		var tok Token
-		if err := keys.OpenToken(rec.UserID, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		tok, err := keys.OpenRecord(rec)
+		if err != nil {
 			st.Unreadable++
 			return nil
 		}
-		kid, ct, err := keys.SealToken(tok)
+		kid, ct, err := keys.SealToken(tok, rec.Provider)
 		if err != nil {
 			return err
 		}
@@ -65,6 +77,9 @@ func rekey(ctx context.Context, store Store, keys *Keyring, rec Record, st *Rota
 		}
 		if ok {
 			st.Rekeyed++
+			if rec.Ciphertext[0] != tokenVersion {
+				st.Upgraded++
+			}
 			return nil
 		}
 		if rec, err = store.Load(ctx, rec.UserID); err != nil {

@@ -55,8 +55,7 @@ func (s *Source) Token(ctx context.Context) (Token, error) {
 	if rec := s.hint; rec != nil {
 		s.hint = nil
 		if rec.State.Runnable() && rec.AccessExpiry.After(s.r.opt.Clock.Now().Add(s.minValid)) {
-			tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-			if err := s.r.keys.OpenToken(s.user, rec.KeyID, rec.Ciphertext, &tok); err == nil {
+			if tok, err := s.r.keys.OpenRecord(*rec); err == nil {
 				return tok, nil
 			}
 		}
@@ -86,8 +85,8 @@ func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (Toke
 		if !rec.State.Runnable() {
 			return Token{}, fmt.Errorf("token for %q: %w", user, stateErr(rec.State))
 		}
-		tok := Token{AccessExpiry: rec.AccessExpiry, RefreshExpiry: rec.RefreshExpiry}
-		if err := r.keys.OpenToken(user, rec.KeyID, rec.Ciphertext, &tok); err != nil {
+		tok, err := r.keys.OpenRecord(rec)
+		if err != nil {
 			return Token{}, fmt.Errorf("token for %q: %w", user, err)
 		}
 		if good(rec, tok, r.opt.Clock.Now()) {

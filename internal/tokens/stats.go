@@ -7,22 +7,23 @@ import (
 )
 
 // CountStates counts every user by state, streaming records in batches.
+// Malformed records are not counted.
 func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
-	return eachCounted(ctx, store, func([]UserRef) error { return nil })
+	return eachCounted(ctx, store, func([]UserRef, []string) error { return nil })
 }
 
 // eachCounted walks every user (EachUser), counting them by state, and
-// hands each batch on to fn.
-func eachCounted(ctx context.Context, store Store, fn func([]UserRef) error) (map[string]int64, error) {
+// hands each batch and its malformed records on to fn.
+func eachCounted(ctx context.Context, store Store, fn func(refs []UserRef, malformed []string) error) (map[string]int64, error) {
 	counts := make(map[string]int64, len(States))
 	for _, st := range States {
 		counts[string(st)] = 0
 	}
-	err := store.EachUser(ctx, func(refs []UserRef) error {
+	err := store.EachUser(ctx, func(refs []UserRef, malformed []string) error {
 		for _, r := range refs {
 			counts[string(r.State)]++
 		}
-		return fn(refs)
+		return fn(refs, malformed)
 	})
 	if err != nil {
 		return nil, err
@@ -35,10 +36,14 @@ func eachCounted(ctx context.Context, store Store, fn func([]UserRef) error) (ma
 // schedule hangs off. A runnable user whose refresh entry is missing (a
 // crash between storing the record and scheduling it) is scheduled for a
 // refresh check now and handed to OnChange, so its jobs are added too.
+// A malformed record (one the refresher may never claim: a key written
+// by hand, a user in no due set) is quarantined if it still is when
+// re-read; a failure to do so is logged and the walk goes on.
 // It returns the counts and how many users it repaired.
 func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error) {
 	repaired := 0
-	counts, err := eachCounted(ctx, r.store, func(refs []UserRef) error {
+	counts, err := eachCounted(ctx, r.store, func(refs []UserRef, malformed []string) error {
+		r.quarantineMalformed(ctx, malformed)
 		var runnable []string
 		byUser := make(map[string]UserRef, len(refs))
 		for _, u := range refs {

@@ -103,12 +103,23 @@ type Store interface {
 	Rekey(ctx context.Context, user string, version int64, kid string, ciphertext []byte) (bool, error)
 	// Quarantine moves an unreadable record aside and reports it.
 	Quarantine(ctx context.Context, user, reason string, now time.Time) error
+	// QuarantineMalformed quarantines user's record if it is still
+	// malformed and unchanged when re-read; moved reports whether it did.
+	QuarantineMalformed(ctx context.Context, user string, now time.Time) (moved bool, err error)
+	// QuarantinedRecord reads the quarantined copy of user's record
+	// (ErrNotQuarantined, or ErrMalformedRecord while it does not parse).
+	QuarantinedRecord(ctx context.Context, user string) (Record, error)
+	// Restore makes the quarantined copy, unchanged since rec was read,
+	// the user's record again; ErrLiveRecord if the user has one.
+	Restore(ctx context.Context, rec Record, now time.Time) (*Transition, error)
 	// Scan walks every record in batches; malformed lists records that
 	// could not be parsed. next is 0 when the walk is complete.
 	Scan(ctx context.Context, cursor uint64, count int64) (recs []Record, malformed []string, next uint64, err error)
 	// EachUser walks every user's id, state and provider in batches,
-	// reading only those fields, and calls fn with each batch.
-	EachUser(ctx context.Context, fn func([]UserRef) error) error
+	// reading only those fields, and calls fn with each batch and the
+	// users of the batch whose record is malformed (not a hash, or a
+	// required field missing or bad).
+	EachUser(ctx context.Context, fn func(refs []UserRef, malformed []string) error) error
 	// MissingDue returns the members that have no entry in the due set.
 	MissingDue(ctx context.Context, set string, members []string) ([]string, error)
 	// ReauthQueue lists the re-auth queue, oldest first, dropping entries

@@ -92,6 +92,7 @@ type Provider struct {
 	revoked    map[string]bool
 	refreshes  map[string]int
 	calls      int
+	lose       int // successful refreshes still to answer as a timeout
 	rejected   int
 	reused     int
 	reuses     map[string]int // reuse detections per user
@@ -193,6 +194,16 @@ func (p *Provider) SetOutage(status int, retryAfter time.Duration) {
 	p.mu.Unlock()
 }
 
+// LoseResponses makes the next n successful refreshes rotate the token
+// and then answer as a timeout: the provider's answer lost on the way
+// back (a client timeout, a crash after sending). The caller still holds
+// the spent token, as it would in real life.
+func (p *Provider) LoseResponses(n int) {
+	p.mu.Lock()
+	p.lose = n
+	p.mu.Unlock()
+}
+
 // SetConfigError answers every refresh with an OAuth client error code
 // (e.g. "invalid_client") until called with "".
 func (p *Provider) SetConfigError(code string) {
@@ -260,7 +271,12 @@ func (p *Provider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, e
 	is.rotated = true
 	g.prev, g.prevAt = t.RefreshToken, now
 	p.refreshes[g.user]++
-	return p.mint(g), nil
+	fresh := p.mint(g)
+	if p.lose > 0 {
+		p.lose--
+		return tokens.Token{}, tokens.NewRefreshError(0, "timeout", 0, context.DeadlineExceeded)
+	}
+	return fresh, nil
 }
 
 // Stats is what the fake has seen.

@@ -1,0 +1,28 @@
+-- Move due-set members from a shard they do not belong in to their own,
+-- each only if its score is still the one the caller read: a member
+-- claimed or re-scored meanwhile is left for the next pass. The score
+-- moves with the member, so a claim's fence (its lease score) holds in
+-- the new shard, where the claimer finishes it.
+-- KEYS[1] the shard the members are in, KEYS[2] their shard;
+-- ARGV pairs: member, score read.
+-- Returns {moved, dropped (already in their shard: that entry stays),
+-- changed (score changed since read: not moved)}.
+local moved, dropped, changed = 0, 0, 0
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  local cur = redis.call('ZSCORE', KEYS[1], m)
+  if cur then
+    if tonumber(cur) ~= tonumber(ARGV[i + 1]) then
+      changed = changed + 1
+    else
+      if redis.call('ZSCORE', KEYS[2], m) then
+        dropped = dropped + 1
+      else
+        redis.call('ZADD', KEYS[2], cur, m)
+        moved = moved + 1
+      end
+      redis.call('ZREM', KEYS[1], m)
+    end
+  end
+end
+return {moved, dropped, changed}
