@@ -24,10 +24,10 @@
 // job slot run twice and none lost beyond what the missed-run policy
 // documents. It logs them on one line.
 //
-// It does not cover faults whose outcome syncd documents as a loss: a
-// refresh whose answer never reached Redis before its lease ended (the
-// rotation is lost and the user is flagged), or a replica killed after
-// its refresh request reached the provider. Nor does it test the
-// providers' wire protocols (internal/provider/...) or the engine's own
-// unit behaviour (internal/scheduler).
+// It does not cover the losses no client can prevent: a replica killed
+// after its refresh request reached the provider, or an answer lost on
+// the network (internal/tokens covers those, and what a provider's
+// rotation grace period buys). Nor does it test the providers' wire
+// protocols (internal/provider/...) or the engine's own unit behaviour
+// (internal/scheduler).
 package faulttest

@@ -36,6 +36,51 @@ const providerName = "fake"
 
 const configHead = "encryption: {keys: [{id: k1, secret: O0Nsm/A/uTufnXBMX9/72PPt6667YXKFEl0HJFwwdDY=}]}\nproviders: [{name: fake, kind: fake}]\n"
 
+// Real-time scenarios run on durations scaled down about 20 times from
+// production, so that one test second stands for about 20 production
+// seconds:
+//
+//	lease 3s             production 1m (refresher.lease, runner.lease)
+//	heartbeat 1s         production 20s (lease/3)
+//	provider timeout 1s  production 30s (providers[].timeout; 20s scaled)
+//	read timeout 250ms   production 3s (go-redis' default read and write
+//	                     timeout; 5s scaled, the least a busy 2-core test
+//	                     machine answers within reliably)
+//	provider latency     150ms, production about 3s per refresh
+//	job every 2s         production 40s, spread over the whole period,
+//	                     job timeout 1s (production 20s)
+//	lead 2s, jitter 0.5s production 10m and 2m; only when the tokens come
+//	                     due matters here.
+//
+// Stored tokens are due 0.5 to 1s after they are stored and expire 3s
+// after; refreshed ones live an hour, so every user is refreshed exactly
+// once, by the refresher or by a job that needs a token valid for its
+// timeout.
+func realTime(users int, aof bool) params {
+	return params{users: users, replicas: 3, clk: clock.Real{},
+		lease: 3 * time.Second, timeout: time.Second, readTimeout: 250 * time.Millisecond,
+		lead: 2 * time.Second, jitter: 500 * time.Millisecond, latency: 150 * time.Millisecond,
+		jobs: `jobs: [{name: pull, kind: pull, schedule: "@every 2s", spread: 2s, timeout: 1s, missed: once}]`,
+		aof:  aof}
+}
+
+// startFleet stores every user's token, due in 1s, and starts the
+// replicas. It returns when every user was scheduled: the job's slots
+// after it are every user's.
+func (h *harness) startFleet() time.Time {
+	h.t.Helper()
+	rs := make([]*replica, h.p.replicas)
+	for i := range rs {
+		rs[i] = h.replica(fmt.Sprintf("r%d", i))
+	}
+	h.put(rs[0], time.Second)
+	scheduled := h.now()
+	for _, r := range rs {
+		r.start()
+	}
+	return scheduled
+}
+
 // params shape one scenario. Durations are either on a fake clock (moved
 // by the test) or scaled-down real ones; each scenario says how its
 // durations map to production.
