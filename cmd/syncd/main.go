@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 // defaultGOGC is the collector's target unless GOGC is set: syncd's live
@@ -51,6 +53,17 @@ type inputError struct{ err error }
 
 func (e inputError) Error() string { return e.err.Error() }
 func (e inputError) Unwrap() error { return e.err }
+
+// requireUser checks a command's --user: given, and a valid user id.
+func requireUser(cmd, user string) error {
+	if user == "" {
+		return badInput("%s: --user is required", cmd)
+	}
+	if err := tokens.ValidateUserID(user); err != nil {
+		return inputError{fmt.Errorf("%s: %w", cmd, err)}
+	}
+	return nil
+}
 
 func badInput(format string, args ...any) error {
 	return inputError{fmt.Errorf(format, args...)}

@@ -42,11 +42,8 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *user == "" {
-		return badInput("quarantine restore: --user is required")
-	}
-	if err := tokens.ValidateUserID(*user); err != nil {
-		return inputError{fmt.Errorf("quarantine restore: %w", err)}
+	if err := requireUser("quarantine restore", *user); err != nil {
+		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {

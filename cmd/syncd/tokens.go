@@ -21,11 +21,8 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *user == "" {
-		return badInput("token put: --user is required")
-	}
-	if err := tokens.ValidateUserID(*user); err != nil {
-		return inputError{fmt.Errorf("token put: %w", err)}
+	if err := requireUser("token put", *user); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath, e)
 	if err != nil {
@@ -93,11 +90,8 @@ func cmdTokenShow(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *user == "" {
-		return badInput("token show: --user is required")
-	}
-	if err := tokens.ValidateUserID(*user); err != nil {
-		return inputError{fmt.Errorf("token show: %w", err)}
+	if err := requireUser("token show", *user); err != nil {
+		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {

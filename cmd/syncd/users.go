@@ -201,8 +201,8 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *user == "" {
-		return badInput("%s: --user is required", name)
+	if err := requireUser(name, *user); err != nil {
+		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)
 	if err != nil {
