@@ -373,7 +373,7 @@ func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 
 // Acquire implements tokens.Store.
 func (s *Store) Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
-	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew).Slice()
+	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew, ms(until)-ms(now)).Slice()
 	if err != nil {
 		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", recordErr(user, err))
 	}
@@ -385,7 +385,7 @@ func (s *Store) AcquireMany(ctx context.Context, users, leases []string, now, un
 	cmds := make([]*redis.Cmd, len(users))
 	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range users {
-			cmds[i] = acquireScript.EvalSha(ctx, p, []string{s.tokenKey(u)}, leases[i], ms(now), ms(until), "")
+			cmds[i] = acquireScript.EvalSha(ctx, p, []string{s.tokenKey(u)}, leases[i], ms(now), ms(until), "", ms(until)-ms(now))
 		}
 		return nil
 	})

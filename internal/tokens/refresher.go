@@ -95,6 +95,7 @@ type Refresher struct {
 	pmu        sync.Mutex
 	prefetched map[string]Lease  // leases taken with a claimed batch, not used yet
 	orphans    map[string]string // leases this process may still hold, by user
+	pending    map[string]pendingCommit
 }
 
 type providerState struct {
@@ -358,7 +359,9 @@ func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lea
 	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != Acquired || r.enoughLease(l.Record, now)) {
 		return l
 	}
-	if renew == "" && ok {
+	if ok && (l.Err != nil || l.Status == Acquired) {
+		// The batch's lease (taken, or perhaps taken) is the newest this
+		// process may hold: it replaced any older one of ours.
 		renew = l.ID
 	}
 	id := r.newLeaseID()
@@ -410,8 +413,14 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	case AcquireNotRunnable:
 		return outcome{}, stateErr(rec.State)
 	case AcquireBusy:
-		// Someone else is refreshing; look again when their lease ends.
-		return outcome{next: rec.LeaseUntil}, errBusy
+		// Someone else is refreshing; look again when their lease and
+		// its grace end.
+		return outcome{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
+	}
+	if p, ok := r.takePending(user); ok {
+		if o, err, done := r.commitPending(ctx, log, l.ID, rec, p, now); done {
+			return o, err
+		}
 	}
 	release := func() {
 		if err := r.store.Release(ctx, user, l.ID); err != nil {
@@ -498,11 +507,13 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	next.AccessExpiry, next.RefreshExpiry, next.LastRefresh = fresh.AccessExpiry, fresh.RefreshExpiry, now
 	ok, tr, err := r.commit(ctx, log, l.ID, next, now)
 	if err != nil {
-		// The provider rotated the token and Redis did not take the new
-		// one before the lease ended: the next refresh presents the old
-		// one. Counted and logged: it needs Redis back.
-		r.opt.Metrics.refreshed(ps.name, "lost", time.Since(start))
-		log.Error().Err(err).Msg("refreshed token not stored before the lease ended; the rotation is lost")
+		// Redis did not take the rotated token while the lease and its
+		// grace lasted. It stays in memory: the next acquisition here
+		// stores it instead of calling the provider. If another replica
+		// takes the user over first, it presents the spent token and
+		// counts the loss (result "lost").
+		r.keepPending(next)
+		log.Error().Err(err).Msg("refreshed token not stored yet; kept in memory for the next attempt")
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	if !ok {
@@ -516,14 +527,15 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	return outcome{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: "ok"}, nil
 }
 
-// commit stores a refreshed token, retrying while the lease lasts: the
+// commit stores a refreshed token, retrying while the lease and the grace
+// after it last (no other refresher takes the lease over before that): the
 // provider has already rotated the token, so giving up early would lose
 // it. It ignores ctx's cancellation (shutdown) for the same reason.
 func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next Record, now time.Time) (bool, *Transition, error) {
-	deadline := time.Now().Add(next.LeaseUntil.Sub(r.opt.Clock.Now()))
+	deadline := time.Now().Add(next.LeaseUntil.Add(r.opt.Lease).Sub(r.opt.Clock.Now()))
 	ctx = context.WithoutCancel(ctx)
 	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 50*time.Millisecond, 2*time.Second, 0
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
 		ok, tr, err := r.store.Commit(cctx, lease, next, ReasonRefreshed, now)
@@ -536,16 +548,71 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 			return ok, tr, nil
 		}
 		r.storeFailed.Store(true)
-		wait := bo.NextBackOff()
-		if time.Now().Add(wait).After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			r.orphan(next.UserID, lease)
 			return false, nil, err
 		}
 		if attempt == 1 {
 			log.Warn().Err(err).Msg("storing the refreshed token failed; retrying while the lease lasts")
 		}
-		time.Sleep(wait)
+		time.Sleep(min(bo.NextBackOff(), left))
 	}
+}
+
+// pendingCommit is a rotated token Redis did not take in time.
+type pendingCommit struct {
+	rec Record // the record to commit; Version is the one it replaces
+}
+
+func (r *Refresher) keepPending(next Record) {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if r.pending == nil {
+		r.pending = make(map[string]pendingCommit)
+	}
+	r.pending[next.UserID] = pendingCommit{rec: next}
+}
+
+func (r *Refresher) takePending(user string) (pendingCommit, bool) {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	p, ok := r.pending[user]
+	delete(r.pending, user)
+	return p, ok
+}
+
+// commitPending stores a rotated token kept through an outage, under the
+// lease just acquired, instead of calling the provider again. done is
+// false when the record moved on (a token stored since): the kept token
+// is then of no use, and the refresh goes on as usual.
+func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec Record, p pendingCommit, now time.Time) (outcome, error, bool) {
+	if p.rec.Version != rec.Version {
+		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
+		return outcome{}, nil, false
+	}
+	next := p.rec
+	next.LeaseUntil = rec.LeaseUntil
+	ok, tr, err := r.commit(ctx, log, lease, next, now)
+	if err != nil {
+		r.keepPending(next)
+		return outcome{next: now.Add(r.opt.Lease)}, err, true
+	}
+	if !ok {
+		return outcome{}, nil, false
+	}
+	ps := r.providers[rec.Provider]
+	r.logTransition(tr)
+	log.Info().Msg("stored a rotated token kept in memory through the outage")
+	out := outcome{next: now.Add(r.opt.Lease), result: "ok"}
+	if ps != nil {
+		r.opt.Metrics.refreshed(ps.name, "ok", 0)
+		out.next = ps.Policy.DueAt(next, ps.Policy.randomJitter())
+	}
+	if tok, err := r.keys.OpenRecord(next); err == nil {
+		out.tok = tok
+	}
+	return out, nil, true
 }
 
 func resultOf(o outcome, err error) string {
@@ -666,8 +733,8 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			// Already verifying, or the lease went to another refresher
 			// of the same version: theirs to finish.
 			next := now.Add(time.Second)
-			if cur.LeaseUntil.After(next) {
-				next = cur.LeaseUntil
+			if until := cur.LeaseUntil.Add(r.opt.Lease); until.After(next) {
+				next = until
 			}
 			return outcome{next: next}, errBusy
 		}

@@ -80,8 +80,10 @@ type Store interface {
 	// Load returns a user's record.
 	Load(ctx context.Context, user string) (Record, error)
 	// Acquire takes the user's refresh lease under the id lease (one id
-	// per acquisition) and returns the record as it is now. renew, if not
-	// empty, is a lease the caller holds and replaces (it is not busy).
+	// per acquisition) until until, and returns the record as it is now.
+	// renew, if not empty, is a lease the caller holds and replaces. The
+	// lease of another is busy until one lease length (until - now) after
+	// it ended: its holder may still be storing a rotated token.
 	Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (Record, AcquireStatus, error)
 	// AcquireMany is Acquire for many users in one round trip, leases[i]
 	// for users[i].

@@ -1,6 +1,9 @@
 -- Take a user's refresh lease for one acquisition.
--- KEYS[1] record; ARGV: lease id, now (ms), lease until (ms), and the id
--- of a lease the caller already holds and renews ('' for none).
+-- KEYS[1] record; ARGV: lease id, now (ms), lease until (ms), the id of a
+-- lease the caller already holds and renews ('' for none), and the grace
+-- (ms) after its end before someone else's lease may be taken over: its
+-- holder may be storing a rotated token after a Redis stall, and taking
+-- over would present the token it spent.
 -- A lease id names one acquisition, not a process: two refreshes in the
 -- same process never share a lease, so whoever holds it knows that the
 -- token in the record it got back is the current one and that nobody
@@ -20,7 +23,7 @@ else
   local lo = redis.call('HGET', KEYS[1], 'lo')
   local lu = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0') or 0
   local mine = lo == ARGV[1] or (ARGV[4] ~= '' and lo == ARGV[4])
-  if lo and not mine and lu > tonumber(ARGV[2]) then
+  if lo and not mine and lu + tonumber(ARGV[5]) > tonumber(ARGV[2]) then
     status = 2
   else
     if lo and not mine then
