@@ -24,7 +24,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		RefreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "syncd_token_refresh_total", Help: "Token refresh attempts by provider and result: ok, transient, reauth, config; reuse (refused because the token had been rotated already: spent twice), superseded (refused, a stored token replaced it), lost (a rotated token not stored, or refused right after a refresh that ended without storing its answer).",
+			Name: "syncd_token_refresh_total", Help: "Token refresh attempts by provider and result: ok, transient, reauth, config; reuse (refused because the token had been rotated already: spent twice), superseded (refused, a stored token replaced it), lost (refused right after a refresh that ended without storing its answer: a rotation lost to a crash or timeout).",
 		}, []string{"provider", "result"}),
 		RefreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "syncd_token_refresh_duration_seconds", Help: "Duration of token refresh calls.",
