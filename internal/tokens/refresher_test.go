@@ -1104,11 +1104,10 @@ func TestLostAnswerAndGracePeriod(t *testing.T) {
 			policy := testPolicy()
 			policy.RetryInitial = 30 * time.Second
 			b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 15, RotationGracePeriod: tc.grace}, policy)
-			r := b.refresher(t, false)
-			users := b.putUsers(t, r, 10)
+			users := b.putUsers(t, b.refresher(t, false), 10)
 			b.prov.LoseResponses(len(users))
 			b.clk.Advance(55 * time.Minute)
-			r = b.refresher(t, true)
+			b.refresher(t, true)
 			b.wait(t, "transient", len(users))
 			// The retries come within RetryEnvelope(1) = 30 s.
 			b.clk.Advance(time.Minute)
