@@ -31,6 +31,9 @@ type Server struct {
 	URL string
 	// Prefix is a key prefix unique to this test; use it for every key.
 	Prefix string
+	// private: started for this test alone (see StartPrivate), so it may
+	// be paused.
+	private bool
 }
 
 // Client returns a new client for the server, closed on cleanup.
@@ -49,10 +52,18 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // returns it. The server is killed when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	prefix := "t" + randomHex(t) + ":"
 	if u := os.Getenv(EnvURL); u != "" {
-		return &Server{URL: u, Prefix: prefix}
+		return &Server{URL: u, Prefix: "t" + randomHex(t) + ":"}
 	}
+	return StartPrivate(t)
+}
+
+// StartPrivate starts a redis-server of the test's own even when
+// SYNCD_TEST_REDIS_URL is set: for tests that stall the whole server
+// (Pause), which must never happen to a server others use.
+func StartPrivate(t testing.TB) *Server {
+	t.Helper()
+	prefix := "t" + randomHex(t) + ":"
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redistest: redis-server not found in PATH: install it (apt-get install -y redis-server) or set %s", EnvURL)
@@ -86,7 +97,7 @@ func Start(t testing.TB) *Server {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return &Server{URL: url, Prefix: prefix}
+			return &Server{URL: url, Prefix: prefix, private: true}
 		}
 		select {
 		case <-exited:
@@ -120,4 +131,36 @@ func randomHex(t testing.TB) string {
 		t.Fatalf("redistest: random: %v", err)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// Pause stops the server from answering any client for d (CLIENT PAUSE
+// ALL): commands sent meanwhile wait, and run when the pause ends. It
+// returns a channel closed once the server answers again, so a test can
+// wait for the end of the outage instead of sleeping through it. Only a
+// server from StartPrivate may be paused.
+func (s *Server) Pause(t testing.TB, d time.Duration) <-chan struct{} {
+	t.Helper()
+	if !s.private {
+		t.Fatalf("redistest: Pause needs a server from StartPrivate")
+	}
+	opt, err := redis.ParseURL(s.URL)
+	if err != nil {
+		t.Fatalf("redistest: parse url: %v", err)
+	}
+	opt.MaxRetries = -1
+	opt.ReadTimeout = -1 // the probe below waits out the pause
+	c := redis.NewClient(opt)
+	if err := c.Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "ALL").Err(); err != nil {
+		_ = c.Close()
+		t.Fatalf("redistest: client pause: %v", err)
+	}
+	over := make(chan struct{})
+	go func() {
+		defer close(over)
+		defer c.Close()
+		// Paused clients are answered in order once the pause ends.
+		_ = c.Ping(context.Background()).Err()
+	}()
+	t.Cleanup(func() { <-over })
+	return over
 }
