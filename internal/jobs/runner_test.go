@@ -49,8 +49,10 @@ type bundle struct {
 	jobs    []config.JobConfig
 	runs    chan jobs.Run
 	metrics *jobs.Metrics
-	logs    bytes.Buffer
-	logMu   sync.Mutex
+	// entry is the provider and limits each instance runs with.
+	entry jobs.ProviderEntry
+	logs  bytes.Buffer
+	logMu sync.Mutex
 }
 
 func (b *bundle) Write(p []byte) (int, error) {
@@ -66,6 +68,7 @@ func setup(t *testing.T, jobsYAML string) *bundle {
 	b := &bundle{t: t, srv: srv, clk: clock.NewFake(t0), keys: keys, jobs: parseJobs(t, jobsYAML),
 		runs: make(chan jobs.Run, 100000), metrics: jobs.NewMetrics(prometheus.NewRegistry())}
 	b.prov = fake.New(fake.Options{Clock: b.clk, AccessLifetime: time.Hour, Seed: 1})
+	b.entry = jobs.ProviderEntry{Provider: b.prov, Burst: 1, MaxConcurrency: 16}
 	b.rdb = srv.Client(t)
 	b.store = b.newStore()
 	return b
@@ -91,7 +94,7 @@ func (b *bundle) instance(start bool) *instance {
 	in := &instance{}
 	var err error
 	in.runner, err = jobs.NewRunner(store, func(rec tokens.Record, d time.Duration) provider.TokenSource { return in.ref.SourceFrom(rec, d) },
-		map[string]jobs.ProviderEntry{"fake": {Provider: b.prov, Burst: 1, MaxConcurrency: 16}}, b.jobs,
+		map[string]jobs.ProviderEntry{"fake": b.entry}, b.jobs,
 		jobs.Options{Workers: 16, Batch: 128, Lease: 30 * time.Second, PollInterval: 5 * time.Millisecond, Clock: b.clk,
 			Logger: zerolog.New(b), Metrics: b.metrics, Observe: func(r jobs.Run) { b.runs <- r }})
 	if err != nil {
@@ -421,3 +424,78 @@ func TestPauseAndTrigger(t *testing.T) {
 
 var _ jobs.Store = (*redisstore.Store)(nil)
 var _ scheduler.Store = (*redisstore.Store)(nil)
+
+// collect returns the next n runs of each job, whatever their result.
+func (b *bundle) collect(n int, jobNames ...string) []jobs.Run {
+	b.t.Helper()
+	left := make(map[string]int)
+	for _, j := range jobNames {
+		left[j] = n
+	}
+	var got []jobs.Run
+	timeout := time.After(60 * time.Second)
+	for total := n * len(jobNames); total > 0; {
+		select {
+		case r := <-b.runs:
+			got = append(got, r)
+			if left[r.Job] > 0 {
+				left[r.Job]--
+				total--
+			}
+		case <-timeout:
+			b.t.Fatalf("timed out: still waiting for runs %v (got %d)", left, len(got))
+		}
+	}
+	return got
+}
+
+// TestSpreadSlotsRunOnTime: with a spread, each member's slot is offset
+// inside the window, and its due time goes through Redis (milliseconds)
+// and back. A run claimed on time is on time under both missed-run
+// policies: it runs, once per slot, and no slot counts as missed.
+func TestSpreadSlotsRunOnTime(t *testing.T) {
+	for _, tc := range []struct {
+		name, schedule, spread string
+		period                 time.Duration
+	}{
+		{"six fields", "*/20 * * * * *", "15s", 20 * time.Second},
+		{"five fields", "* * * * *", "45s", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, fmt.Sprintf(`jobs:
+  - {name: skip, kind: pull, schedule: "%[1]s", spread: %[2]s, missed: skip}
+  - {name: once, kind: pull, schedule: "%[1]s", spread: %[2]s, missed: once}
+`, tc.schedule, tc.spread))
+			const n = 40
+			in := b.instance(true)
+			b.put(in, userIDs(n)...)
+			spread, _ := time.ParseDuration(tc.spread)
+			const slots = 3
+			for k := range slots {
+				// Every member's offset in slot k (t0 is slot 0's start)
+				// has passed; its next slot has not come.
+				b.clk.Set(t0.Add(time.Duration(k)*tc.period + spread))
+				bad := make(map[string]int)
+				var example jobs.Run
+				for _, r := range b.collect(n, "skip", "once") {
+					if r.Result != "ok" {
+						bad[r.Job]++
+						example = r
+					}
+				}
+				if len(bad) > 0 {
+					t.Errorf("slot %d: runs not ok per job %v, e.g. %s for %s: %s (due %v, now %v)",
+						k, bad, example.Job, example.User, example.Result, example.Due, b.clk.Now())
+				}
+			}
+			for _, job := range []string{"skip", "once"} {
+				if got := testutil.ToFloat64(b.metrics.Missed.WithLabelValues(job)); got != 0 {
+					t.Errorf("%s: %v missed slots counted, want 0", job, got)
+				}
+				if got := testutil.ToFloat64(b.metrics.Runs.WithLabelValues(job, "ok")); got != slots*n {
+					t.Errorf("%s: %v runs, want %d", job, got, slots*n)
+				}
+			}
+		})
+	}
+}
