@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -497,5 +498,58 @@ func TestSpreadSlotsRunOnTime(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// blockingProvider holds the first pull until its context ends and
+// reports how much of its timeout every pull had left when it started.
+type blockingProvider struct {
+	*fake.Provider
+	once sync.Once
+	left chan time.Duration
+}
+
+func (p *blockingProvider) Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error) {
+	deadline, _ := ctx.Deadline()
+	p.left <- time.Until(deadline)
+	first := false
+	p.once.Do(func() { first = true })
+	if first {
+		<-ctx.Done() // runs out its own timeout, holding the only slot
+		return provider.PullResult{}, ctx.Err()
+	}
+	return p.Provider.Pull(ctx, user, src, cursor, deliver)
+}
+
+// TestTimeoutStartsWithTheRun: the job timeout bounds the run, not the
+// wait for the provider's max_concurrency slot, so a run queued behind a
+// slow one gets its whole timeout.
+func TestTimeoutStartsWithTheRun(t *testing.T) {
+	const timeout = time.Second
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 1m", timeout: 1s}]`)
+	bp := &blockingProvider{Provider: b.prov, left: make(chan time.Duration, 4)}
+	b.entry = jobs.ProviderEntry{Provider: bp, MaxConcurrency: 1}
+	in := b.instance(true)
+	b.put(in, "ann", "bob")
+	b.clk.Advance(time.Minute)
+	var results []string
+	for _, r := range b.collect(2, "pull") {
+		results = append(results, r.User+":"+r.Result)
+	}
+	slices.Sort(results)
+	// One run waits out its timeout holding the slot; the other waited
+	// that long for the slot, then runs with its own timeout.
+	first := <-bp.left
+	var second time.Duration
+	select {
+	case second = <-bp.left:
+	default:
+		t.Fatalf("the queued run never reached the provider; results %v", results)
+	}
+	if first < timeout/2 || second < timeout/2 {
+		t.Fatalf("pulls started with %v and %v of their %v timeout left, want most of it; results %v", first, second, timeout, results)
+	}
+	if n := testutil.ToFloat64(b.metrics.Runs.WithLabelValues("pull", "ok")); n != 1 {
+		t.Fatalf("%v runs ok, want 1 (the queued one); results %v", n, results)
 	}
 }
