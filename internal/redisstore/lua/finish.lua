@@ -1,13 +1,17 @@
--- Re-score claimed entries of one shard, fenced by their lease score.
--- KEYS[1] the shard; ARGV triples: member, fence (ms), next (ms, or '' to remove).
--- Returns 1 per triple that held its fence (or asked for a removal that
--- already happened), 0 per triple that lost it.
--- The scores are read with ZMSCORE and written with multi-member ZADD and
--- ZREM, in chunks; a member listed twice is judged against the score the
--- earlier triple left, exactly as one triple at a time would.
+-- Finish claimed entries of one shard: re-score or remove each.
+-- KEYS[1] the shard (zset), KEYS[2] its claims (hash, same slot).
+-- ARGV triples: member, fence, next (ms, or '' to remove).
+-- Returns 1 per triple whose claim it was, 0 per triple whose claim is
+-- gone (finished already, or never) or another claimer's.
+-- A held claim ends (its record is deleted). Its next time is written only
+-- if the score is still the claim's lease: an entry re-scored or removed
+-- by someone else meanwhile (a schedule change, a user who left) keeps
+-- what they wrote.
+-- Scores and claims are read with ZMSCORE and HMGET and written with
+-- multi-member ZADD, ZREM and HDEL, in chunks; a member listed twice is
+-- judged against what the earlier triple left, as one at a time would.
 local n = #ARGV / 3
-local cur, known = {}, {}
-local members = {}
+local known, members = {}, {}
 for k = 1, n do
   local m = ARGV[(k - 1) * 3 + 1]
   if not known[m] then
@@ -15,36 +19,47 @@ for k = 1, n do
     members[#members + 1] = m
   end
 end
+local cur, claim = {}, {}
 for c = 1, #members, 500 do
   local last = math.min(c + 499, #members)
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(members, c, last))
+  local claims = redis.call('HMGET', KEYS[2], unpack(members, c, last))
   for j = c, last do
     local s = scores[j - c + 1]
     if s then
       cur[members[j]] = tonumber(s)
     end
+    local p = claims[j - c + 1]
+    if p then
+      local fence, lease = string.match(p, '^([^:]*):([^:]*)$')
+      if fence then
+        claim[members[j]] = { fence = fence, lease = tonumber(lease) }
+      end
+    end
   end
 end
-local out, changed = {}, {}
+local out, changed, ended = {}, {}, {}
 for k = 1, n do
   local i = (k - 1) * 3 + 1
-  local m, fence, nxt = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local s = cur[m]
-  if s and s == fence then
-    if nxt == '' then
-      cur[m] = nil
-    else
-      cur[m] = tonumber(nxt)
+  local m, fence, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local c = claim[m]
+  if c and c.fence == fence then
+    claim[m] = nil
+    ended[m] = true
+    if cur[m] and cur[m] == c.lease then
+      if nxt == '' then
+        cur[m] = nil
+      else
+        cur[m] = tonumber(nxt)
+      end
+      changed[m] = true
     end
-    changed[m] = true
     out[k] = 1
-  elseif not s and nxt == '' then
-    out[k] = 1 -- removal wanted and already gone (the user left)
   else
     out[k] = 0
   end
 end
-local adds, rems = {}, {}
+local adds, rems, dels = {}, {}, {}
 for _, m in ipairs(members) do
   if changed[m] then
     if cur[m] then
@@ -54,6 +69,9 @@ for _, m in ipairs(members) do
       rems[#rems + 1] = m
     end
   end
+  if ended[m] then
+    dels[#dels + 1] = m
+  end
   if #adds >= 1000 then
     redis.call('ZADD', KEYS[1], unpack(adds))
     adds = {}
@@ -62,11 +80,18 @@ for _, m in ipairs(members) do
     redis.call('ZREM', KEYS[1], unpack(rems))
     rems = {}
   end
+  if #dels >= 500 then
+    redis.call('HDEL', KEYS[2], unpack(dels))
+    dels = {}
+  end
 end
 if #adds > 0 then
   redis.call('ZADD', KEYS[1], unpack(adds))
 end
 if #rems > 0 then
   redis.call('ZREM', KEYS[1], unpack(rems))
+end
+if #dels > 0 then
+  redis.call('HDEL', KEYS[2], unpack(dels))
 end
 return out
