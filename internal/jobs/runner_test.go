@@ -501,6 +501,51 @@ func TestSpreadSlotsRunOnTime(t *testing.T) {
 	}
 }
 
+// TestReclaimKeepsTheOriginalSlot: a replica claims an entry and dies
+// holding the lease; the replica that takes it after the lease sees the
+// slot the entry was due at, not the dead lease, so the missed-run policy
+// counts the slots that passed meanwhile.
+func TestReclaimKeepsTheOriginalSlot(t *testing.T) {
+	b := setup(t, `jobs:
+  - {name: once, kind: pull, schedule: "* * * * *", missed: once}
+  - {name: skip, kind: pull, schedule: "* * * * *", missed: skip}
+`)
+	in := b.instance(false)
+	b.put(in, "ann")
+	ctx := context.Background()
+	if err := in.runner.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slot := t0.Add(time.Minute)
+	b.clk.Set(slot)
+	for _, job := range []string{"once", "skip"} {
+		sh := scheduler.Shard("ann", 8)
+		ds, err := b.store.ClaimDue(ctx, jobs.SetName(job), sh, slot, slot.Add(150*time.Second), 10)
+		if err != nil || len(ds) != 1 || !ds[0].Due.Equal(slot) {
+			t.Fatalf("%s: dead replica's claim %v, %v", job, ds, err)
+		}
+	}
+	// The dead lease ends after the slots at +1m and +2m have passed.
+	b.clk.Set(slot.Add(151 * time.Second))
+	b.instance(true)
+	for _, r := range b.collect(1, "once", "skip") {
+		if !r.Due.Equal(slot) {
+			t.Errorf("%s: re-claimed run due %v, want the original slot %v", r.Job, r.Due, slot)
+		}
+		want := map[string]string{"once": "ok", "skip": "skipped"}[r.Job]
+		if r.Result != want {
+			t.Errorf("%s: %s, want %s", r.Job, r.Result, want)
+		}
+	}
+	// once: the two slots under the dead lease were missed (one catch-up
+	// run replaces them); skip: those two and the original slot.
+	for job, want := range map[string]float64{"once": 2, "skip": 3} {
+		if got := testutil.ToFloat64(b.metrics.Missed.WithLabelValues(job)); got != want {
+			t.Errorf("%s: %v missed slots, want %v", job, got, want)
+		}
+	}
+}
+
 // blockingProvider holds the first pull until its context ends and
 // reports how much of its timeout every pull had left when it started.
 type blockingProvider struct {

@@ -14,13 +14,15 @@ import (
 
 // Claims of due-set entries (prefix P):
 //
-//	Pclaims:{Pdue:SET:N}  hash  member -> "fence:lease" while the member is claimed
+//	Pclaims:{Pdue:SET:N}  hash  member -> "fence:lease:due" while the member is claimed (field "": see claim.lua)
 //
 // The due set's score of a claimed member is its lease end; the record
-// keeps what the score cannot: the claim's fence, an identity that lease
-// renewals leave alone, so a renewal whose answer was lost costs nothing.
-// A finish deletes the record; one left by a claimer that died is
-// replaced at the next claim. Every script touching a shard takes both
+// keeps what the score cannot: the claim's fence (an identity that lease
+// renewals leave alone, so a renewal whose answer was lost costs nothing)
+// and the time the member was due (so a member claimed again after its
+// claimer died reports the slot it was due at, not the dead lease). A
+// finish deletes the record; one left by a claimer that died is replaced
+// at the next claim. Every script touching a shard takes both
 // keys, which claimsKey puts in one cluster slot.
 
 // claimsKey is the claims hash of a due-set shard: under the prefix, like

@@ -159,3 +159,50 @@ func TestClaimsSurviveRenewals(t *testing.T) {
 		t.Fatalf("finish: %v %v, want the old claim refused and the new one held", held, err)
 	}
 }
+
+// TestReclaimReportsTheOriginalDue: an entry whose claimer died is claimed
+// again after the lease with the time it was due, not the dead lease; an
+// entry someone re-scored meanwhile is due at the new score.
+func TestReclaimReportsTheOriginalDue(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redisstore.New(srv.Client(t), redisstore.Options{Prefix: srv.Prefix, Shards: 1})
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_800_000_000_000)
+	if err := s.ScheduleDue(ctx, "x", []scheduler.Entry{{Member: "dead", At: t0}, {Member: "moved", At: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.ClaimDue(ctx, "x", 0, t0.Add(time.Second), t0.Add(time.Minute), 10)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("claim: %v %v", first, err)
+	}
+	// The claimer renews once, then dies.
+	if _, err := s.RenewDue(ctx, "x", t0.Add(2*time.Minute), first); err != nil {
+		t.Fatal(err)
+	}
+	moved := t0.Add(90 * time.Second)
+	if err := s.ScheduleDue(ctx, "x", []scheduler.Entry{{Member: "moved", At: moved}}); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(3 * time.Minute)
+	again, err := s.ClaimDue(ctx, "x", 0, now, now.Add(time.Minute), 10)
+	if err != nil || len(again) != 2 {
+		t.Fatalf("re-claim: %v %v", again, err)
+	}
+	for _, d := range again {
+		want := map[string]time.Time{"dead": t0, "moved": moved}[d.Member]
+		if !d.Due.Equal(want) {
+			t.Errorf("%s re-claimed due %v, want %v", d.Member, d.Due, want)
+		}
+	}
+	// And once more, should the second claimer die too.
+	now = now.Add(2 * time.Minute)
+	third, err := s.ClaimDue(ctx, "x", 0, now, now.Add(time.Minute), 10)
+	if err != nil || len(third) != 2 {
+		t.Fatalf("third claim: %v %v", third, err)
+	}
+	for _, d := range third {
+		if want := map[string]time.Time{"dead": t0, "moved": moved}[d.Member]; !d.Due.Equal(want) {
+			t.Errorf("%s claimed a third time due %v, want %v", d.Member, d.Due, want)
+		}
+	}
+}

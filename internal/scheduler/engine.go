@@ -16,7 +16,10 @@ import (
 // Due is one claimed due-set entry.
 type Due struct {
 	Member string
-	// Due is when the entry was due: its score before the claim.
+	// Due is when the entry was due: its score before the claim. An entry
+	// claimed again after its claimer stopped renewing (a dead replica)
+	// keeps the due time of that claim, so the slots that passed under
+	// the dead lease count as passed.
 	Due time.Time
 	// Fence identifies the claim (the store draws it; never 0). The entry
 	// is this claimer's while the store holds this fence for it and its

@@ -19,7 +19,7 @@ for k = 1, n do
     members[#members + 1] = m
   end
 end
-local cur, claim = {}, {}
+local cur, rec = {}, {}
 for c = 1, #members, 500 do
   local last = math.min(c + 499, #members)
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(members, c, last))
@@ -29,24 +29,22 @@ for c = 1, #members, 500 do
     if s then
       cur[members[j]] = tonumber(s)
     end
-    local p = claims[j - c + 1]
-    if p then
-      local fence, lease = string.match(p, '^([^:]*):([^:]*)$')
-      if fence then
-        claim[members[j]] = { fence = fence, lease = tonumber(lease) }
-      end
-    end
+    rec[members[j]] = claims[j - c + 1]
   end
 end
+local find, sub = string.find, string.sub
 local out, changed, ended = {}, {}, {}
 for k = 1, n do
   local i = (k - 1) * 3 + 1
   local m, fence, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local c = claim[m]
-  if c and c.fence == fence then
-    claim[m] = nil
+  local p = rec[m]
+  local a = p and find(p, ':', 1, true)
+  out[k] = 0
+  if a and sub(p, 1, a - 1) == fence then
+    rec[m] = false
     ended[m] = true
-    if cur[m] and cur[m] == c.lease then
+    local b = find(p, ':', a + 1, true)
+    if cur[m] and b and cur[m] == tonumber(sub(p, a + 1, b - 1)) then
       if nxt == '' then
         cur[m] = nil
       else
@@ -55,8 +53,6 @@ for k = 1, n do
       changed[m] = true
     end
     out[k] = 1
-  else
-    out[k] = 0
   end
 end
 local adds, rems, dels = {}, {}, {}

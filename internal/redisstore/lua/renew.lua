@@ -12,6 +12,7 @@ local members = {}
 for k = 1, n do
   members[k] = ARGV[2 * k]
 end
+local find, sub = string.find, string.sub
 local out, zargs, hargs = {}, {}, {}
 for c = 1, n, 500 do
   local last = math.min(c + 499, n)
@@ -21,12 +22,13 @@ for c = 1, n, 500 do
     out[k] = 0
     local s, p = scores[k - c + 1], claims[k - c + 1]
     if s and p then
-      local fence, lease = string.match(p, '^([^:]*):([^:]*)$')
-      if fence == ARGV[2 * k + 1] and tonumber(lease) == tonumber(s) then
+      local a = find(p, ':', 1, true)
+      local b = a and find(p, ':', a + 1, true)
+      if b and sub(p, 1, a - 1) == ARGV[2 * k + 1] and tonumber(sub(p, a + 1, b - 1)) == tonumber(s) then
         zargs[#zargs + 1] = lease_end
         zargs[#zargs + 1] = members[k]
         hargs[#hargs + 1] = members[k]
-        hargs[#hargs + 1] = fence .. ':' .. lease_end
+        hargs[#hargs + 1] = sub(p, 1, a) .. lease_end .. sub(p, b)
         out[k] = 1
       end
     end
