@@ -14,16 +14,22 @@ import (
 
 // Claims of due-set entries (prefix P):
 //
-//	Pclaims:{Pdue:SET:N}  hash  member -> "fence:lease:due" while the member is claimed (field "": see claim.lua)
+//	Pclaims:{Pdue:SET:N}  hash  member -> due time (unix ms) while the member is claimed
 //
-// The due set's score of a claimed member is its lease end; the record
-// keeps what the score cannot: the claim's fence (an identity that lease
-// renewals leave alone, so a renewal whose answer was lost costs nothing)
-// and the time the member was due (so a member claimed again after its
-// claimer died reports the slot it was due at, not the dead lease). A
-// finish deletes the record; one left by a claimer that died is replaced
-// at the next claim. Every script touching a shard takes both
-// keys, which claimsKey puts in one cluster slot.
+// A claim re-scores an entry to its lease end, rounded up to a second,
+// plus a tag naming the claim's fence (milliseconds and a fraction of one:
+// due times are whole milliseconds, so a fraction marks a lease). Lease
+// renewals keep the tag: a renewal whose answer was lost costs nothing,
+// and the score alone fences every write, as cheaply as before. The fence
+// is drawn per claim from about two million and always differs from that
+// of the claim it takes an entry over from; a claimer that lost an entry
+// two claims ago would have to have drawn the same fence as the current
+// one to pass for it. The record keeps what the lease score hides, the
+// time the entry was due, so an entry claimed again after its claimer
+// died is due at its slot, not at the dead lease. Finishes delete the
+// records of entries that no claim holds any more; claim.lua says why
+// the hash keeps a 1 KiB field "". Every script touching a shard takes
+// both keys, which claimsKey puts in one cluster slot.
 
 // claimsKey is the claims hash of a due-set shard: under the prefix, like
 // every key, and in the shard's cluster slot, so one script may use both.
@@ -54,15 +60,20 @@ func hasHashTag(key string) bool {
 	return j > 0
 }
 
-// newFence draws a claim's fence: random, non-zero (the engine's "no
-// claim"), and exact as a double.
-func newFence() int64 { return rand.Int64N(1<<53-1) + 1 }
+// fences is how many fences a claim's tag can carry (see claim.lua).
+const fences = 1000 * 2047
+
+// newFence draws a claim's fence, 1..fences (0 is the engine's "no
+// claim").
+func newFence() int64 { return rand.Int64N(fences) + 1 }
 
 // fencedCmd is a script call that go-redis must not retry by itself. A
 // retry of a fenced write whose first attempt reached Redis answers for
-// the first attempt's effect, not for the claim (a renewal retried after
-// its first attempt landed reported the claim lost). A failed call's
-// outcome is left to the engine, which knows what is safe to repeat.
+// the first attempt's effect, not for the claim (with fences that
+// renewals moved, a renewal retried after its first attempt landed
+// reported the claim lost), and a claim retried so takes other entries
+// than the engine asked for. A failed call's outcome is left to the
+// engine, which knows what is safe to repeat.
 type fencedCmd struct{ *redis.Cmd }
 
 // NoRetry implements redis.Cmder.

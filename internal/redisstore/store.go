@@ -137,18 +137,26 @@ func fromMS(v int64) time.Time {
 // ---- due sets (scheduler.Store) ----
 
 // ClaimDue implements scheduler.Store. The claim's fence is drawn here,
-// one per call; the script records it with each member (see claims.go).
+// one per call, and the script may move it off the fences of the entries
+// it takes over (see claims.go). The lease ends up to two seconds after
+// leaseUntil: the score rounds it up to a second and carries the fence.
 func (s *Store) ClaimDue(ctx context.Context, set string, shard int, now, leaseUntil time.Time, limit int) ([]scheduler.Due, error) {
-	fence := newFence()
 	res, err := s.runFenced(ctx, claimScript, []string{s.dueKey(set, shard), s.claimsKey(set, shard)},
-		ms(now), ms(leaseUntil), limit, fence).StringSlice()
+		ms(now), ms(leaseUntil), limit, newFence()).StringSlice()
 	if err != nil {
 		return nil, dueErr("claim", set+"/"+strconv.Itoa(shard), err)
 	}
+	if len(res) == 0 {
+		return nil, fmt.Errorf("claim %s/%d: empty reply", set, shard)
+	}
+	fence, err := strconv.ParseInt(res[0], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("claim %s/%d: fence %q: %w", set, shard, res[0], err)
+	}
 	out := make([]scheduler.Due, 0, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
-		score, _ := strconv.ParseFloat(res[i+1], 64)
-		out = append(out, scheduler.Due{Member: res[i], Due: fromMS(int64(score)), Fence: fence})
+	for i := 1; i+1 < len(res); i += 2 {
+		due, _ := strconv.ParseFloat(res[i+1], 64)
+		out = append(out, scheduler.Due{Member: res[i], Due: fromMS(int64(due)), Fence: fence})
 	}
 	return out, nil
 }
@@ -174,7 +182,7 @@ func (s *Store) RenewDue(ctx context.Context, set string, until time.Time, claim
 			for _, i := range idx {
 				args = append(args, claims[i].Member, claims[i].Fence)
 			}
-			calls = append(calls, call{idx: idx, cmd: evalFenced(ctx, p, renewScript, []string{s.dueKey(set, sh), s.claimsKey(set, sh)}, args...)})
+			calls = append(calls, call{idx: idx, cmd: evalFenced(ctx, p, renewScript, []string{s.dueKey(set, sh)}, args...)})
 		}
 		return nil
 	})

@@ -22,11 +22,11 @@ type Due struct {
 	// the dead lease count as passed.
 	Due time.Time
 	// Fence identifies the claim (the store draws it; never 0). The entry
-	// is this claimer's while the store holds this fence for it and its
-	// score is still the claim's lease; every later write checks both, so
-	// a claimer that lost its lease cannot overwrite the next owner's
-	// schedule. Lease renewals leave the fence alone: a renewal whose
-	// outcome the claimer never learned costs it nothing.
+	// is this claimer's while the store holds it under this fence: not
+	// claimed by another since, nor re-scored by someone else. Every later
+	// write checks it, so a claimer that lost its lease cannot overwrite
+	// the next owner's schedule. Lease renewals leave the fence alone: a
+	// renewal whose outcome the claimer never learned costs it nothing.
 	Fence int64
 }
 

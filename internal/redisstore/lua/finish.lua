@@ -1,15 +1,22 @@
 -- Finish claimed entries of one shard: re-score or remove each.
--- KEYS[1] the shard (zset), KEYS[2] its claims (hash, same slot).
+-- KEYS[1] the shard (zset), KEYS[2] its claim records (hash, same slot).
 -- ARGV triples: member, fence, next (ms, or '' to remove).
--- Returns 1 per triple whose claim it was, 0 per triple whose claim is
--- gone (finished already, or never) or another claimer's.
--- A held claim ends (its record is deleted). Its next time is written only
--- if the score is still the claim's lease: an entry re-scored or removed
--- by someone else meanwhile (a schedule change, a user who left) keeps
--- what they wrote.
--- Scores and claims are read with ZMSCORE and HMGET and written with
--- multi-member ZADD, ZREM and HDEL, in chunks; a member listed twice is
--- judged against what the earlier triple left, as one at a time would.
+-- Returns 1 per triple whose claim held (the score carries its fence; see
+-- claim.lua) or that asked for a removal that already happened (the user
+-- left), 0 per triple whose entry is gone, claimed by another, or
+-- re-scored by someone else meanwhile (whose schedule stands).
+-- The claim records of entries no claim holds any more are deleted.
+-- Scores are read with ZMSCORE and written with multi-member ZADD and
+-- ZREM, in chunks; a member listed twice is judged against what the
+-- earlier triple left, exactly as one triple at a time would.
+local function tag(s)
+  local i = math.floor(s)
+  local k = (s - i) * 2048
+  if k == 0 then
+    return nil
+  end
+  return (i % 1000) * 2047 + k
+end
 local n = #ARGV / 3
 local known, members = {}, {}
 for k = 1, n do
@@ -19,40 +26,40 @@ for k = 1, n do
     members[#members + 1] = m
   end
 end
-local cur, rec = {}, {}
+local cur = {}
 for c = 1, #members, 500 do
   local last = math.min(c + 499, #members)
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(members, c, last))
-  local claims = redis.call('HMGET', KEYS[2], unpack(members, c, last))
   for j = c, last do
     local s = scores[j - c + 1]
     if s then
       cur[members[j]] = tonumber(s)
     end
-    rec[members[j]] = claims[j - c + 1]
   end
 end
-local find, sub = string.find, string.sub
-local out, changed, ended = {}, {}, {}
+local out, changed, drop = {}, {}, {}
 for k = 1, n do
   local i = (k - 1) * 3 + 1
-  local m, fence, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local p = rec[m]
-  local a = p and find(p, ':', 1, true)
+  local m, fence, nxt = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local s = cur[m]
+  local t = s and tag(s)
   out[k] = 0
-  if a and sub(p, 1, a - 1) == fence then
-    rec[m] = false
-    ended[m] = true
-    local b = find(p, ':', a + 1, true)
-    if cur[m] and b and cur[m] == tonumber(sub(p, a + 1, b - 1)) then
-      if nxt == '' then
-        cur[m] = nil
-      else
-        cur[m] = tonumber(nxt)
-      end
-      changed[m] = true
+  if not s then
+    drop[m] = true
+    if nxt == '' then
+      out[k] = 1
     end
+  elseif t == fence then
+    if nxt == '' then
+      cur[m] = nil
+    else
+      cur[m] = tonumber(nxt)
+    end
+    changed[m] = true
+    drop[m] = true
     out[k] = 1
+  elseif not t then
+    drop[m] = true
   end
 end
 local adds, rems, dels = {}, {}, {}
@@ -65,7 +72,7 @@ for _, m in ipairs(members) do
       rems[#rems + 1] = m
     end
   end
-  if ended[m] then
+  if drop[m] then
     dels[#dels + 1] = m
   end
   if #adds >= 1000 then
