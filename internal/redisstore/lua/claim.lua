@@ -36,8 +36,9 @@ local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES'
 local n = #items / 2
 local fence = tonumber(ARGV[4])
 local taken, again = {}, {}
+local find = string.find
 for j = 1, n do
-  local t = tag(tonumber(items[2 * j]))
+  local t = find(items[2 * j], '.', 1, true) and tag(tonumber(items[2 * j]))
   if t then
     taken[t] = true
     again[#again + 1] = j
@@ -57,7 +58,8 @@ if #again > 0 then
   end
 end
 local f = fence - 1
-local score = math.ceil(tonumber(ARGV[2]) / 1000) * 1000 + math.floor(f / 2047) + (f % 2047 + 1) / 2048
+-- As a string, formatted once (Redis formats a number argument per call).
+local score = string.format('%.17g', math.ceil(tonumber(ARGV[2]) / 1000) * 1000 + math.floor(f / 2047) + (f % 2047 + 1) / 2048)
 local zargs, hargs = {}, { '', string.rep('-', 1024) }
 for j = 1, n do
   zargs[#zargs + 1] = score

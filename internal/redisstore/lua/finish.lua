@@ -37,7 +37,7 @@ for c = 1, #members, 500 do
     end
   end
 end
-local out, changed, drop = {}, {}, {}
+local out, changed, drop, arg = {}, {}, {}, {}
 for k = 1, n do
   local i = (k - 1) * 3 + 1
   local m, fence, nxt = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
@@ -53,7 +53,7 @@ for k = 1, n do
     if nxt == '' then
       cur[m] = nil
     else
-      cur[m] = tonumber(nxt)
+      cur[m], arg[m] = tonumber(nxt), nxt
     end
     changed[m] = true
     drop[m] = true
@@ -66,7 +66,8 @@ local adds, rems, dels = {}, {}, {}
 for _, m in ipairs(members) do
   if changed[m] then
     if cur[m] then
-      adds[#adds + 1] = cur[m]
+      -- The caller's string: Redis would format a number per member.
+      adds[#adds + 1] = arg[m]
       adds[#adds + 1] = m
     else
       rems[#rems + 1] = m
