@@ -184,8 +184,7 @@ jobs:
 	}
 
 	// Summary (the daemon has stopped; Redis is still up).
-	opt, _ := redis.ParseURL(url)
-	rdb := redis.NewClient(opt)
+	rdb := redis.NewClient(redisOptions(cfg))
 	defer rdb.Close()
 	pulled, _ := rdb.XLen(context.Background(), cfg.Redis.Prefix+"pulled").Result()
 	imported := 0

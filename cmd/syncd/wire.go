@@ -109,10 +109,11 @@ type deps struct {
 
 func (d *deps) Close() { _ = d.rdb.Close() }
 
-// redisOptions are the client options for cfg (see redisstore.TuneClient).
+// redisOptions are the client options for cfg (see redisstore.TuneClient):
+// every command syncd builds a client for uses them.
 func redisOptions(cfg *config.Config) *redis.Options {
 	o := cfg.Redis.Options()
-	redisstore.TuneClient(o, cfg.Refresher.Workers+cfg.Runner.Workers)
+	redisstore.TuneClient(o, cfg.Refresher.Workers+cfg.Runner.Workers, min(cfg.Refresher.Lease, cfg.Runner.Lease))
 	return o
 }
 

@@ -58,6 +58,9 @@ type Options struct {
 	Until string
 }
 
+// lease is every engine's lease, as syncd run's default.
+const lease = time.Minute
+
 // Stages Options.Until accepts.
 var Stages = []string{"schedule", "jobs", "refresh"}
 
@@ -129,7 +132,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return res, fmt.Errorf("bench: --redis-url: %w", err)
 	}
 	// As syncd run: a refresher and two jobs' engines, each with Workers.
-	redisstore.TuneClient(ro, 3*opt.Workers)
+	redisstore.TuneClient(ro, 3*opt.Workers, lease)
 	rdb := redis.NewClient(ro)
 	defer rdb.Close()
 	rt := &counter{}
@@ -187,7 +190,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	newRunner := func(js []config.JobConfig) (*jobs.Runner, error) {
 		return jobs.NewRunner(store, func(rec tokens.Record, min time.Duration) provider.TokenSource { return ref.SourceFrom(rec, min) },
 			provEntries, js,
-			jobs.Options{Workers: opt.Workers, Batch: 512, Lease: time.Minute, PollInterval: 20 * time.Millisecond, Logger: log,
+			jobs.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
 				Observe: func(r jobs.Run) {
 					if r.Result != "ok" {
 						return
@@ -202,7 +205,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	ref, err = tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"bench": {Provider: prov, Policy: tokens.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 10 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: time.Minute, PollInterval: 20 * time.Millisecond, Logger: log})
+		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		return res, err
 	}
@@ -285,7 +288,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	ref2, _ := tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"bench": {Provider: prov, Policy: tokens.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 10 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: time.Minute, PollInterval: 20 * time.Millisecond, Logger: log,
+		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
 			Observe: func(r tokens.Result) {
 				if r.Outcome == "ok" {
 					refreshed.Add(1)

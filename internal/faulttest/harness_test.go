@@ -333,7 +333,7 @@ func (h *harness) replica(name string) *replica {
 	if h.p.readTimeout > 0 {
 		opt.ReadTimeout, opt.WriteTimeout = h.p.readTimeout, h.p.readTimeout
 	}
-	redisstore.TuneClient(opt, 2*h.p.workers)
+	redisstore.TuneClient(opt, 2*h.p.workers, h.p.lease)
 	r.rdb = redis.NewClient(opt)
 	r.rdb.AddHook(deadHook{r: r})
 	h.t.Cleanup(func() { _ = r.rdb.Close() })

@@ -540,9 +540,8 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *Sav
 		return out, nil
 	}
 	r.opt.Metrics.lag(name, now.Sub(d.Due))
-	start := time.Now()
-	err = r.execute(ctx, j, rec, &st)
-	r.opt.Metrics.ran(name, err == nil, time.Since(start))
+	took, err := r.execute(ctx, j, rec, &st)
+	r.opt.Metrics.ran(name, err == nil, took)
 	end := r.opt.Clock.Now()
 	regular := j.timing.Next(user, end)
 	switch {
@@ -617,27 +616,38 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// execute does the work of one run under the job's timeout and the
-// provider's limits.
-func (r *Runner) execute(ctx context.Context, j *job, rec tokens.Record, st *State) error {
-	user := rec.UserID
-	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
-	defer cancel()
+// execute does the work of one run under the provider's limits and the
+// job's timeout, and returns how long the run took. The timeout starts
+// with the run, once the provider's max_concurrency slot and rate limit
+// let it start: a run queued behind others (a catch-up burst after an
+// outage) gets all of it, and waiting is not a timeout. ctx ends only at
+// shutdown, which ends the wait too.
+func (r *Runner) execute(ctx context.Context, j *job, rec tokens.Record, st *State) (time.Duration, error) {
 	lim := r.providers[j.cfg.Provider]
 	if lim.entry.Provider == nil {
-		return fmt.Errorf("provider %s is not available in this process", j.cfg.Provider)
+		return 0, fmt.Errorf("provider %s is not available in this process", j.cfg.Provider)
 	}
 	select {
 	case lim.sem <- struct{}{}:
 		defer func() { <-lim.sem }()
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	if lim.limiter != nil {
 		if err := lim.limiter.Wait(ctx); err != nil {
-			return err
+			return 0, err
 		}
 	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	defer cancel()
+	err := r.run(ctx, j, lim, rec, st)
+	return time.Since(start), err
+}
+
+// run is one run's work, under its timeout.
+func (r *Runner) run(ctx context.Context, j *job, lim *limits, rec tokens.Record, st *State) error {
+	user := rec.UserID
 	src := r.sources(rec, j.cfg.Timeout)
 	if j.cfg.Kind == config.JobPush {
 		return r.push(ctx, j, lim.entry.Provider, src, user)

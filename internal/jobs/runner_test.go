@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,8 +50,10 @@ type bundle struct {
 	jobs    []config.JobConfig
 	runs    chan jobs.Run
 	metrics *jobs.Metrics
-	logs    bytes.Buffer
-	logMu   sync.Mutex
+	// entry is the provider and limits each instance runs with.
+	entry jobs.ProviderEntry
+	logs  bytes.Buffer
+	logMu sync.Mutex
 }
 
 func (b *bundle) Write(p []byte) (int, error) {
@@ -66,6 +69,7 @@ func setup(t *testing.T, jobsYAML string) *bundle {
 	b := &bundle{t: t, srv: srv, clk: clock.NewFake(t0), keys: keys, jobs: parseJobs(t, jobsYAML),
 		runs: make(chan jobs.Run, 100000), metrics: jobs.NewMetrics(prometheus.NewRegistry())}
 	b.prov = fake.New(fake.Options{Clock: b.clk, AccessLifetime: time.Hour, Seed: 1})
+	b.entry = jobs.ProviderEntry{Provider: b.prov, Burst: 1, MaxConcurrency: 16}
 	b.rdb = srv.Client(t)
 	b.store = b.newStore()
 	return b
@@ -91,7 +95,7 @@ func (b *bundle) instance(start bool) *instance {
 	in := &instance{}
 	var err error
 	in.runner, err = jobs.NewRunner(store, func(rec tokens.Record, d time.Duration) provider.TokenSource { return in.ref.SourceFrom(rec, d) },
-		map[string]jobs.ProviderEntry{"fake": {Provider: b.prov, Burst: 1, MaxConcurrency: 16}}, b.jobs,
+		map[string]jobs.ProviderEntry{"fake": b.entry}, b.jobs,
 		jobs.Options{Workers: 16, Batch: 128, Lease: 30 * time.Second, PollInterval: 5 * time.Millisecond, Clock: b.clk,
 			Logger: zerolog.New(b), Metrics: b.metrics, Observe: func(r jobs.Run) { b.runs <- r }})
 	if err != nil {
@@ -421,3 +425,176 @@ func TestPauseAndTrigger(t *testing.T) {
 
 var _ jobs.Store = (*redisstore.Store)(nil)
 var _ scheduler.Store = (*redisstore.Store)(nil)
+
+// collect returns the next n runs of each job, whatever their result.
+func (b *bundle) collect(n int, jobNames ...string) []jobs.Run {
+	b.t.Helper()
+	left := make(map[string]int)
+	for _, j := range jobNames {
+		left[j] = n
+	}
+	var got []jobs.Run
+	timeout := time.After(60 * time.Second)
+	for total := n * len(jobNames); total > 0; {
+		select {
+		case r := <-b.runs:
+			got = append(got, r)
+			if left[r.Job] > 0 {
+				left[r.Job]--
+				total--
+			}
+		case <-timeout:
+			b.t.Fatalf("timed out: still waiting for runs %v (got %d)", left, len(got))
+		}
+	}
+	return got
+}
+
+// TestSpreadSlotsRunOnTime: with a spread, each member's slot is offset
+// inside the window, and its due time goes through Redis (milliseconds)
+// and back. A run claimed on time is on time under both missed-run
+// policies: it runs, once per slot, and no slot counts as missed.
+func TestSpreadSlotsRunOnTime(t *testing.T) {
+	for _, tc := range []struct {
+		name, schedule, spread string
+		period                 time.Duration
+	}{
+		{"six fields", "*/20 * * * * *", "15s", 20 * time.Second},
+		{"five fields", "* * * * *", "45s", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t, fmt.Sprintf(`jobs:
+  - {name: skip, kind: pull, schedule: "%[1]s", spread: %[2]s, missed: skip}
+  - {name: once, kind: pull, schedule: "%[1]s", spread: %[2]s, missed: once}
+`, tc.schedule, tc.spread))
+			const n = 40
+			in := b.instance(true)
+			b.put(in, userIDs(n)...)
+			spread, _ := time.ParseDuration(tc.spread)
+			const slots = 3
+			for k := range slots {
+				// Every member's offset in slot k (t0 is slot 0's start)
+				// has passed; its next slot has not come.
+				b.clk.Set(t0.Add(time.Duration(k)*tc.period + spread))
+				bad := make(map[string]int)
+				var example jobs.Run
+				for _, r := range b.collect(n, "skip", "once") {
+					if r.Result != "ok" {
+						bad[r.Job]++
+						example = r
+					}
+				}
+				if len(bad) > 0 {
+					t.Errorf("slot %d: runs not ok per job %v, e.g. %s for %s: %s (due %v, now %v)",
+						k, bad, example.Job, example.User, example.Result, example.Due, b.clk.Now())
+				}
+			}
+			for _, job := range []string{"skip", "once"} {
+				if got := testutil.ToFloat64(b.metrics.Missed.WithLabelValues(job)); got != 0 {
+					t.Errorf("%s: %v missed slots counted, want 0", job, got)
+				}
+				if got := testutil.ToFloat64(b.metrics.Runs.WithLabelValues(job, "ok")); got != slots*n {
+					t.Errorf("%s: %v runs, want %d", job, got, slots*n)
+				}
+			}
+		})
+	}
+}
+
+// TestReclaimKeepsTheOriginalSlot: a replica claims an entry and dies
+// holding the lease; the replica that takes it after the lease sees the
+// slot the entry was due at, not the dead lease, so the missed-run policy
+// counts the slots that passed meanwhile.
+func TestReclaimKeepsTheOriginalSlot(t *testing.T) {
+	b := setup(t, `jobs:
+  - {name: once, kind: pull, schedule: "* * * * *", missed: once}
+  - {name: skip, kind: pull, schedule: "* * * * *", missed: skip}
+`)
+	in := b.instance(false)
+	b.put(in, "ann")
+	ctx := context.Background()
+	if err := in.runner.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	slot := t0.Add(time.Minute)
+	b.clk.Set(slot)
+	for _, job := range []string{"once", "skip"} {
+		sh := scheduler.Shard("ann", 8)
+		ds, err := b.store.ClaimDue(ctx, jobs.SetName(job), sh, slot, slot.Add(150*time.Second), 10)
+		if err != nil || len(ds) != 1 || !ds[0].Due.Equal(slot) {
+			t.Fatalf("%s: dead replica's claim %v, %v", job, ds, err)
+		}
+	}
+	// The dead lease ends after the slots at +1m and +2m have passed.
+	b.clk.Set(slot.Add(151 * time.Second))
+	b.instance(true)
+	for _, r := range b.collect(1, "once", "skip") {
+		if !r.Due.Equal(slot) {
+			t.Errorf("%s: re-claimed run due %v, want the original slot %v", r.Job, r.Due, slot)
+		}
+		want := map[string]string{"once": "ok", "skip": "skipped"}[r.Job]
+		if r.Result != want {
+			t.Errorf("%s: %s, want %s", r.Job, r.Result, want)
+		}
+	}
+	// once: the two slots under the dead lease were missed (one catch-up
+	// run replaces them); skip: those two and the original slot.
+	for job, want := range map[string]float64{"once": 2, "skip": 3} {
+		if got := testutil.ToFloat64(b.metrics.Missed.WithLabelValues(job)); got != want {
+			t.Errorf("%s: %v missed slots, want %v", job, got, want)
+		}
+	}
+}
+
+// blockingProvider holds the first pull until its context ends and
+// reports how much of its timeout every pull had left when it started.
+type blockingProvider struct {
+	*fake.Provider
+	once sync.Once
+	left chan time.Duration
+}
+
+func (p *blockingProvider) Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error) {
+	deadline, _ := ctx.Deadline()
+	p.left <- time.Until(deadline)
+	first := false
+	p.once.Do(func() { first = true })
+	if first {
+		<-ctx.Done() // runs out its own timeout, holding the only slot
+		return provider.PullResult{}, ctx.Err()
+	}
+	return p.Provider.Pull(ctx, user, src, cursor, deliver)
+}
+
+// TestTimeoutStartsWithTheRun: the job timeout bounds the run, not the
+// wait for the provider's max_concurrency slot, so a run queued behind a
+// slow one gets its whole timeout.
+func TestTimeoutStartsWithTheRun(t *testing.T) {
+	const timeout = time.Second
+	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 1m", timeout: 1s}]`)
+	bp := &blockingProvider{Provider: b.prov, left: make(chan time.Duration, 4)}
+	b.entry = jobs.ProviderEntry{Provider: bp, MaxConcurrency: 1}
+	in := b.instance(true)
+	b.put(in, "ann", "bob")
+	b.clk.Advance(time.Minute)
+	var results []string
+	for _, r := range b.collect(2, "pull") {
+		results = append(results, r.User+":"+r.Result)
+	}
+	slices.Sort(results)
+	// One run waits out its timeout holding the slot; the other waited
+	// that long for the slot, then runs with its own timeout.
+	first := <-bp.left
+	var second time.Duration
+	select {
+	case second = <-bp.left:
+	default:
+		t.Fatalf("the queued run never reached the provider; results %v", results)
+	}
+	if first < timeout/2 || second < timeout/2 {
+		t.Fatalf("pulls started with %v and %v of their %v timeout left, want most of it; results %v", first, second, timeout, results)
+	}
+	if n := testutil.ToFloat64(b.metrics.Runs.WithLabelValues("pull", "ok")); n != 1 {
+		t.Fatalf("%v runs ok, want 1 (the queued one); results %v", n, results)
+	}
+}

@@ -6,6 +6,7 @@
 //	P{u:ID}:tok          hash  the user's token record (the truth)
 //	P{u:ID}:quarantine   hash  a record that could not be parsed, set aside
 //	Pdue:SET:N           zset  due set SET, shard N: member = user id, score = due (unix ms)
+//	Pclaims:{Pdue:SET:N} hash  claims in flight in that shard (see claims.go)
 //	Preauth              zset  re-auth queue: member = user id, score = flagged at (unix ms)
 //	Pquarantine          zset  quarantined users: member = user id, score = when
 //	Pquarantine:reason   hash  quarantined user -> why

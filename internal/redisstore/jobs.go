@@ -129,10 +129,10 @@ func (s *Store) walkShard(ctx context.Context, key string, fn func(key string, m
 	}
 }
 
-// DropDue implements jobs.Store.
+// DropDue implements jobs.Store: each shard and its claims.
 func (s *Store) DropDue(ctx context.Context, set string) error {
 	for sh := range s.shards {
-		if err := s.rdb.Unlink(ctx, s.dueKey(set, sh)).Err(); err != nil {
+		if err := s.rdb.Unlink(ctx, s.dueKey(set, sh), s.claimsKey(set, sh)).Err(); err != nil {
 			return fmt.Errorf("drop %s: %w", set, err)
 		}
 	}

@@ -31,6 +31,7 @@ func script(name string) *redis.Script {
 var (
 	claimScript    = script("claim")
 	finishScript   = script("finish")
+	renewScript    = script("renew")
 	putScript      = script("put")
 	acquireScript  = script("acquire")
 	commitScript   = script("commit")
@@ -40,7 +41,7 @@ var (
 	rekeyScript    = script("rekey")
 	setStateScript = script("setstate")
 	unlockScript   = script("unlock")
-	allScripts     = []*redis.Script{claimScript, finishScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript}
+	allScripts     = []*redis.Script{claimScript, finishScript, renewScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript}
 )
 
 // Options configure a Store.
@@ -135,19 +136,70 @@ func fromMS(v int64) time.Time {
 
 // ---- due sets (scheduler.Store) ----
 
-// ClaimDue implements scheduler.Store.
+// ClaimDue implements scheduler.Store. The claim's fence is drawn here,
+// one per call, and the script may move it off the fences of the entries
+// it takes over (see claims.go). The lease ends up to two seconds after
+// leaseUntil: the score rounds it up to a second and carries the fence.
 func (s *Store) ClaimDue(ctx context.Context, set string, shard int, now, leaseUntil time.Time, limit int) ([]scheduler.Due, error) {
-	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(set, shard)}, ms(now), ms(leaseUntil), limit).StringSlice()
+	res, err := s.runFenced(ctx, claimScript, []string{s.dueKey(set, shard), s.claimsKey(set, shard)},
+		ms(now), ms(leaseUntil), limit, newFence()).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("claim %s/%d: %w", set, shard, err)
+		return nil, dueErr("claim", set+"/"+strconv.Itoa(shard), err)
+	}
+	if len(res) == 0 {
+		return nil, fmt.Errorf("claim %s/%d: empty reply", set, shard)
+	}
+	fence, err := strconv.ParseInt(res[0], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("claim %s/%d: fence %q: %w", set, shard, res[0], err)
 	}
 	out := make([]scheduler.Due, 0, len(res)/2)
-	fence := ms(leaseUntil)
-	for i := 0; i+1 < len(res); i += 2 {
-		score, _ := strconv.ParseFloat(res[i+1], 64)
-		out = append(out, scheduler.Due{Member: res[i], Due: fromMS(int64(score)), Fence: fence})
+	for i := 1; i+1 < len(res); i += 2 {
+		due, _ := strconv.ParseFloat(res[i+1], 64)
+		out = append(out, scheduler.Due{Member: res[i], Due: fromMS(int64(due)), Fence: fence})
 	}
 	return out, nil
+}
+
+// RenewDue implements scheduler.Store: one script call per shard, in one
+// round trip.
+func (s *Store) RenewDue(ctx context.Context, set string, until time.Time, claims []scheduler.Due) ([]bool, error) {
+	byShard := make(map[int][]int)
+	for i, c := range claims {
+		sh := scheduler.Shard(c.Member, s.shards)
+		byShard[sh] = append(byShard[sh], i)
+	}
+	type call struct {
+		idx []int
+		cmd *redis.Cmd
+	}
+	calls := make([]call, 0, len(byShard))
+	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
+		calls = calls[:0]
+		for sh, idx := range byShard {
+			args := make([]any, 0, 1+2*len(idx))
+			args = append(args, ms(until))
+			for _, i := range idx {
+				args = append(args, claims[i].Member, claims[i].Fence)
+			}
+			calls = append(calls, call{idx: idx, cmd: evalFenced(ctx, p, renewScript, []string{s.dueKey(set, sh)}, args...)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dueErr("renew", set, err)
+	}
+	held := make([]bool, len(claims))
+	for _, c := range calls {
+		vals, err := c.cmd.Int64Slice()
+		if err != nil {
+			return nil, dueErr("renew", set, err)
+		}
+		for j, i := range c.idx {
+			held[i] = j < len(vals) && vals[j] == 1
+		}
+	}
+	return held, nil
 }
 
 // FinishDue implements scheduler.Store: the handlers' writes, then one
@@ -189,7 +241,7 @@ func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done
 				}
 				args = append(args, done[i].Member, done[i].Fence, next)
 			}
-			calls = append(calls, call{idx: idx, cmd: finishScript.EvalSha(ctx, p, []string{s.dueKey(set, sh)}, args...)})
+			calls = append(calls, call{idx: idx, cmd: evalFenced(ctx, p, finishScript, []string{s.dueKey(set, sh), s.claimsKey(set, sh)}, args...)})
 		}
 		return nil
 	})
@@ -208,7 +260,7 @@ func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done
 			}
 		}
 		if scriptErr != nil {
-			return nil, fmt.Errorf("finish %s: %w", set, scriptErr)
+			return nil, dueErr("finish", set, scriptErr)
 		}
 		for _, w := range writes {
 			if w.Err() != nil {
@@ -220,7 +272,7 @@ func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done
 	for _, c := range calls {
 		vals, err := c.cmd.Int64Slice()
 		if err != nil {
-			return nil, fmt.Errorf("finish %s: %w", set, err)
+			return nil, dueErr("finish", set, err)
 		}
 		for j, i := range c.idx {
 			held[i] = j < len(vals) && vals[j] == 1

@@ -16,17 +16,29 @@ import (
 // Due is one claimed due-set entry.
 type Due struct {
 	Member string
-	// Due is when the entry was due: its score before the claim.
+	// Due is when the entry was due: its score before the claim. An entry
+	// claimed again after its claimer stopped renewing (a dead replica)
+	// keeps the due time of that claim, so the slots that passed under
+	// the dead lease count as passed.
 	Due time.Time
-	// Fence is the lease score (unix ms) the claim wrote. The entry is this
-	// claimer's while its score still equals Fence; every later write
-	// checks it, so a claimer that lost its lease cannot overwrite the
-	// next owner's schedule.
+	// Fence identifies the claim (the store draws it; never 0). The entry
+	// is this claimer's while the store holds it under this fence: not
+	// claimed by another since, nor re-scored by someone else. Every later
+	// write checks it, so a claimer that lost its lease cannot overwrite
+	// the next owner's schedule. Lease renewals leave the fence alone: a
+	// renewal whose outcome the claimer never learned costs it nothing.
 	Fence int64
 }
 
-// Done re-scores a claimed entry: from Fence to Next, or removes it when
-// Next is zero. The store applies it only if the score still equals Fence.
+// ErrOutcomeUnknown marks a store error after which a write may or may
+// not have been applied (the request was sent, the answer never came: a
+// timeout, a broken connection). Every fenced write is safe to repeat, and
+// the engine repeats finishes that fail with it.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// Done re-scores a claimed entry to Next, or removes it when Next is zero,
+// and ends the claim. The store applies it only while the claim Fence
+// names holds.
 type Done struct {
 	Member string
 	Fence  int64
@@ -42,10 +54,13 @@ type Store interface {
 	// Shards is the number of shards each due set is split into.
 	Shards() int
 	// ClaimDue atomically takes up to limit entries of one shard whose
-	// score is <= now and re-scores them to leaseUntil.
+	// score is <= now and re-scores them to leaseUntil, under a new fence.
 	ClaimDue(ctx context.Context, set string, shard int, now, leaseUntil time.Time, limit int) ([]Due, error)
-	// FinishDue applies each Done whose entry still carries its Fence and
-	// reports, per item, whether it did.
+	// RenewDue moves the lease of each claim (Member, Fence) that still
+	// holds to until, and reports, per claim, whether it held.
+	RenewDue(ctx context.Context, set string, until time.Time, claims []Due) ([]bool, error)
+	// FinishDue applies each Done whose claim still holds and reports, per
+	// item, whether it did.
 	FinishDue(ctx context.Context, set string, done []Done) ([]bool, error)
 }
 
@@ -74,7 +89,8 @@ type Options struct {
 	// Batch is the most entries one claim takes from one shard (default 256).
 	Batch int
 	// Lease is how long a claim holds an entry without a heartbeat
-	// (default 1m). Heartbeats renew it every Lease/3.
+	// (default 1m). Heartbeats renew it every Lease/3; a store call of the
+	// finisher (heartbeats, finishes) may take up to Lease/3.
 	Lease time.Duration
 	// PollInterval is how long the engine waits after finding nothing due
 	// (default 1s). Notify wakes it sooner.
@@ -130,8 +146,9 @@ type Engine struct {
 	slot  chan struct{}
 	queue chan Due
 
-	// inflight maps each claimed member to its current fence. The claim
-	// loop adds; only the finisher goroutine changes or deletes.
+	// inflight maps each claimed member to its claim's fence (0: the
+	// claim was lost). The claim loop adds; only the finisher goroutine
+	// changes or deletes.
 	imu      sync.Mutex
 	inflight map[string]int64
 	stopping bool
@@ -193,7 +210,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		e.finish(results)
+		e.finish(workCtx, results)
 	}()
 	go func() {
 		e.claimLoop(claimCtx)
@@ -348,17 +365,34 @@ func (e *Engine) work(ctx context.Context, results chan<- result) {
 }
 
 // finish owns every write after the claim: it applies results in batches
-// and renews the leases of everything in flight, so a fence is never
-// changed by two goroutines.
-func (e *Engine) finish(results <-chan result) {
-	hb := time.NewTicker(max(e.opt.Lease/3, time.Millisecond))
+// and renews the leases of everything in flight, so a claim's entry in
+// inflight is never changed by two goroutines. A finish whose outcome is
+// unknown (Redis did not answer) stays in flight, renewed, and is tried
+// again until Redis answers; after results close, until ctx ends (Stop's
+// grace), when the entries are left to run again after their lease.
+func (e *Engine) finish(ctx context.Context, results <-chan result) {
+	hb := time.NewTicker(e.renewEvery())
 	defer hb.Stop()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxInterval = max(e.renewEvery(), bo.InitialInterval)
+	bo.MaxElapsedTime = 0
+	var (
+		pending []Done
+		retry   <-chan time.Time
+		errs    int
+	)
 	batch := make([]Done, 0, 256)
-	for {
+	for results != nil || len(pending) > 0 {
+		var quit <-chan struct{}
+		if results == nil {
+			quit = ctx.Done()
+		}
 		select {
 		case r, ok := <-results:
 			if !ok {
-				return
+				results = nil
+				continue
 			}
 			batch = append(batch[:0], e.done1(r))
 		drain:
@@ -373,12 +407,33 @@ func (e *Engine) finish(results <-chan result) {
 					break drain
 				}
 			}
-			e.apply(batch)
+			pending = append(pending, e.apply(batch, false, &errs)...)
+		case <-retry:
+			retry = nil
+			pending = e.apply(pending, true, &errs)
 		case <-hb.C:
 			e.heartbeat()
+		case <-quit:
+			e.imu.Lock()
+			for _, d := range pending {
+				delete(e.inflight, d.Member)
+			}
+			e.imu.Unlock()
+			e.log.Error().Int("entries", len(pending)).Msg("finish abandoned at shutdown; entries run again after their lease")
+			return
+		}
+		switch {
+		case len(pending) == 0:
+			bo.Reset()
+			retry = nil
+		case retry == nil:
+			retry = time.After(bo.NextBackOff())
 		}
 	}
 }
+
+// renewEvery is the heartbeat period.
+func (e *Engine) renewEvery() time.Duration { return max(e.opt.Lease/3, time.Millisecond) }
 
 func (e *Engine) done1(r result) Done {
 	e.imu.Lock()
@@ -387,24 +442,48 @@ func (e *Engine) done1(r result) Done {
 	return Done{Member: r.member, Fence: fence, Next: r.next, Write: r.write}
 }
 
-// storeCtx bounds the finisher's writes. It is not tied to the engine's
-// context: handing work back must still happen while shutting down.
-func storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 10*time.Second)
+// storeCtx bounds one write of the finisher, to a heartbeat period so a
+// call Redis does not answer cannot hold back the next renewal. It is not
+// tied to the engine's context: handing work back must still happen while
+// shutting down.
+func (e *Engine) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), min(10*time.Second, e.renewEvery()))
 }
 
-func (e *Engine) apply(batch []Done) {
+// apply writes a batch of finished entries and returns those to try again:
+// the batch, when its outcome is unknown. retried says the batch was tried
+// before, so a claim found gone was most likely ended by that attempt.
+// errs counts consecutive failures, for the log.
+func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
+	defer func() {
+		select {
+		case e.slot <- struct{}{}:
+		default:
+		}
+	}()
 	for len(batch) > 0 {
-		ctx, cancel := storeCtx()
+		ctx, cancel := e.storeCtx()
 		held, err := e.store.FinishDue(ctx, e.opt.Set, batch)
 		cancel()
+		if errors.Is(err, ErrOutcomeUnknown) {
+			// The entries stay claimed here and renewed; the fences make
+			// a second attempt safe whatever became of this one.
+			if *errs++; *errs == 1 || *errs%100 == 0 {
+				e.log.Error().Err(err).Int("entries", len(batch)).Int("consecutive_errors", *errs).Msg("finish failed; retrying")
+			}
+			return append(again, batch...)
+		}
+		if err == nil && *errs > 0 {
+			e.log.Info().Int("consecutive_errors", *errs).Msg("finish recovered")
+			*errs = 0
+		}
 		if err != nil {
-			// The entries keep their lease score and come due again when
-			// it passes: late, never lost.
+			// Redis refused the batch: the entries keep their lease
+			// score and come due again when it passes: late, never lost.
 			e.log.Error().Err(err).Int("entries", len(batch)).Msg("finish failed; entries retry after their lease")
 		}
-		var again, handback []Done
-		lost := 0
+		var reclaimed, handback []Done
+		lost, gone := 0, 0
 		now := e.opt.Clock.Now()
 		e.imu.Lock()
 		for i, d := range batch {
@@ -423,8 +502,11 @@ func (e *Engine) apply(batch []Done) {
 			case cur != 0 && cur != d.Fence:
 				// Our lease ran out and this engine claimed the member
 				// again before the finish: apply the result under the
-				// new fence (the write already went out).
-				again = append(again, Done{Member: d.Member, Fence: cur, Next: d.Next})
+				// new claim (the write already went out).
+				reclaimed = append(reclaimed, Done{Member: d.Member, Fence: cur, Next: d.Next})
+			case retried:
+				gone++
+				delete(e.inflight, d.Member)
 			default:
 				lost++
 				delete(e.inflight, d.Member)
@@ -433,51 +515,51 @@ func (e *Engine) apply(batch []Done) {
 		e.imu.Unlock()
 		if len(handback) > 0 {
 			// If this fails the claim simply expires after its lease.
-			ctx, cancel := storeCtx()
+			ctx, cancel := e.storeCtx()
 			_, _ = e.store.FinishDue(ctx, e.opt.Set, handback)
 			cancel()
 		}
 		if lost > 0 {
 			e.log.Warn().Int("entries", lost).Msg("lease lost before finish; another claimer owns them")
 		}
-		batch = again
+		if gone > 0 {
+			e.log.Info().Int("entries", gone).Msg("finish retried; claims already ended, most likely by the attempt that failed")
+		}
+		batch = reclaimed
 	}
-	select {
-	case e.slot <- struct{}{}:
-	default:
-	}
+	return again
 }
 
+// heartbeat renews the lease of every claim in flight. A renewal that
+// fails changes nothing here (the fences stay; the next one tries again),
+// whether or not Redis applied it.
 func (e *Engine) heartbeat() {
-	now := e.opt.Clock.Now()
-	until := now.Add(e.opt.Lease)
+	until := e.opt.Clock.Now().Add(e.opt.Lease)
 	e.imu.Lock()
-	ext := make([]Done, 0, len(e.inflight))
+	claims := make([]Due, 0, len(e.inflight))
 	for m, f := range e.inflight {
 		if f != 0 {
-			ext = append(ext, Done{Member: m, Fence: f, Next: until})
+			claims = append(claims, Due{Member: m, Fence: f})
 		}
 	}
 	e.imu.Unlock()
-	if len(ext) == 0 {
+	if len(claims) == 0 {
 		return
 	}
-	ctx, cancel := storeCtx()
-	held, err := e.store.FinishDue(ctx, e.opt.Set, ext)
+	ctx, cancel := e.storeCtx()
+	held, err := e.store.RenewDue(ctx, e.opt.Set, until, claims)
 	cancel()
 	if err != nil {
-		e.log.Error().Err(err).Int("entries", len(ext)).Msg("heartbeat failed")
+		e.log.Error().Err(err).Int("entries", len(claims)).Msg("heartbeat failed")
 		return
 	}
 	e.imu.Lock()
-	for i, d := range ext {
-		if cur, ok := e.inflight[d.Member]; !ok || cur != d.Fence {
+	for i, c := range claims {
+		if cur, ok := e.inflight[c.Member]; !ok || cur != c.Fence {
 			continue // finished, or re-claimed with a new fence meanwhile
 		}
-		if held[i] {
-			e.inflight[d.Member] = until.UnixMilli()
-		} else {
-			e.inflight[d.Member] = 0 // lost: stop renewing; the finish will not apply
+		if !held[i] {
+			e.inflight[c.Member] = 0 // lost: stop renewing; the finish will not apply
 		}
 	}
 	e.imu.Unlock()

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -248,4 +249,195 @@ func BenchmarkClaim(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/entry")
+}
+
+// finishWatch wraps the real store and reports each member whose finish
+// (a FinishDue to the handlers' answer) Redis answered.
+type finishWatch struct {
+	scheduler.Store
+	finished time.Time
+	answered chan string
+}
+
+func (w *finishWatch) FinishDue(ctx context.Context, set string, done []scheduler.Done) ([]bool, error) {
+	held, err := w.Store.FinishDue(ctx, set, done)
+	if err == nil {
+		for _, d := range done {
+			if d.Next.Equal(w.finished) {
+				w.answered <- d.Member
+			}
+		}
+	}
+	return held, err
+}
+
+// TestRunsFinishedAcrossAnOutageRunOnce: runs in flight when Redis stops
+// answering for longer than the client's read timeout finish once, even
+// after every lease has passed. A lease renewal whose outcome the engine
+// never learned (Redis applied it after the client gave up, or applied a
+// go-redis retry of it) must not cost the claim, and a finish that fails
+// during the outage is not dropped.
+func TestRunsFinishedAcrossAnOutageRunOnce(t *testing.T) {
+	const n, lease = 50, 1500 * time.Millisecond // heartbeats every 500ms
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	finished := t0.Add(time.Hour)
+	type bundle struct {
+		srv     *redistest.Server
+		store   *redisstore.Store
+		clk     *clock.Fake
+		engine  *scheduler.Engine
+		release chan struct{}
+		mu      sync.Mutex
+		claimed map[string]int
+		claims  map[string]scheduler.Due
+	}
+	setup := func(t *testing.T) *bundle {
+		t.Helper()
+		b := &bundle{srv: redistest.StartPrivate(t), clk: clock.NewFake(t0), release: make(chan struct{}),
+			claimed: make(map[string]int), claims: make(map[string]scheduler.Due)}
+		opt, err := redis.ParseURL(b.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.ReadTimeout = 100 * time.Millisecond
+		redisstore.TuneClient(opt, 64, lease)
+		rdb := redis.NewClient(opt)
+		t.Cleanup(func() { _ = rdb.Close() })
+		b.store = redisstore.New(rdb, redisstore.Options{Prefix: b.srv.Prefix, Shards: 1})
+		ctx := context.Background()
+		if err := b.store.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var entries []scheduler.Entry
+		for i := range n {
+			entries = append(entries, scheduler.Entry{Member: fmt.Sprintf("m%02d", i), At: t0})
+		}
+		// The sentinel comes due with any entry a lost finish left leased
+		// (one shard: one claim takes them in score order).
+		entries = append(entries, scheduler.Entry{Member: "sentinel", At: t0.Add(5 * lease)})
+		if err := b.store.ScheduleDue(ctx, set, entries); err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan struct{}, n)
+		sentinel := make(chan struct{}, 1)
+		h := func(_ context.Context, d scheduler.Due) scheduler.Outcome {
+			if d.Member != "sentinel" {
+				started <- struct{}{}
+				<-b.release
+			}
+			return scheduler.Outcome{Next: finished}
+		}
+		// Claims are counted as they are handed to workers: a member
+		// claimed twice runs twice.
+		prefetch := func(_ context.Context, batch []scheduler.Due) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			for _, d := range batch {
+				b.claimed[d.Member]++
+				b.claims[d.Member] = d
+				if d.Member == "sentinel" {
+					sentinel <- struct{}{}
+				}
+			}
+		}
+		watch := &finishWatch{Store: b.store, finished: finished, answered: make(chan string, 10*n)}
+		b.engine = scheduler.NewEngine(watch, h, scheduler.Options{Set: set, Workers: n + 1, Batch: 64, Lease: lease,
+			PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.Nop(), Prefetch: prefetch})
+		if err := b.engine.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.engine.Stop(context.Background()) })
+		for range n {
+			select {
+			case <-started:
+			case <-time.After(20 * time.Second):
+				t.Fatal("timed out waiting for the runs to start")
+			}
+		}
+		// Renewals from now on move the lease.
+		b.clk.Advance(100 * time.Millisecond)
+		t.Cleanup(func() {
+			if t.Failed() {
+				return
+			}
+			// Once Redis has answered every finish, every lease passes:
+			// whatever is still leased comes due, and the sentinel with it.
+			answered := make(map[string]bool)
+			timeout := time.After(20 * time.Second)
+		wait:
+			for len(answered) < n {
+				select {
+				case m := <-watch.answered:
+					answered[m] = true
+				case <-timeout:
+					t.Errorf("Redis answered the finishes of %d of %d runs", len(answered), n)
+					break wait
+				}
+			}
+			b.clk.Advance(10 * lease)
+			b.engine.Notify()
+			select {
+			case <-sentinel:
+			case <-time.After(20 * time.Second):
+				t.Error("timed out waiting for the sentinel's claim")
+				return
+			}
+			if err := b.engine.Stop(ctx); err != nil {
+				t.Error(err)
+			}
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			var again []string
+			for m, c := range b.claimed {
+				if m != "sentinel" && c != 1 {
+					again = append(again, fmt.Sprintf("%s×%d", m, c))
+				}
+			}
+			if len(again) > 0 {
+				slices.Sort(again)
+				t.Errorf("%d of %d finished runs were claimed to run again: %v", len(again), n, again)
+				return
+			}
+			for i := range n {
+				m := fmt.Sprintf("m%02d", i)
+				if due, err := b.store.DueAt(ctx, set, m); err != nil || !due.Equal(finished) {
+					t.Errorf("%s due %v (%v), want %v", m, due, err, finished)
+				}
+			}
+		})
+		return b
+	}
+
+	t.Run("renewal applied after its caller gave up", func(t *testing.T) {
+		b := setup(t)
+		// What a heartbeat that timed out on the client but reached Redis
+		// leaves behind: every lease renewed, the engine none the wiser.
+		b.mu.Lock()
+		var renew []scheduler.Due
+		for _, d := range b.claims {
+			renew = append(renew, d)
+		}
+		b.mu.Unlock()
+		renewed, err := b.store.RenewDue(context.Background(), set, b.clk.Now().Add(lease), renew)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ok := range renewed {
+			if !ok {
+				t.Fatalf("renewal of %s refused", renew[i].Member)
+			}
+		}
+		close(b.release)
+	})
+
+	t.Run("finish during a pause", func(t *testing.T) {
+		b := setup(t)
+		over := b.srv.Pause(t, 2*time.Second)
+		close(b.release) // the finishes meet a paused Redis
+		select {
+		case <-over:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the pause did not end")
+		}
+	})
 }

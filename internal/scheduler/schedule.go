@@ -31,16 +31,18 @@ type Timing struct {
 	Salt string
 }
 
-// Offset is member's stable offset inside the spread window.
+// Offset is member's stable offset inside the spread window, in whole
+// milliseconds: due sets keep milliseconds, and a slot must come back from
+// one exactly as it went in (cron slots are whole seconds).
 func (t Timing) Offset(member string) time.Duration {
-	if t.Spread <= 0 {
+	if t.Spread < time.Millisecond {
 		return 0
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(t.Salt))
 	_, _ = h.Write([]byte{0})
 	_, _ = h.Write([]byte(member))
-	return time.Duration(h.Sum64() % uint64(t.Spread))
+	return time.Duration(h.Sum64()%uint64(t.Spread/time.Millisecond)) * time.Millisecond
 }
 
 // Next is member's first run strictly after after.
@@ -52,8 +54,10 @@ func (t Timing) Next(member string, after time.Time) time.Time {
 // Due decides what to do with an entry that came due at due and was
 // claimed at now: run it or not, and how many slots were missed (passed
 // without a run). A slot is missed when the following slot has also come.
+// due is read at the due sets' resolution: a slot less than a millisecond
+// after it is the slot it stands for, not one that passed.
 func (t Timing) Due(member string, due, now time.Time) (run bool, missed int) {
-	for s := t.Next(member, due); !s.After(now) && missed < 1000; s = t.Next(member, s) {
+	for s := t.Next(member, due.Add(time.Millisecond-1)); !s.After(now) && missed < 1000; s = t.Next(member, s) {
 		missed++
 	}
 	if missed == 0 {

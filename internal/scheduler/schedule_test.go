@@ -117,6 +117,9 @@ func TestSpread(t *testing.T) {
 		if off < 0 || off >= 10*time.Minute {
 			t.Fatalf("%s runs at %v, outside the spread window", u, n)
 		}
+		if off%time.Millisecond != 0 {
+			t.Fatalf("%s: offset %v is not whole milliseconds: it would not survive a due set", u, off)
+		}
 		if again := tm.Next(u, from); !again.Equal(n) {
 			t.Fatal("offset not stable")
 		}
@@ -157,6 +160,11 @@ func TestMissedPolicy(t *testing.T) {
 	}
 	for i, tc := range tests {
 		run, missed := tc.tm.Due("u", due, tc.now)
+		// The same slot read back a fraction of a millisecond early (a due
+		// set keeps milliseconds) is the same slot.
+		if r, m := tc.tm.Due("u", due.Add(-300*time.Microsecond), tc.now); r != run || m != missed {
+			t.Errorf("%d: due 0.3ms early: run %v missed %d, want %v %d", i, r, m, run, missed)
+		}
 		if run != tc.run || missed != tc.missed {
 			t.Errorf("%d: run %v missed %d, want %v %d", i, run, missed, tc.run, tc.missed)
 		}
