@@ -544,6 +544,10 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *Sav
 	r.opt.Metrics.ran(name, err == nil, took)
 	end := r.opt.Clock.Now()
 	regular := j.timing.Next(user, end)
+	if over := j.timing.Passed(user, now, end); over > 0 {
+		// Slots that came while this run ran: missed, and counted.
+		r.opt.Metrics.missed(name, over)
+	}
 	switch {
 	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
 		// The refresher flagged the user meanwhile: it leaves the job

@@ -197,7 +197,7 @@ func (s *Store) sweepShard(ctx context.Context, set string, shard int, res *Shar
 			for to, args := range byShard {
 				for len(args) > 0 {
 					n := min(len(args), 2*zaddMax)
-					r, err := moveScript.Run(ctx, s.rdb, []string{key, s.dueKey(set, to)}, args[:n]...).Int64Slice()
+					r, err := moveScript.Run(ctx, s.rdb, []string{key, s.dueKey(set, to), s.claimsKey(set, shard), s.claimsKey(set, to)}, args[:n]...).Int64Slice()
 					if err != nil {
 						return err
 					}

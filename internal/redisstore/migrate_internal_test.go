@@ -24,7 +24,7 @@ func TestMoveOnlyUnchanged(t *testing.T) {
 	}
 	move := func(score string) []int64 {
 		t.Helper()
-		r, err := moveScript.Run(ctx, rdb, []string{src, dst}, "m", score, "gone", "7").Int64Slice()
+		r, err := moveScript.Run(ctx, rdb, []string{src, dst, src + ":claims", dst + ":claims"}, "m", score, "gone", "7").Int64Slice()
 		if err != nil {
 			t.Fatal(err)
 		}

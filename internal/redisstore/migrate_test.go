@@ -126,7 +126,13 @@ func TestMigrateShards(t *testing.T) {
 		t.Fatalf("claimed %d", len(claimed))
 	}
 	for _, d := range claimed {
-		want["refresh"][d.Member] = d.Fence
+		// The lease score (the lease end and the claim's tag) is what
+		// must move unchanged.
+		score, err := b.rdb.ZScore(ctx, b.srv.Prefix+"due:refresh:"+fmt.Sprint(scheduler.Shard(d.Member, 4)), d.Member).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want["refresh"][d.Member] = int64(score)
 	}
 	if err := s4.AnnounceShards(ctx, "four", t0); err != nil {
 		t.Fatal(err)

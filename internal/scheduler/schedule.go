@@ -69,6 +69,17 @@ func (t Timing) Due(member string, due, now time.Time) (run bool, missed int) {
 	return true, missed
 }
 
+// Passed counts member's slots in (from, to]: the slots that came while
+// a run started at from was still running at to, which it overlapped and
+// which get no run of their own (a run is never started twice at once).
+func (t Timing) Passed(member string, from, to time.Time) int {
+	n := 0
+	for s := t.Next(member, from); !s.After(to) && n < 1000; s = t.Next(member, s) {
+		n++
+	}
+	return n
+}
+
 // next is the schedule's next time after t, in wall-clock terms for a
 // spec in a zone with daylight saving time: robfig steps in absolute time,
 // so a 02:30 job never runs on a spring-forward day (02:30 does not exist)

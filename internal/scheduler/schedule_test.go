@@ -212,3 +212,18 @@ func BenchmarkTimingNextInZone(b *testing.B) {
 		_ = tm.Next("user-12345", from)
 	}
 }
+
+// TestPassedCountsOverlappedSlots: a run that starts on its slot and ends
+// after the next ones overlapped them (they are missed, not run later).
+func TestPassedCountsOverlappedSlots(t *testing.T) {
+	tm := timing(t, "*/5 * * * *", "UTC", 0, scheduler.MissedOnce)
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		took time.Duration
+		want int
+	}{{time.Minute, 0}, {5 * time.Minute, 1}, {11 * time.Minute, 2}} {
+		if got := tm.Passed("u", start, start.Add(tc.took)); got != tc.want {
+			t.Errorf("a run of %s from a slot: %d slots passed, want %d", tc.took, got, tc.want)
+		}
+	}
+}
