@@ -425,7 +425,7 @@ func (s *Store) Load(ctx context.Context, user string) (tokens.Record, error) {
 
 // Acquire implements tokens.Store.
 func (s *Store) Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
-	vals, err := acquireScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew, ms(until)-ms(now)).Slice()
+	vals, err := s.runFenced(ctx, acquireScript, []string{s.tokenKey(user)}, lease, ms(now), ms(until), renew, ms(until)-ms(now)).Slice()
 	if err != nil {
 		return tokens.Record{}, 0, fmt.Errorf("acquire lease: %w", recordErr(user, err))
 	}
@@ -485,9 +485,12 @@ func (s *Store) acquired(ctx context.Context, user, lease string, vals []any) (t
 	}
 }
 
-// Commit implements tokens.Store.
+// Commit implements tokens.Store. The token-record scripts (acquire,
+// commit, fail, flag) run without go-redis retries, like the due-set
+// scripts: the refresher decides what to repeat (a commit is fenced by
+// the version, a lease is renewed by its id).
 func (s *Store) Commit(ctx context.Context, lease string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
-	vals, err := commitScript.Run(ctx, s.rdb, []string{s.tokenKey(rec.UserID)}, lease, rec.Version,
+	vals, err := s.runFenced(ctx, commitScript, []string{s.tokenKey(rec.UserID)}, lease, rec.Version,
 		rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
 	if err != nil {
 		return false, nil, fmt.Errorf("commit token: %w", err)
@@ -516,7 +519,7 @@ func (s *Store) event(ctx context.Context, tr *tokens.Transition) error {
 
 // Fail implements tokens.Store.
 func (s *Store) Fail(ctx context.Context, user, lease string, version int64, lastErr string, degradeAfter int, reason string, now time.Time) (bool, int, *tokens.Transition, error) {
-	vals, err := failScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, version, lastErr, degradeAfter, ms(now), reason).Slice()
+	vals, err := s.runFenced(ctx, failScript, []string{s.tokenKey(user)}, lease, version, lastErr, degradeAfter, ms(now), reason).Slice()
 	if err != nil {
 		return false, 0, nil, fmt.Errorf("record failure: %w", err)
 	}
@@ -539,7 +542,7 @@ func (s *Store) Flag(ctx context.Context, user, lease string, version int64, rea
 	if err := s.rdb.ZAddNX(ctx, s.reauthKey(), redis.Z{Score: float64(ms(now)), Member: user}).Err(); err != nil {
 		return 0, nil, fmt.Errorf("flag: %w", err)
 	}
-	vals, err := flagScript.Run(ctx, s.rdb, []string{s.tokenKey(user)}, lease, version, reason, ms(now), lastErr).Slice()
+	vals, err := s.runFenced(ctx, flagScript, []string{s.tokenKey(user)}, lease, version, reason, ms(now), lastErr).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("flag: %w", err)
 	}
