@@ -17,21 +17,28 @@ import (
 	"github.com/syncd/syncd/internal/tokens"
 )
 
-//go:embed lua/*.lua
+//go:embed lua/*.lua lua/lib/*.lua
 var luaFS embed.FS
 
-func script(name string) *redis.Script {
-	b, err := luaFS.ReadFile("lua/" + name + ".lua")
-	if err != nil {
-		panic(err)
+// script loads lua/NAME.lua, after the lua/lib/ files it names: Redis
+// scripts cannot load code of their own, so shared functions are
+// prepended.
+func script(name string, libs ...string) *redis.Script {
+	var src []byte
+	for _, f := range append(libs, name) {
+		b, err := luaFS.ReadFile("lua/" + f + ".lua")
+		if err != nil {
+			panic(err)
+		}
+		src = append(src, b...)
 	}
-	return redis.NewScript(string(b))
+	return redis.NewScript(string(src))
 }
 
 var (
-	claimScript    = script("claim")
-	finishScript   = script("finish")
-	renewScript    = script("renew")
+	claimScript    = script("claim", "lib/tag")
+	finishScript   = script("finish", "lib/tag")
+	renewScript    = script("renew", "lib/tag")
 	putScript      = script("put")
 	acquireScript  = script("acquire")
 	commitScript   = script("commit")

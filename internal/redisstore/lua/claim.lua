@@ -24,14 +24,7 @@
 -- of the claim.
 -- Writes go in bulk (multi-member ZADD and HSET), in chunks: each
 -- redis.call costs about as much as the member it carries.
-local function tag(s)
-  local i = math.floor(s)
-  local k = (s - i) * 2048
-  if k == 0 then
-    return nil
-  end
-  return (i % 1000) * 2047 + k
-end
+-- tag(s): lib/tag.lua, prepended when the script is loaded.
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local n = #items / 2
 local fence = tonumber(ARGV[4])

@@ -9,14 +9,7 @@
 -- Scores are read with ZMSCORE and written with multi-member ZADD and
 -- ZREM, in chunks; a member listed twice is judged against what the
 -- earlier triple left, exactly as one triple at a time would.
-local function tag(s)
-  local i = math.floor(s)
-  local k = (s - i) * 2048
-  if k == 0 then
-    return nil
-  end
-  return (i % 1000) * 2047 + k
-end
+-- tag(s): lib/tag.lua, prepended when the script is loaded.
 local n = #ARGV / 3
 local known, members = {}, {}
 for k = 1, n do

@@ -5,14 +5,7 @@
 -- claim.lua), 0 per pair whose entry is gone, claimed by another, or
 -- re-scored by someone else meanwhile. The new score keeps the fence:
 -- repeating a renewal, or one whose answer was lost, is harmless.
-local function tag(s)
-  local i = math.floor(s)
-  local k = (s - i) * 2048
-  if k == 0 then
-    return nil
-  end
-  return (i % 1000) * 2047 + k
-end
+-- tag(s): lib/tag.lua, prepended when the script is loaded.
 local secs = math.ceil(tonumber(ARGV[1]) / 1000) * 1000
 local n = (#ARGV - 1) / 2
 local members = {}
