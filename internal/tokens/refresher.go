@@ -95,7 +95,7 @@ type Refresher struct {
 	pmu        sync.Mutex
 	prefetched map[string]Lease  // leases taken with a claimed batch, not used yet
 	orphans    map[string]string // leases this process may still hold, by user
-	pending    map[string]pendingCommit
+	pending    map[string]Record // rotated tokens Redis did not take in time, by user
 }
 
 type providerState struct {
@@ -417,8 +417,8 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		// its grace end.
 		return outcome{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
 	}
-	if p, ok := r.takePending(user); ok {
-		if o, err, done := r.commitPending(ctx, log, l.ID, rec, p, now); done {
+	if kept, ok := r.takePending(user); ok {
+		if o, done, err := r.commitPending(ctx, log, l.ID, rec, kept, now); done {
 			return o, err
 		}
 	}
@@ -560,21 +560,19 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 	}
 }
 
-// pendingCommit is a rotated token Redis did not take in time.
-type pendingCommit struct {
-	rec Record // the record to commit; Version is the one it replaces
-}
-
+// keepPending keeps next, a record with a rotated token Redis did not
+// take in time (its Version is the one it replaces), for the next
+// acquisition of the user in this process.
 func (r *Refresher) keepPending(next Record) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	if r.pending == nil {
-		r.pending = make(map[string]pendingCommit)
+		r.pending = make(map[string]Record)
 	}
-	r.pending[next.UserID] = pendingCommit{rec: next}
+	r.pending[next.UserID] = next
 }
 
-func (r *Refresher) takePending(user string) (pendingCommit, bool) {
+func (r *Refresher) takePending(user string) (Record, bool) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	p, ok := r.pending[user]
@@ -586,20 +584,20 @@ func (r *Refresher) takePending(user string) (pendingCommit, bool) {
 // lease just acquired, instead of calling the provider again. done is
 // false when the record moved on (a token stored since): the kept token
 // is then of no use, and the refresh goes on as usual.
-func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec Record, p pendingCommit, now time.Time) (outcome, error, bool) {
-	if p.rec.Version != rec.Version {
+func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept Record, now time.Time) (o outcome, done bool, err error) {
+	if kept.Version != rec.Version {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
-		return outcome{}, nil, false
+		return outcome{}, false, nil
 	}
-	next := p.rec
+	next := kept
 	next.LeaseUntil = rec.LeaseUntil
 	ok, tr, err := r.commit(ctx, log, lease, next, now)
 	if err != nil {
 		r.keepPending(next)
-		return outcome{next: now.Add(r.opt.Lease)}, err, true
+		return outcome{next: now.Add(r.opt.Lease)}, true, err
 	}
 	if !ok {
-		return outcome{}, nil, false
+		return outcome{}, false, nil
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)
@@ -612,7 +610,7 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 	if tok, err := r.keys.OpenRecord(next); err == nil {
 		out.tok = tok
 	}
-	return out, nil, true
+	return out, true, nil
 }
 
 func resultOf(o outcome, err error) string {
@@ -720,10 +718,13 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			return outcome{}, stateErr(cur.State)
 		}
 		if reason == ReasonInvalidGrant {
-			if cur.Version != rec.Version && cur.LastRefresh.After(rec.LastRefresh) {
+			// Spent twice: a refresh stored a newer token, or our lease
+			// ran out during the call and another acquisition holds the
+			// same version (and presents the same token).
+			if cur.Version == rec.Version || cur.LastRefresh.After(rec.LastRefresh) {
 				r.opt.Metrics.refreshed(ps.name, "reuse", 0)
 				log.Warn().Int64("version", rec.Version).Int64("stored_version", cur.Version).
-					Msg("refresh token presented after it had been rotated: it was spent twice; verifying the newer token")
+					Msg("refresh token presented after it had been rotated: it was spent twice")
 			} else {
 				r.opt.Metrics.refreshed(ps.name, "superseded", 0)
 				log.Info().Msg("refresh rejected but a newer token was stored; verifying it")
@@ -749,7 +750,9 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			log.Warn().Bool("lease_expired", rec.LeaseExpired).Str("last_error", rec.LastError).
 				Msg("refresh rejected after an earlier refresh ended without storing its answer; the rotated token was probably lost")
 		}
-		r.opt.Metrics.refreshed(ps.name, result, 0)
+		if reason == ReasonInvalidGrant {
+			r.opt.Metrics.refreshed(ps.name, result, 0)
+		}
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
 		r.changed(ctx, rec.UserID, rec.Provider, ReauthRequired)
