@@ -1,9 +1,3 @@
-// Package admin is syncd's HTTP surface: /healthz, /readyz, /metrics and
-// the /v1 JSON API for operators and apps. It declares the Backend it
-// needs; cmd/syncd wires it to the running refresher and job runner.
-// Writes need the bearer token from admin.token_file; request bodies are
-// size-limited; errors are JSON {"error": "..."}; no response ever holds a
-// token value.
 package admin
 
 import (

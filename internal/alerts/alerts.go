@@ -1,8 +1,3 @@
-// Package alerts sends the optional re-auth webhook: when users are
-// flagged for re-authorization, a signed POST lists them, so the app can
-// ask each user to consent again. Flags are batched (a provider incident
-// that flags thousands of users makes a few requests, not thousands) and
-// retried with backoff; the queue is bounded and overflow is logged.
 package alerts
 
 import (

@@ -1,8 +1,3 @@
-// Package bench measures syncd at scale: it seeds users with encrypted
-// tokens into a Redis, runs the real engine (refresher, job runner) in
-// this process against a zero-latency provider, and reports throughput,
-// scheduling time, memory, lag and Redis round trips. `syncd bench` runs
-// it; docs/benchmarks.md keeps the figures.
 package bench
 
 import (

@@ -1,5 +1,3 @@
-// Package clock lets components read the time through an interface so
-// tests and benchmarks can move it by hand.
 package clock
 
 import (

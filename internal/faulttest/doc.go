@@ -1,5 +1,5 @@
-// Package faulttest holds syncd's fault-scenario tests (issue 11); it has
-// no code of its own outside its tests.
+// Package faulttest holds syncd's fault-scenario tests; it has no code of
+// its own outside its tests.
 //
 // Each test runs several in-process replicas, each with its own Redis
 // client, refresher and job runner wired as `syncd run` wires them,
@@ -26,8 +26,8 @@
 //
 // It does not cover the losses no client can prevent: a replica killed
 // after its refresh request reached the provider, or an answer lost on
-// the network (internal/tokens covers those, and what a provider's
-// rotation grace period buys). Nor does it test the providers' wire
-// protocols (internal/provider/...) or the engine's own unit behaviour
-// (internal/scheduler).
+// the network (internal/refresher's tests cover those, and what a
+// provider's rotation grace period buys). Nor does it test the providers'
+// wire protocols (internal/provider/...) or the engine's own unit
+// behaviour (internal/scheduler).
 package faulttest

@@ -1,9 +1,3 @@
-// Package provider holds what every provider shares: the token source a
-// provider uses for data calls, pulled items, push items and data-call
-// errors. Implementations live in the sub-packages: digime (the real
-// digi.me protocol), oauth2 (any RFC 6749 API), fake (in-process, for the
-// refresher's tests and benchmarks), digimefake and oauth2fake (HTTP
-// servers that speak the real protocols, for tests and `syncd demo`).
 package provider
 
 import (

@@ -1,12 +1,3 @@
-// Package fake is an in-process token provider for tests, benchmarks and
-// `syncd demo`. It behaves like the strictest OAuth2 servers (ORY Hydra,
-// Auth0, Okta): every refresh rotates the refresh token, presenting a
-// rotated-away one again is reuse, answered invalid_grant, and revokes the
-// whole grant (its current refresh token and every access token issued
-// from it), unless Options.RotationGracePeriod forgives it; revoked users
-// are rejected. Fault knobs add latency, 5xx and 429 answers (with
-// Retry-After), outages and credential errors. It is deterministic under
-// a seed.
 package fake
 
 import (

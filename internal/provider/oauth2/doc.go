@@ -11,7 +11,7 @@
 // source for a refreshed token once and retries once.
 //
 // It does not own when tokens are refreshed, where they are stored or
-// single-flighting (the tokens package does), nor scheduling jobs, nor the
+// single-flighting (the refresher does), nor scheduling jobs, nor the
 // PKCE verifier, the state or the redirect endpoint of the consent flow
 // (its caller does). It never puts a token value, an authorization code, a
 // code verifier, the client secret or a response body into an error or a

@@ -1,6 +1,7 @@
 // Package oauth2fake is a strict OAuth 2 (RFC 6749) authorization server
-// plus a small bearer-protected data API, served over HTTP for the oauth2
-// provider's tests and `syncd demo`.
+// plus a small bearer-protected data API, served over HTTP for the tests
+// of the oauth2 provider, the authorization handoff (internal/authflow)
+// and the CLI.
 //
 // The authorization endpoint (GET /authorize) checks the client, the
 // redirect URI and PKCE S256 (RFC 7636; plain is refused) and consents at

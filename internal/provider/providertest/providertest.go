@@ -1,8 +1,3 @@
-// Package providertest is the contract every provider passes: the same
-// cases run against digime (with digimefake), oauth2 (with oauth2fake)
-// and the in-process fake. Each fake is as strict as the strictest real
-// server: a refresh token presented again after its rotation revokes the
-// whole token family, unless a rotation grace period forgives it.
 package providertest
 
 import (

@@ -1,0 +1,17 @@
+// Package admin is syncd's HTTP surface: /healthz, /readyz, /metrics, the
+// /v1 JSON API for operators and apps, and the public authorization
+// callback. It declares the Backend it serves (the daemon implements it)
+// and the Gauges behind the shared-state metrics (users by state, the
+// re-auth queue, the refresh backlog, quarantined records), which it reads
+// from Redis at scrape time, so every replica reports the same values.
+//
+// Writes need the bearer token from admin.token_file (none configured:
+// writes are refused); request bodies are limited to MaxBody; errors are
+// JSON {"error": "..."}. The error kinds a Backend returns (invalid, not
+// found, conflict, unavailable) are mapped to HTTP statuses here, in one
+// place, and no response ever holds a token value.
+//
+// It does not own what a request does (users, tokens, jobs, consent: the
+// Backend and the packages behind it), the metrics other components
+// register, or where it listens (the daemon hands it listeners).
+package admin

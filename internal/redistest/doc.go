@@ -1,0 +1,17 @@
+// Package redistest starts a private redis-server for a test.
+//
+// Every test gets a server of its own on a free loopback port with its data
+// in t.TempDir(), stopped on cleanup; tests never touch a Redis they did not
+// start. When SYNCD_TEST_REDIS_URL is set, that server is used instead and
+// isolation comes from a unique key prefix per test (Server.Prefix):
+// nothing here ever flushes a database. Without redis-server on the PATH
+// the test fails with an install hint.
+//
+// Fault tests take a server of their own with StartPrivate, whatever the
+// environment says, and may then kill it (Kill), bring it back from its
+// data (Restart, with AppendOnly for an fsynced append-only file) or stall
+// it (Pause): never done to a server others use.
+//
+// It does not hold fixtures or test data: each test writes its own keys,
+// under its prefix, through the code under test.
+package redistest
