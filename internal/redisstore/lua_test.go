@@ -544,8 +544,8 @@ func TestUnlockScript(t *testing.T) {
 func TestShardsSettleScript(t *testing.T) {
 	b, ctx := setupLua(t)
 	key := b.s.shardsKey()
-	s4 := New(b.rdb, Options{Prefix: strings.TrimSuffix(key, "shards"), Shards: 4})
-	s16 := New(b.rdb, Options{Prefix: strings.TrimSuffix(key, "shards"), Shards: 16})
+	s4 := New(b.rdb, Options{Prefix: b.s.prefix, Shards: 4})
+	s16 := New(b.rdb, Options{Prefix: b.s.prefix, Shards: 16})
 	if err := b.rdb.HSet(ctx, key, "layout", 4).Err(); err != nil {
 		t.Fatal(err)
 	}
