@@ -17,6 +17,12 @@
 //
 // Individual problems are *FieldError values reachable with errors.As.
 //
+// The files follow those steps: schema.go declares the types and documents
+// every field; load.go finds the file (Path), reads and expands it, decodes
+// it over the defaults (DefaultConfig, DefaultProvider, DefaultJob) and
+// applies the environment override (Load, Parse); validate.go checks the
+// result and derives the parsed values (Validate).
+//
 // The package does not own what the values mean at run time: it does not
 // connect to Redis, build loggers, encrypt anything or run jobs, and it does
 // not watch the file; reloading is the caller calling Load again.

@@ -11,8 +11,6 @@ import (
 
 // ---- pending authorizations (authflow.Store) ----
 
-func (s *Store) authStateKey(state string) string { return s.prefix + "authstate:" + state }
-
 // PutAuthState stores a sealed pending authorization under state for ttl,
 // unless state is already taken (then false).
 func (s *Store) PutAuthState(ctx context.Context, state string, blob []byte, ttl time.Duration) (bool, error) {

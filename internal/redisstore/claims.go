@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
-// Claims of due-set entries (prefix P):
-//
-//	Pclaims:{Pdue:SET:N}  hash  member -> due time (unix ms) while the member is claimed
+// Claims of due-set entries (the claims hash of each due shard, see the
+// key table in doc.go):
 //
 // A claim re-scores an entry to its lease end, rounded up to a second,
 // plus a tag naming the claim's fence (milliseconds and a fraction of one:
@@ -30,35 +28,6 @@ import (
 // records of entries that no claim holds any more; claim.lua says why
 // the hash keeps a 1 KiB field "". Every script touching a shard takes
 // both keys, which claimsKey puts in one cluster slot.
-
-// claimsKey is the claims hash of a due-set shard: under the prefix, like
-// every key, and in the shard's cluster slot, so one script may use both.
-func (s *Store) claimsKey(set string, shard int) string {
-	return claimsKeyOf(s.prefix, s.dueKey(set, shard))
-}
-
-// claimsKeyOf names the claims hash of due key due under prefix: due's
-// own name plus a suffix when it has a hash tag (the prefix's, which every
-// key shares), else due wrapped in one. (A key with braces but no hash
-// tag cannot be wrapped; it gets the suffix, which standalone Redis does
-// not mind.)
-func claimsKeyOf(prefix, due string) string {
-	if hasHashTag(due) || strings.ContainsAny(due, "{}") {
-		return due + ":claims"
-	}
-	return prefix + "claims:{" + due + "}"
-}
-
-// hasHashTag reports whether Redis Cluster hashes only part of key: a "{"
-// followed, later, by a "}" with something between.
-func hasHashTag(key string) bool {
-	i := strings.IndexByte(key, '{')
-	if i < 0 {
-		return false
-	}
-	j := strings.IndexByte(key[i+1:], '}')
-	return j > 0
-}
 
 // fences is how many fences a claim's tag can carry (see claim.lua).
 const fences = 1000 * 2047

@@ -16,22 +16,6 @@ import (
 	"github.com/syncd/syncd/internal/tokens"
 )
 
-// Job keys (prefix P):
-//
-//	P{u:ID}:jobs        hash   per (job, user): JOB:lr JOB:ls JOB:cf JOB:le JOB:cur, JOB:a:STREAMID (outbox attempts)
-//	P{u:ID}:outbox      stream the app's push items: data, mime_type, accounts, tags, id
-//	P{u:ID}:dead        stream dead letters: the item's fields plus job, error, at
-//	Pjobdefs            hash   job name -> fingerprint of its schedule (detects edits)
-//	Pjobpaused          hash   job name -> "1" while paused by an operator
-//	Pjobstat:JOB:MINUTE hash   ok, failed run counts (expire after 2h)
-//	Plock:NAME          string a short lock (owner)
-func (s *Store) jobsKey(user string) string   { return s.prefix + "{u:" + user + "}:jobs" }
-func (s *Store) outboxKey(user string) string { return s.prefix + "{u:" + user + "}:outbox" }
-func (s *Store) deadKey(user string) string   { return s.prefix + "{u:" + user + "}:dead" }
-func (s *Store) jobStatKey(job string, minute int64) string {
-	return s.prefix + "jobstat:" + job + ":" + strconv.FormatInt(minute, 10)
-}
-
 // OutboxKey is the stream an app appends push items to for user.
 func (s *Store) OutboxKey(user string) string { return s.outboxKey(user) }
 
@@ -415,7 +399,7 @@ func (s *Store) DeadLetter(ctx context.Context, user, job string, it jobs.Outbox
 
 // SinkAdd implements jobs.Store.
 func (s *Store) SinkAdd(ctx context.Context, stream string, maxLen int64, values map[string]any) error {
-	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.prefix + stream, MaxLen: maxLen, Approx: true, Values: values}).Err()
+	err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.sinkKey(stream), MaxLen: maxLen, Approx: true, Values: values}).Err()
 	if err != nil {
 		return fmt.Errorf("sink %s: %w", stream, err)
 	}
@@ -424,7 +408,7 @@ func (s *Store) SinkAdd(ctx context.Context, stream string, maxLen int64, values
 
 // JobDefs implements jobs.Store.
 func (s *Store) JobDefs(ctx context.Context) (map[string]string, error) {
-	m, err := s.rdb.HGetAll(ctx, s.prefix+"jobdefs").Result()
+	m, err := s.rdb.HGetAll(ctx, s.jobDefsKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("job defs: %w", err)
 	}
@@ -433,17 +417,17 @@ func (s *Store) JobDefs(ctx context.Context) (map[string]string, error) {
 
 // SetJobDef implements jobs.Store.
 func (s *Store) SetJobDef(ctx context.Context, name, fp string) error {
-	return s.rdb.HSet(ctx, s.prefix+"jobdefs", name, fp).Err()
+	return s.rdb.HSet(ctx, s.jobDefsKey(), name, fp).Err()
 }
 
 // DelJobDef implements jobs.Store.
 func (s *Store) DelJobDef(ctx context.Context, name string) error {
-	return s.rdb.HDel(ctx, s.prefix+"jobdefs", name).Err()
+	return s.rdb.HDel(ctx, s.jobDefsKey(), name).Err()
 }
 
 // PausedJobs implements jobs.Store.
 func (s *Store) PausedJobs(ctx context.Context) (map[string]bool, error) {
-	m, err := s.rdb.HGetAll(ctx, s.prefix+"jobpaused").Result()
+	m, err := s.rdb.HGetAll(ctx, s.jobPausedKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("paused jobs: %w", err)
 	}
@@ -458,9 +442,9 @@ func (s *Store) PausedJobs(ctx context.Context) (map[string]bool, error) {
 func (s *Store) SetPaused(ctx context.Context, name string, paused bool) error {
 	var err error
 	if paused {
-		err = s.rdb.HSet(ctx, s.prefix+"jobpaused", name, "1").Err()
+		err = s.rdb.HSet(ctx, s.jobPausedKey(), name, "1").Err()
 	} else {
-		err = s.rdb.HDel(ctx, s.prefix+"jobpaused", name).Err()
+		err = s.rdb.HDel(ctx, s.jobPausedKey(), name).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("pause %s: %w", name, err)
@@ -470,7 +454,7 @@ func (s *Store) SetPaused(ctx context.Context, name string, paused bool) error {
 
 // TryLock implements jobs.Store.
 func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.prefix+"lock:"+name, owner, ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.lockKey(name), owner, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("lock %s: %w", name, err)
 	}
@@ -479,7 +463,7 @@ func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Durati
 
 // Unlock implements jobs.Store.
 func (s *Store) Unlock(ctx context.Context, name, owner string) error {
-	if err := unlockScript.Run(ctx, s.rdb, []string{s.prefix + "lock:" + name}, owner).Err(); err != nil {
+	if err := unlockScript.Run(ctx, s.rdb, []string{s.lockKey(name)}, owner).Err(); err != nil {
 		return fmt.Errorf("unlock %s: %w", name, err)
 	}
 	return nil
@@ -487,7 +471,7 @@ func (s *Store) Unlock(ctx context.Context, name, owner string) error {
 
 // StateCounts implements admin.Gauges.
 func (s *Store) StateCounts(ctx context.Context) (map[string]int64, error) {
-	m, err := s.rdb.HGetAll(ctx, s.prefix+"stats:users").Result()
+	m, err := s.rdb.HGetAll(ctx, s.userStatsKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("state counts: %w", err)
 	}
@@ -505,9 +489,9 @@ func (s *Store) SetStateCounts(ctx context.Context, counts map[string]int64) err
 		vals = append(vals, k, v)
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.prefix+"stats:users")
+		p.Del(ctx, s.userStatsKey())
 		if len(vals) > 0 {
-			p.HSet(ctx, s.prefix+"stats:users", vals...)
+			p.HSet(ctx, s.userStatsKey(), vals...)
 		}
 		return nil
 	})

@@ -38,8 +38,6 @@ var (
 	shardsSettleScript   = script("shards_settle")
 )
 
-func (s *Store) shardsKey() string { return s.prefix + "shards" }
-
 // ShardMigration is what MigrateShards did.
 type ShardMigration struct {
 	// From is the shard count the due sets were laid out for (0: not
@@ -135,7 +133,7 @@ func parseAnnouncement(v string) (shards int, at int64, ok bool) {
 // the current count, and due sets of jobs no longer configured, too) and
 // moves misplaced members.
 func (s *Store) sweepDue(ctx context.Context, res *ShardMigration) error {
-	pattern := globEscape(s.prefix) + "due:*"
+	pattern := s.duePattern()
 	var cursor uint64
 	for {
 		keys, next, err := s.rdb.ScanType(ctx, cursor, pattern, 1000, "zset").Result()
@@ -155,23 +153,6 @@ func (s *Store) sweepDue(ctx context.Context, res *ShardMigration) error {
 			return nil
 		}
 	}
-}
-
-// parseDueKey splits a dueKey into its set and shard number.
-func (s *Store) parseDueKey(key string) (set string, shard int, ok bool) {
-	rest, ok := strings.CutPrefix(key, s.prefix+"due:")
-	if !ok {
-		return "", 0, false
-	}
-	i := strings.LastIndexByte(rest, ':')
-	if i <= 0 {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(rest[i+1:])
-	if err != nil || n < 0 || strconv.Itoa(n) != rest[i+1:] {
-		return "", 0, false
-	}
-	return rest[:i], n, true
 }
 
 // sweepShard moves the misplaced members of one shard key. Members whose

@@ -83,13 +83,6 @@ var (
 	restoreScript    = script("restore")
 )
 
-// Quarantine keys (prefix P):
-//
-//	P{u:ID}:quarantine  any    the user's record, renamed aside as it was
-//	Pquarantine         zset   quarantined users: member = user id, score = since (unix ms)
-//	Pquarantine:reason  hash   user id -> why (malformed_record, wrong_type, undecryptable_record)
-func (s *Store) quarantineReasons() string { return s.prefix + "quarantine:reason" }
-
 // ReasonWrongType is recorded for a token key that is not a hash,
 // whatever reason the caller gave.
 const ReasonWrongType = "wrong_type"

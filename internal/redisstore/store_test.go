@@ -8,27 +8,6 @@ import (
 	"github.com/syncd/syncd/internal/tokens"
 )
 
-func TestKeys(t *testing.T) {
-	s := New(nil, Options{Prefix: "p*:", Shards: 4})
-	tests := []struct{ got, want string }{
-		{s.tokenKey("alice"), "p*:{u:alice}:tok"},
-		{s.quarantineKey("alice"), "p*:{u:alice}:quarantine"},
-		{s.tokenPattern(), `p\*:{u:*}:tok`},
-		{s.dueKey("refresh", 3), "p*:due:refresh:3"},
-		{s.reauthKey(), "p*:reauth"},
-		{s.eventsKey(), "p*:events"},
-		{s.keyCheckKey(), "p*:keycheck"},
-	}
-	for _, tc := range tests {
-		if tc.got != tc.want {
-			t.Errorf("got %q, want %q", tc.got, tc.want)
-		}
-	}
-	if u, ok := s.userOfTokenKey("p*:{u:a:b}:tok"); !ok || u != "a:b" {
-		t.Errorf("userOfTokenKey: %q %v", u, ok)
-	}
-}
-
 func TestParseRecord(t *testing.T) {
 	good := func() map[string]string {
 		return map[string]string{"v": "3", "p": "digime", "k": "k1", "c": "\x01sealed", "ae": "1700000000000",
