@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -139,7 +138,7 @@ func (c *Client) once(ctx context.Context, cl call) (*response, error) {
 		return nil, fmt.Errorf("%w (limit %d bytes)", errTooLarge, limit)
 	}
 	r := &response{status: res.StatusCode, header: res.Header, body: b}
-	r.retryAfter, r.hasRetry = parseRetryAfter(res.Header.Get("Retry-After"), c.clock.Now())
+	r.retryAfter, r.hasRetry = provider.ParseRetryAfter(res.Header.Get("Retry-After"), c.clock.Now())
 	if s := res.Header.Get("x-digi-sdk-status"); s != "" {
 		log := &c.log
 		if cl.log != nil {
@@ -206,32 +205,6 @@ func stripURL(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
-// date. ok is false when it is absent or malformed.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(24*time.Hour/time.Second)*365 {
-			n = int64(24*time.Hour/time.Second) * 365
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
-	}
-	return 0, false
 }
 
 // parseErrorBody reads digi.me's two error shapes:
