@@ -12,10 +12,10 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/provider"
 )
 
@@ -145,7 +145,7 @@ func (c *Client) once(ctx context.Context, cl call) (*response, error) {
 			log = cl.log
 		}
 		log.Debug().Str(fieldOp, cl.op).Str("sdk_status", s).
-			Str("sdk_status_message", truncate(res.Header.Get("x-digi-sdk-status-message"), maxMessage)).
+			Str("sdk_status_message", clip.String(res.Header.Get("x-digi-sdk-status-message"), maxMessage)).
 			Msg("digi.me reported an sdk status")
 	}
 	return r, nil
@@ -251,17 +251,7 @@ func scrub(msg string, secrets ...string) string {
 		}
 		return r
 	}, msg)
-	return truncate(msg, maxMessage)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return clip.String(msg, maxMessage)
 }
 
 // httpError turns a non-2xx data-call response into a *provider.Error.
