@@ -118,7 +118,11 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 			ao.Enrich = d.addLinks
 		}
 		d.alerts = alerts.New(ao)
-		defer d.alerts.Close()
+		defer func() {
+			actx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownGrace)
+			defer cancel()
+			_ = d.alerts.Close(actx)
+		}()
 	}
 
 	errc := make(chan error, 2)

@@ -1,21 +1,16 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/clock"
-	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/webhook"
 )
 
 // Flag is one user flagged for re-authorization.
@@ -42,16 +37,24 @@ type Options struct {
 	Clock      clock.Clock
 	Logger     zerolog.Logger
 	// Enrich, if set, is called on each batch before it is sent (off the
-	// path that flags users): it adds the re-authorization links.
+	// path that flags users): it adds the re-authorization links. It must
+	// return when its ctx ends, or Close cannot.
 	Enrich func(ctx context.Context, batch []Flag)
 }
 
 // Notifier batches flags and posts them.
 type Notifier struct {
-	opt  Options
-	in   chan Flag
-	done chan struct{}
-	once sync.Once
+	opt    Options
+	client *webhook.Client
+	in     chan Flag
+	done   chan struct{}
+	once   sync.Once
+	// ctx bounds every send; Close cancels it when its own ctx ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// dropped counts the flags not sent because Close gave up; only the
+	// loop goroutine touches it.
+	dropped int
 }
 
 // New starts a Notifier; Close flushes and stops it.
@@ -71,7 +74,9 @@ func New(opt Options) *Notifier {
 	if opt.Clock == nil {
 		opt.Clock = clock.Real{}
 	}
-	n := &Notifier{opt: opt, in: make(chan Flag, opt.MaxQueue), done: make(chan struct{})}
+	n := &Notifier{opt: opt, in: make(chan Flag, opt.MaxQueue), done: make(chan struct{}),
+		client: &webhook.Client{HTTP: opt.HTTPClient, Secret: opt.Secret, Clock: opt.Clock, Initial: time.Second, Max: time.Minute}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.loop()
 	return n
 }
@@ -85,14 +90,25 @@ func (n *Notifier) Notify(f Flag) {
 	}
 }
 
-// Close sends what is queued and stops.
-func (n *Notifier) Close() {
+// Close sends what is queued and stops, waiting no longer than ctx: when
+// ctx ends first, the send in flight is abandoned, the flags not sent are
+// logged as dropped (their users stay in the re-auth queue) and Close
+// returns ctx's error. Calls after the first return at once.
+func (n *Notifier) Close(ctx context.Context) error {
 	n.once.Do(func() { close(n.in) })
+	select {
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+	}
+	n.cancel()
 	<-n.done
+	return ctx.Err()
 }
 
 func (n *Notifier) loop() {
 	defer close(n.done)
+	defer n.cancel()
 	var batch []Flag
 	var timer <-chan time.Time
 	for {
@@ -100,6 +116,9 @@ func (n *Notifier) loop() {
 		case f, ok := <-n.in:
 			if !ok {
 				n.send(batch)
+				if n.dropped > 0 {
+					n.opt.Logger.Error().Int("dropped", n.dropped).Msg("re-auth webhook stopped before every flag was sent; the users remain in the re-auth queue")
+				}
 				return
 			}
 			batch = append(batch, f)
@@ -120,40 +139,22 @@ func (n *Notifier) send(batch []Flag) {
 	if len(batch) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	if n.ctx.Err() != nil {
+		n.dropped += len(batch)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
 	defer cancel()
 	if n.opt.Enrich != nil {
 		n.opt.Enrich(ctx, batch)
 	}
 	body, _ := json.Marshal(map[string]any{"event": "reauth_required", "users": batch})
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval = time.Second, time.Minute
-	err := backoff.Retry(func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.opt.URL, bytes.NewReader(body))
-		if err != nil {
-			return backoff.Permanent(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Syncd-Signature", jobs.Sign(n.opt.Secret, body, n.opt.Clock.Now()))
-		resp, err := n.opt.HTTPClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode < 300:
-			return nil
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			return fmt.Errorf("http %d", resp.StatusCode)
-		}
-		return backoff.Permanent(fmt.Errorf("http %d", resp.StatusCode))
-	}, backoff.WithContext(bo, ctx))
-	if err != nil {
-		var pe *backoff.PermanentError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
+	err := n.client.Post(ctx, n.opt.URL, http.Header{"Content-Type": {"application/json"}}, body)
+	switch {
+	case err == nil:
+	case n.ctx.Err() != nil:
+		n.dropped += len(batch)
+	default:
 		n.opt.Logger.Error().Err(err).Int("users", len(batch)).Msg("re-auth webhook failed; the users remain in the re-auth queue")
 	}
 }

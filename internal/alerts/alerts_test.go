@@ -1,7 +1,10 @@
 package alerts_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/alerts"
-	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/webhook"
 )
 
 func TestBatchesSignsAndRetries(t *testing.T) {
@@ -32,7 +35,7 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 		}
 		sig := r.Header.Get("X-Syncd-Signature")
 		ts, _ := strconv.ParseInt(strings.TrimPrefix(strings.Split(sig, ",")[0], "t="), 10, 64)
-		if sig != jobs.Sign([]byte("s3cret"), body, time.Unix(ts, 0)) {
+		if sig != webhook.Sign([]byte("s3cret"), body, time.Unix(ts, 0)) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -48,7 +51,9 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 	for _, u := range []string{"a", "b", "c", "d"} {
 		n.Notify(alerts.Flag{User: u, Provider: "digime", At: time.Now()})
 	}
-	n.Close() // flushes the partial batch
+	if err := n.Close(context.Background()); err != nil { // flushes the partial batch
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 2 || len(got[0]) != 3 || len(got[1]) != 1 || got[1][0].User != "d" {
@@ -56,5 +61,45 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 	}
 	if calls != 3 {
 		t.Fatalf("%d calls, want 3 (one retried 502)", calls)
+	}
+}
+
+func TestCloseEndsWithCtx(t *testing.T) {
+	arrived := make(chan struct{}, 10)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release // never answers while the test runs
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets srv.Close return
+	// logs is read only once Close has returned: the notifier writes no more.
+	var logs bytes.Buffer
+	n := alerts.New(alerts.Options{URL: srv.URL, Secret: []byte("s3cret"), Batch: 1, Wait: time.Hour, Logger: zerolog.New(&logs)})
+	for _, u := range []string{"a", "b", "c"} {
+		n.Notify(alerts.Flag{User: u, Provider: "digime", At: time.Now()})
+	}
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- n.Close(ctx) }()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Close: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return when its ctx ended")
+	}
+	if got := logs.String(); !strings.Contains(got, `"dropped":3`) {
+		t.Fatalf("log %q, want 3 flags dropped", got)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
+	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/provider"
@@ -610,14 +611,7 @@ func describe(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}
-	return "error:" + truncate(err.Error(), 200)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+	return "error:" + clip.String(err.Error(), 200)
 }
 
 // execute does the work of one run under the provider's limits and the

@@ -1,14 +1,8 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,11 +10,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/webhook"
 )
 
 // Sink receives pulled items. Deliver returns nil only once the item is
@@ -41,7 +34,8 @@ func NewSink(cfg config.SinkConfig, store Store, hc *http.Client, clk clock.Cloc
 		if hc == nil {
 			hc = &http.Client{Timeout: 30 * time.Second}
 		}
-		return &webhookSink{url: cfg.URL, secret: []byte(cfg.Secret), hc: hc, clock: clk}, nil
+		return &webhookSink{url: cfg.URL, client: &webhook.Client{HTTP: hc, Secret: []byte(cfg.Secret), Clock: clk,
+			Initial: 500 * time.Millisecond, Max: 30 * time.Second}}, nil
 	case "redis", "":
 		stream, maxLen := cfg.Stream, cfg.MaxLen
 		if stream == "" {
@@ -87,67 +81,30 @@ func (s *dirSink) Deliver(_ context.Context, user, job string, it provider.Item)
 	return nil
 }
 
-// webhookSink POSTs each item, signed: X-Syncd-Signature is
-// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>", so the
-// receiver can check origin and freshness. 5xx, 429 and network errors
-// are retried with backoff until the job's timeout.
+// webhookSink POSTs each item, signed (webhook.Sign). 5xx, 429 and
+// network errors are retried with backoff until the job's timeout.
 type webhookSink struct {
 	url    string
-	secret []byte
-	hc     *http.Client
-	clock  clock.Clock
-}
-
-// Sign returns the X-Syncd-Signature value for body at time t.
-func Sign(secret, body []byte, t time.Time) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte("."))
-	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+	client *webhook.Client
 }
 
 func (s *webhookSink) Deliver(ctx context.Context, user, job string, it provider.Item) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
-	op := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(it.Data))
-		if err != nil {
-			return backoff.Permanent(err)
-		}
-		ct := it.MimeType
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("X-Syncd-User", user)
-		req.Header.Set("X-Syncd-Job", job)
-		req.Header.Set("X-Syncd-Item", it.Name)
-		if !it.UpdatedAt.IsZero() {
-			req.Header.Set("X-Syncd-Updated", it.UpdatedAt.UTC().Format(time.RFC3339Nano))
-		}
-		req.Header.Set("X-Syncd-Signature", Sign(s.secret, it.Data, s.clock.Now()))
-		resp, err := s.hc.Do(req)
-		if err != nil {
-			return fmt.Errorf("webhook sink: %w", err)
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		_ = resp.Body.Close()
-		switch {
-		case resp.StatusCode < 300:
-			return nil
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			return fmt.Errorf("webhook sink: http %d", resp.StatusCode)
-		}
-		return backoff.Permanent(fmt.Errorf("webhook sink: http %d", resp.StatusCode))
+	ct := it.MimeType
+	if ct == "" {
+		ct = "application/octet-stream"
 	}
-	err := backoff.Retry(op, backoff.WithContext(bo, ctx))
-	var pe *backoff.PermanentError
-	if errors.As(err, &pe) {
-		return pe.Err
+	h := http.Header{}
+	h.Set("Content-Type", ct)
+	h.Set("X-Syncd-User", user)
+	h.Set("X-Syncd-Job", job)
+	h.Set("X-Syncd-Item", it.Name)
+	if !it.UpdatedAt.IsZero() {
+		h.Set("X-Syncd-Updated", it.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	}
-	return err
+	if err := s.client.Post(ctx, s.url, h, it.Data); err != nil {
+		return fmt.Errorf("webhook sink: %w", err)
+	}
+	return nil
 }
 
 // redisSink appends each item to a capped stream: fields user, job, name,

@@ -17,6 +17,7 @@ import (
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/webhook"
 )
 
 func TestDirSink(t *testing.T) {
@@ -52,7 +53,7 @@ func TestWebhookSinkSignsAndRetries(t *testing.T) {
 		sig := r.Header.Get("X-Syncd-Signature")
 		ts := strings.TrimPrefix(strings.Split(sig, ",")[0], "t=")
 		sec, _ := strconv.ParseInt(ts, 10, 64)
-		if sig != jobs.Sign([]byte(secret), body, time.Unix(sec, 0)) || sec != clk.Now().Unix() {
+		if sig != webhook.Sign([]byte(secret), body, time.Unix(sec, 0)) || sec != clk.Now().Unix() {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

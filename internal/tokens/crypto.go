@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/syncd/syncd/internal/clip"
 )
 
 // Sealed layout: version (1 byte) | nonce (12) | AES-256-GCM ciphertext | tag (16).
@@ -132,7 +134,7 @@ func validateKeyID(id string) error {
 		return errors.New("keyring: key id is empty")
 	}
 	if len(id) > maxKeyIDLen {
-		return fmt.Errorf("keyring: key id %q is %d bytes, limit is %d", truncate(id, maxKeyIDLen), len(id), maxKeyIDLen)
+		return fmt.Errorf("keyring: key id %q is %d bytes, limit is %d", clip.String(id, maxKeyIDLen), len(id), maxKeyIDLen)
 	}
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; c <= ' ' || c >= 0x7f {
@@ -299,7 +301,7 @@ func (k *Keyring) checkOpen(userID, kid string, ciphertext []byte) (cipher.AEAD,
 	}
 	aead, ok := k.aeads[kid]
 	if !ok {
-		return nil, fmt.Errorf("keyring: %w %q", ErrUnknownKey, truncate(kid, maxKeyIDLen))
+		return nil, fmt.Errorf("keyring: %w %q", ErrUnknownKey, clip.String(kid, maxKeyIDLen))
 	}
 	if len(ciphertext) < sealOverhead {
 		return nil, fmt.Errorf("keyring: key %q: %w: ciphertext is %d bytes, too short", kid, ErrDecrypt, len(ciphertext))

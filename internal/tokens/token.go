@@ -665,14 +665,3 @@ func lifetimeField(obj jsonObject, key, name string) (time.Duration, error) {
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }
-
-// truncate shortens s to at most n bytes without splitting a rune.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}

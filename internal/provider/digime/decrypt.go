@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/andybalholm/brotli"
+
+	"github.com/syncd/syncd/internal/clip"
 )
 
 // Decryption and decoding errors; they never contain file data.
@@ -133,7 +135,7 @@ func decompress(compression string, data []byte, limit int64) ([]byte, error) {
 	case "brotli", "br":
 		r = brotli.NewReader(bytes.NewReader(data))
 	default:
-		return nil, fmt.Errorf("unknown compression %q", truncate(compression, 32))
+		return nil, fmt.Errorf("unknown compression %q", clip.String(compression, 32))
 	}
 	out, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {

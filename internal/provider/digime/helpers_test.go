@@ -30,6 +30,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -73,7 +74,7 @@ func checkRequestJWT(r *http.Request, clk clock.Clock) (jwt.MapClaims, error) {
 	h := r.Header.Get("Authorization")
 	raw, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
-		return nil, fmt.Errorf("authorization header %q is not Bearer", truncate(h, 10))
+		return nil, fmt.Errorf("authorization header %q is not Bearer", clip.String(h, 10))
 	}
 	claims, err := checkPS512(raw, &contractKey.PublicKey)
 	if err != nil {

@@ -10,13 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/provider"
 )
 
@@ -139,14 +138,14 @@ func (c *Client) once(ctx context.Context, cl call) (*response, error) {
 		return nil, fmt.Errorf("%w (limit %d bytes)", errTooLarge, limit)
 	}
 	r := &response{status: res.StatusCode, header: res.Header, body: b}
-	r.retryAfter, r.hasRetry = parseRetryAfter(res.Header.Get("Retry-After"), c.clock.Now())
+	r.retryAfter, r.hasRetry = provider.ParseRetryAfter(res.Header.Get("Retry-After"), c.clock.Now())
 	if s := res.Header.Get("x-digi-sdk-status"); s != "" {
 		log := &c.log
 		if cl.log != nil {
 			log = cl.log
 		}
 		log.Debug().Str(fieldOp, cl.op).Str("sdk_status", s).
-			Str("sdk_status_message", truncate(res.Header.Get("x-digi-sdk-status-message"), maxMessage)).
+			Str("sdk_status_message", clip.String(res.Header.Get("x-digi-sdk-status-message"), maxMessage)).
 			Msg("digi.me reported an sdk status")
 	}
 	return r, nil
@@ -208,32 +207,6 @@ func stripURL(err error) error {
 	return err
 }
 
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
-// date. ok is false when it is absent or malformed.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(24*time.Hour/time.Second)*365 {
-			n = int64(24*time.Hour/time.Second) * 365
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
-	}
-	return 0, false
-}
-
 // parseErrorBody reads digi.me's two error shapes:
 // {"error":{"code","message"}} and the storage API's
 // {"error":"code","message"}. ok is false when the body is neither (empty,
@@ -278,17 +251,7 @@ func scrub(msg string, secrets ...string) string {
 		}
 		return r
 	}, msg)
-	return truncate(msg, maxMessage)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return clip.String(msg, maxMessage)
 }
 
 // httpError turns a non-2xx data-call response into a *provider.Error.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/provider"
 )
 
@@ -168,7 +169,7 @@ func (s *session) poll(ctx context.Context, key string, deadline time.Time) (*fi
 		case statePending, stateRunning:
 		default:
 			return nil, n, &provider.Error{Op: "file list", Status: resp.status, Code: codeBadResponse,
-				Err: fmt.Errorf("unknown state %q", truncate(st, 32))}
+				Err: fmt.Errorf("unknown state %q", clip.String(st, 32))}
 		}
 		if n >= s.c.maxPolls {
 			return nil, n, &provider.Error{Op: "pull", Err: fmt.Errorf("gave up after %d polls (state %s)", n, list.Status.State)}
@@ -235,7 +236,7 @@ func parseCursor(s string) (cursorPos, error) {
 	ms, name, ok := strings.Cut(s, ":")
 	n, err := strconv.ParseInt(ms, 10, 64)
 	if !ok || err != nil || n < 0 {
-		return cursorPos{}, fmt.Errorf("malformed cursor %q: want <updatedDateMs>:<name>", truncate(s, 100))
+		return cursorPos{}, fmt.Errorf("malformed cursor %q: want <updatedDateMs>:<name>", clip.String(s, 100))
 	}
 	return cursorPos{set: true, updated: n, name: name}, nil
 }
@@ -330,7 +331,7 @@ func accountErrors(details map[string]json.RawMessage, state string) []provider.
 		ae := provider.AccountError{
 			Account: acct,
 			Code:    firstNonEmpty(e.Code, inner.Code),
-			Message: truncate(firstNonEmpty(e.Message, inner.Message), maxMessage),
+			Message: clip.String(firstNonEmpty(e.Message, inner.Message), maxMessage),
 			Reauth:  e.Reauth || inner.Reauth,
 		}
 		if ae.Code == "" {

@@ -3,7 +3,6 @@ package digime
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -517,28 +516,6 @@ func TestRetries(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := testEpoch
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false},
-		{"7", 7 * time.Second, true},
-		{"0", 0, true},
-		{"-3", 0, false},
-		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute, true},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
-		{"soon", 0, false},
-	} {
-		got, ok := parseRetryAfter(tc.in, now)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("%q: got %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
 }
 
 func TestCursor(t *testing.T) {

@@ -606,10 +606,6 @@ func (s *Server) Secrets() []string {
 	return clone(s.secrets)
 }
 
-// PublicKey is the key the server signs token JWTs with (served in the
-// JWKS).
-func (s *Server) PublicKey() *rsa.PublicKey { return &s.key.PublicKey }
-
 func (s *Server) user(name string) *userState {
 	u := s.users[name]
 	if u == nil {

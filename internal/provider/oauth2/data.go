@@ -259,12 +259,8 @@ func (c *Client) send(ctx context.Context, method, u string, tok tokens.Token, b
 		return nil, err
 	}
 	defer resp.Body.Close()
-	r := &response{
-		status:     resp.StatusCode,
-		header:     resp.Header,
-		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now()),
-		sent:       sent,
-	}
+	r := &response{status: resp.StatusCode, header: resp.Header, sent: sent}
+	r.retryAfter, _ = provider.ParseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now())
 	if readBody && resp.StatusCode == http.StatusOK {
 		data, err := io.ReadAll(io.LimitReader(resp.Body, int64(c.maxItem)+1))
 		if err != nil {

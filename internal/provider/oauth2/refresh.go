@@ -14,6 +14,7 @@ import (
 
 	xoauth2 "golang.org/x/oauth2"
 
+	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -121,7 +122,7 @@ func (c *Client) classify(ctx context.Context, err error) endpointFailure {
 		f := endpointFailure{code: errorCode(re.ErrorCode)}
 		if re.Response != nil {
 			f.status = re.Response.StatusCode
-			f.retryAfter = parseRetryAfter(re.Response.Header.Get("Retry-After"), c.clock.Now())
+			f.retryAfter, _ = provider.ParseRetryAfter(re.Response.Header.Get("Retry-After"), c.clock.Now())
 		}
 		return f
 	}
@@ -173,28 +174,6 @@ func lifetime(v any) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(f * float64(time.Second)), true
-}
-
-// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date
-// (RFC 9110 §10.2.3); 0 when absent, malformed or in the past.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(math.MaxInt64/time.Second) {
-			return time.Duration(math.MaxInt64)
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // errorCode keeps a provider error code only if it looks like one (RFC

@@ -318,32 +318,6 @@ func TestRefreshScopes(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := testStart
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"7", 7 * time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"-3", 0},
-		{"1.5", 0},
-		{"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{now.Add(time.Hour).Format(time.RFC850), time.Hour},
-		{"99999999999999999999", 0},
-		{"9999999999999", time.Duration(1<<63 - 1)},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q): got %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestLifetime(t *testing.T) {
 	tests := []struct {
 		in     any
