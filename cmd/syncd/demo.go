@@ -25,8 +25,10 @@ import (
 
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
+	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -141,13 +143,14 @@ jobs:
 	// Refreshes are counted at the provider: scheduled ones and those a
 	// job makes on use (a token that would expire during the run, a 401).
 	var transient, pulls, pushes, failed atomic.Int64
-	h := hooks{
-		observeRefresh: func(r tokens.Result) {
+	log := newLogger(cfg.Log, e.stderr)
+	d, err := daemon.New(cfg, daemon.Options{Version: version, Logger: log,
+		ObserveRefresh: func(r tokens.Result) {
 			if r.Outcome == "transient" {
 				transient.Add(1)
 			}
 		},
-		observeRun: func(r jobs.Run) {
+		ObserveRun: func(r jobs.Run) {
 			switch {
 			case r.Result == "ok" && r.Job == "pull":
 				pulls.Add(1)
@@ -157,26 +160,34 @@ jobs:
 				failed.Add(1)
 			}
 		},
+	})
+	if err != nil {
+		return err
 	}
+	// The demo's own view of the data: outbox items, progress, summary.
+	o, err := daemon.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer o.Close()
 	start := time.Now()
 	// The driver and the progress view stop (and are waited for) before
 	// the summary is printed.
 	var wg sync.WaitGroup
 	gctx, stopGoroutines := context.WithCancel(ctx)
 	defer stopGoroutines()
-	h.started = func(d *daemon, adminAddr string) {
+	err = serve(ctx, d, nil, func() {
 		fmt.Fprintf(e.stdout, "syncd demo: %d users (%d will have their consent revoked), tokens live %s, pull and push every %s\n",
 			*users, *revoked, *lifetime, *every)
 		fmt.Fprintf(e.stdout, "  fake digi.me at http://%s%s; admin at http://%s (try: curl http://%s/metrics, /v1/jobs, /v1/reauth)\n",
-			fln.Addr(), digimefake.PathPrefix, adminAddr, adminAddr)
+			fln.Addr(), digimefake.PathPrefix, d.Addr(), d.Addr())
 		wg.Add(2)
-		go func() { defer wg.Done(); demoDriver(gctx, d, fake, *users, *revoked, *every) }()
+		go func() { defer wg.Done(); demoDriver(gctx, d, o.Store, log, fake, *users, *revoked, *every) }()
 		go func() {
 			defer wg.Done()
-			demoProgress(gctx, d, fake, e.stdout, start, &transient, &pulls, &pushes, &failed)
+			demoProgress(gctx, o.Store, fake, e.stdout, start, &transient, &pulls, &pushes, &failed)
 		}()
-	}
-	err = serve(ctx, cfg, "", e, h)
+	})
 	stopGoroutines()
 	wg.Wait()
 	if err != nil {
@@ -184,28 +195,27 @@ jobs:
 	}
 
 	// Summary (the daemon has stopped; Redis is still up).
-	rdb := redis.NewClient(redisOptions(cfg))
+	bg := context.Background()
+	rdb := redis.NewClient(cfg.Redis.Options())
 	defer rdb.Close()
-	pulled, _ := rdb.XLen(context.Background(), cfg.Redis.Prefix+"pulled").Result()
+	pulled, _ := rdb.XLen(bg, cfg.Redis.Prefix+"pulled").Result()
 	imported := 0
 	for i := range *users {
 		imported += len(fake.Imports(demoUser(i)))
 	}
 	fmt.Fprintf(e.stdout, "\nsummary after %s: %d refreshes (%d retried transiently), %d pulls delivering %d files, %d pushes importing %d items, %d failed runs retried\n",
 		time.Since(start).Round(time.Second), fake.Stats().Refreshes, transient.Load(), pulls.Load(), pulled, pushes.Load(), imported, failed.Load())
-	store := newStoreFor(rdb, cfg, zerolog.Nop())
-	q, _ := store.ReauthQueue(context.Background())
+	q, _ := o.Store.ReauthQueue(bg)
 	fmt.Fprintf(e.stdout, "%d users in the re-auth queue, each with a fresh re-authorization link (POST /v1/users/ID/reauthorize):\n", len(q))
 	// As `syncd reauth list --links` makes them (the daemon has stopped).
-	keys, _ := keyring(cfg)
-	flow, err := (&deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: zerolog.Nop()}).cliFlow()
+	flow, err := o.Flow()
 	if err != nil {
 		return err
 	}
 	for _, x := range q {
 		link := ""
 		for range 3 { // the fake digi.me fails a few requests on purpose
-			l, err := flow.Reauthorize(context.Background(), authflow.Request{User: x.UserID})
+			l, err := flow.Reauthorize(bg, authflow.Request{User: x.UserID})
 			if err == nil {
 				link = l.URL
 				break
@@ -250,7 +260,7 @@ func followConsent(ctx context.Context, link string, knobs neturl.Values) (*netu
 
 // demoConsent has user consent on the fake digi.me and hands the callback
 // to syncd, as the app would.
-func demoConsent(ctx context.Context, d *daemon, link, user string) error {
+func demoConsent(ctx context.Context, d *daemon.Daemon, link, user string) error {
 	cb, err := followConsent(ctx, link, neturl.Values{"user": {user}})
 	if err != nil {
 		return err
@@ -261,7 +271,7 @@ func demoConsent(ctx context.Context, d *daemon, link, user string) error {
 
 // demoOnboard takes a user through the consent flow; the fake digi.me
 // fails a few requests on purpose, so it tries again.
-func demoOnboard(ctx context.Context, d *daemon, user string) error {
+func demoOnboard(ctx context.Context, d *daemon.Daemon, user string) error {
 	var err error
 	for range 5 {
 		var l authflow.Link
@@ -281,12 +291,12 @@ func demoUser(i int) string { return fmt.Sprintf("demo-user-%02d", i+1) }
 
 // demoDriver plays the app and the users: onboarding, new files to pull,
 // items to push, and consent revoked for a few.
-func demoDriver(ctx context.Context, d *daemon, fake *digimefake.Server, users, revoked int, every time.Duration) {
+func demoDriver(ctx context.Context, d *daemon.Daemon, store *redisstore.Store, log zerolog.Logger, fake *digimefake.Server, users, revoked int, every time.Duration) {
 	for i := range users {
 		u := demoUser(i)
 		fake.AddFile(u, digimefake.File{Name: "profile.json", Data: []byte(`{"user":"` + u + `"}`), MimeType: "application/json"})
 		if err := demoOnboard(ctx, d, u); err != nil && ctx.Err() == nil {
-			d.log.Error().Err(err).Str("user", u).Msg("demo: onboarding failed")
+			log.Error().Err(err).Str("user", u).Msg("demo: onboarding failed")
 		}
 	}
 	for i := range revoked {
@@ -307,12 +317,12 @@ func demoDriver(ctx context.Context, d *daemon, fake *digimefake.Server, users, 
 			u := demoUser(i)
 			fake.AddFile(u, digimefake.File{Name: fmt.Sprintf("posts-%d.json", n), Data: []byte(fmt.Sprintf(`{"n":%d}`, n)),
 				MimeType: "application/json", Compression: "gzip"})
-			_ = d.store.AppendOutbox(ctx, u, map[string]any{"data": fmt.Sprintf("note %d for %s", n, u), "mime_type": "text/plain", "id": fmt.Sprint(n)})
+			_ = store.AppendOutbox(ctx, u, map[string]any{"data": fmt.Sprintf("note %d for %s", n, u), "mime_type": "text/plain", "id": fmt.Sprint(n)})
 		}
 	}
 }
 
-func demoProgress(ctx context.Context, d *daemon, fake *digimefake.Server, w io.Writer, start time.Time, transient, pulls, pushes, failed *atomic.Int64) {
+func demoProgress(ctx context.Context, store *redisstore.Store, fake *digimefake.Server, w io.Writer, start time.Time, transient, pulls, pushes, failed *atomic.Int64) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -321,8 +331,8 @@ func demoProgress(ctx context.Context, d *daemon, fake *digimefake.Server, w io.
 			return
 		case <-t.C:
 		}
-		counts, _ := tokens.CountStates(ctx, d.store)
-		size, _, _ := d.store.ReauthStats(ctx)
+		counts, _ := tokens.CountStates(ctx, store)
+		size, _, _ := store.ReauthStats(ctx)
 		fmt.Fprintf(w, "%5.0fs  active %-3d degraded %-3d reauth %-3d | refreshes %-4d (transient %d) | pulls %-4d pushes %-4d failed %-3d | re-auth queue %d\n",
 			time.Since(start).Seconds(), counts[string(tokens.Active)], counts[string(tokens.Degraded)], counts[string(tokens.ReauthRequired)],
 			fake.Stats().Refreshes, transient.Load(), pulls.Load(), pushes.Load(), failed.Load(), size)
