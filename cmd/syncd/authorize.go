@@ -8,36 +8,22 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/authflow"
-	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 // openFlow opens storage and the providers' consent flows.
-func openFlow(ctx context.Context, cfgPath string, e env) (*deps, *authflow.Flow, error) {
+func openFlow(ctx context.Context, cfgPath string, e env) (*daemon.Offline, *authflow.Flow, error) {
 	d, err := openCmd(ctx, cfgPath, e)
 	if err != nil {
 		return nil, nil, err
 	}
-	flow, err := d.cliFlow()
+	flow, err := d.Flow()
 	if err != nil {
 		d.Close()
 		return nil, nil, err
 	}
 	return d, flow, nil
-}
-
-// cliFlow is the consent flow for a command: tokens it obtains are stored
-// as `token put` stores them.
-func (d *deps) cliFlow() (*authflow.Flow, error) {
-	clients, err := buildProviders(d.cfg, d.log, clock.Real{})
-	if err != nil {
-		return nil, err
-	}
-	ref, err := d.refresher(nil, tokens.Options{})
-	if err != nil {
-		return nil, err
-	}
-	return d.flow(clients, ref, nil), nil
 }
 
 // flowError: a refused request is the caller's input (exit 2), an
@@ -125,8 +111,8 @@ type reauthLink struct {
 }
 
 // reauthLinks makes a link per queued user (reauth list --links).
-func reauthLinks(ctx context.Context, d *deps, e env, q []tokens.ReauthEntry, asJSON bool) error {
-	flow, err := d.cliFlow()
+func reauthLinks(ctx context.Context, d *daemon.Offline, e env, q []tokens.ReauthEntry, asJSON bool) error {
+	flow, err := d.Flow()
 	if err != nil {
 		return err
 	}

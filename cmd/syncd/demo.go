@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/tokens"
@@ -141,13 +140,14 @@ jobs:
 	// Refreshes are counted at the provider: scheduled ones and those a
 	// job makes on use (a token that would expire during the run, a 401).
 	var transient, pulls, pushes, failed atomic.Int64
-	h := hooks{
-		observeRefresh: func(r tokens.Result) {
+	log := newLogger(cfg.Log, e.stderr)
+	d, err := daemon.New(cfg, daemon.Options{Version: version, Logger: log,
+		ObserveRefresh: func(r tokens.Result) {
 			if r.Outcome == "transient" {
 				transient.Add(1)
 			}
 		},
-		observeRun: func(r jobs.Run) {
+		ObserveRun: func(r jobs.Run) {
 			switch {
 			case r.Result == "ok" && r.Job == "pull":
 				pulls.Add(1)
@@ -157,26 +157,34 @@ jobs:
 				failed.Add(1)
 			}
 		},
+	})
+	if err != nil {
+		return err
 	}
+	// The demo's own view of the data: outbox items, progress, summary.
+	o, err := daemon.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer o.Close()
 	start := time.Now()
 	// The driver and the progress view stop (and are waited for) before
 	// the summary is printed.
 	var wg sync.WaitGroup
 	gctx, stopGoroutines := context.WithCancel(ctx)
 	defer stopGoroutines()
-	h.started = func(d *daemon, adminAddr string) {
+	err = serve(ctx, d, nil, func() {
 		fmt.Fprintf(e.stdout, "syncd demo: %d users (%d will have their consent revoked), tokens live %s, pull and push every %s\n",
 			*users, *revoked, *lifetime, *every)
 		fmt.Fprintf(e.stdout, "  fake digi.me at http://%s%s; admin at http://%s (try: curl http://%s/metrics, /v1/jobs, /v1/reauth)\n",
-			fln.Addr(), digimefake.PathPrefix, adminAddr, adminAddr)
+			fln.Addr(), digimefake.PathPrefix, d.Addr(), d.Addr())
 		wg.Add(2)
-		go func() { defer wg.Done(); demoDriver(gctx, d, fake, *users, *revoked, *every) }()
+		go func() { defer wg.Done(); demoDriver(gctx, d, o.Store, log, fake, *users, *revoked, *every) }()
 		go func() {
 			defer wg.Done()
-			demoProgress(gctx, d, fake, e.stdout, start, &transient, &pulls, &pushes, &failed)
+			demoProgress(gctx, o.Store, fake, e.stdout, start, &transient, &pulls, &pushes, &failed)
 		}()
-	}
-	err = serve(ctx, cfg, "", e, h)
+	})
 	stopGoroutines()
 	wg.Wait()
 	if err != nil {
@@ -184,28 +192,27 @@ jobs:
 	}
 
 	// Summary (the daemon has stopped; Redis is still up).
-	rdb := redis.NewClient(redisOptions(cfg))
+	bg := context.Background()
+	rdb := redis.NewClient(cfg.Redis.Options())
 	defer rdb.Close()
-	pulled, _ := rdb.XLen(context.Background(), cfg.Redis.Prefix+"pulled").Result()
+	pulled, _ := rdb.XLen(bg, cfg.Redis.Prefix+"pulled").Result()
 	imported := 0
 	for i := range *users {
 		imported += len(fake.Imports(demoUser(i)))
 	}
 	fmt.Fprintf(e.stdout, "\nsummary after %s: %d refreshes (%d retried transiently), %d pulls delivering %d files, %d pushes importing %d items, %d failed runs retried\n",
 		time.Since(start).Round(time.Second), fake.Stats().Refreshes, transient.Load(), pulls.Load(), pulled, pushes.Load(), imported, failed.Load())
-	store := newStoreFor(rdb, cfg, zerolog.Nop())
-	q, _ := store.ReauthQueue(context.Background())
+	q, _ := o.Store.ReauthQueue(bg)
 	fmt.Fprintf(e.stdout, "%d users in the re-auth queue, each with a fresh re-authorization link (POST /v1/users/ID/reauthorize):\n", len(q))
 	// As `syncd reauth list --links` makes them (the daemon has stopped).
-	keys, _ := keyring(cfg)
-	flow, err := (&deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: zerolog.Nop()}).cliFlow()
+	flow, err := o.Flow()
 	if err != nil {
 		return err
 	}
 	for _, x := range q {
 		link := ""
 		for range 3 { // the fake digi.me fails a few requests on purpose
-			l, err := flow.Reauthorize(context.Background(), authflow.Request{User: x.UserID})
+			l, err := flow.Reauthorize(bg, authflow.Request{User: x.UserID})
 			if err == nil {
 				link = l.URL
 				break
@@ -216,115 +223,4 @@ jobs:
 	}
 	fmt.Fprintln(e.stdout, "users were onboarded through the consent flow (syncd made the PKCE link and exchanged the code); tokens are encrypted at rest.")
 	return nil
-}
-
-// followConsent plays the user's browser on a fake provider's consent
-// link: it adds the fake's simulation knobs (user=, consent=deny), opens
-// the link and returns where the provider redirected, without following.
-func followConsent(ctx context.Context, link string, knobs neturl.Values) (*neturl.URL, error) {
-	u, err := neturl.Parse(link)
-	if err != nil {
-		return nil, err
-	}
-	q := u.Query()
-	for k, v := range knobs {
-		q[k] = v
-	}
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	loc, err := neturl.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode != http.StatusFound {
-		return nil, fmt.Errorf("consent page answered %d", resp.StatusCode)
-	}
-	return loc, nil
-}
-
-// demoConsent has user consent on the fake digi.me and hands the callback
-// to syncd, as the app would.
-func demoConsent(ctx context.Context, d *daemon, link, user string) error {
-	cb, err := followConsent(ctx, link, neturl.Values{"user": {user}})
-	if err != nil {
-		return err
-	}
-	_, err = d.FinishAuthorization(ctx, authflow.ParseCallback(cb.Query()))
-	return err
-}
-
-// demoOnboard takes a user through the consent flow; the fake digi.me
-// fails a few requests on purpose, so it tries again.
-func demoOnboard(ctx context.Context, d *daemon, user string) error {
-	var err error
-	for range 5 {
-		var l authflow.Link
-		if l, err = d.Authorize(ctx, authflow.Request{User: user}); err == nil {
-			if err = demoConsent(ctx, d, l.URL, user); err == nil {
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	return err
-}
-
-func demoUser(i int) string { return fmt.Sprintf("demo-user-%02d", i+1) }
-
-// demoDriver plays the app and the users: onboarding, new files to pull,
-// items to push, and consent revoked for a few.
-func demoDriver(ctx context.Context, d *daemon, fake *digimefake.Server, users, revoked int, every time.Duration) {
-	for i := range users {
-		u := demoUser(i)
-		fake.AddFile(u, digimefake.File{Name: "profile.json", Data: []byte(`{"user":"` + u + `"}`), MimeType: "application/json"})
-		if err := demoOnboard(ctx, d, u); err != nil && ctx.Err() == nil {
-			d.log.Error().Err(err).Str("user", u).Msg("demo: onboarding failed")
-		}
-	}
-	for i := range revoked {
-		// The user withdraws consent and the access token dies with it:
-		// the next refresh fails for good.
-		fake.Revoke(demoUser(i))
-		fake.InvalidateAccess(demoUser(i))
-	}
-	t := time.NewTicker(2 * every)
-	defer t.Stop()
-	for n := 1; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for i := range users {
-			u := demoUser(i)
-			fake.AddFile(u, digimefake.File{Name: fmt.Sprintf("posts-%d.json", n), Data: []byte(fmt.Sprintf(`{"n":%d}`, n)),
-				MimeType: "application/json", Compression: "gzip"})
-			_ = d.store.AppendOutbox(ctx, u, map[string]any{"data": fmt.Sprintf("note %d for %s", n, u), "mime_type": "text/plain", "id": fmt.Sprint(n)})
-		}
-	}
-}
-
-func demoProgress(ctx context.Context, d *daemon, fake *digimefake.Server, w io.Writer, start time.Time, transient, pulls, pushes, failed *atomic.Int64) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		counts, _ := tokens.CountStates(ctx, d.store)
-		size, _, _ := d.store.ReauthStats(ctx)
-		fmt.Fprintf(w, "%5.0fs  active %-3d degraded %-3d reauth %-3d | refreshes %-4d (transient %d) | pulls %-4d pushes %-4d failed %-3d | re-auth queue %d\n",
-			time.Since(start).Seconds(), counts[string(tokens.Active)], counts[string(tokens.Degraded)], counts[string(tokens.ReauthRequired)],
-			fake.Stats().Refreshes, transient.Load(), pulls.Load(), pushes.Load(), failed.Load(), size)
-	}
 }

@@ -7,101 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/syncd/syncd/internal/provider/oauth2fake"
-	"github.com/syncd/syncd/internal/redistest"
 	"github.com/syncd/syncd/internal/tokens"
 )
-
-// The tester's report: someone who can write the clear provider field of
-// a record must not make syncd send the user's refresh token to another
-// configured provider. The record is set aside and reported instead.
-func TestProviderRewriteRefused(t *testing.T) {
-	c := newCLI(t)
-	fakes := map[string]*oauth2fake.Server{}
-	providers := ""
-	for _, name := range []string{"ex-a", "ex-b"} {
-		f := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "secret-" + name})
-		hs := httptest.NewServer(f.Handler())
-		t.Cleanup(hs.Close)
-		fakes[name] = f
-		providers += fmt.Sprintf("  - {name: %s, kind: oauth2, timeout: 5s, oauth2: {token_url: %q, client_id: syncd, client_secret: secret-%s}}\n",
-			name, hs.URL+"/token", name)
-	}
-	// The daemon below (startLive) uses 2 due-set shards: so does the CLI.
-	doc, err := os.ReadFile(c.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc = bytes.Replace(doc, []byte("providers: [{name: digime, kind: fake}]\n"), []byte("providers:\n"+providers), 1)
-	doc = bytes.Replace(doc, []byte("shards: 4"), []byte("shards: 2"), 1)
-	if err := os.WriteFile(c.config, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// Stored for ex-a, due now; then the clear provider field says ex-b.
-	tok := fakes["ex-a"].Issue("pat")
-	body := fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"token_type":"Bearer","expires_in":60}`, tok.AccessToken, tok.RefreshToken)
-	if code, _, errOut := c.run(body, "token", "put", "--user", "pat", "--provider", "ex-a"); code != 0 {
-		t.Fatal(errOut)
-	}
-	ctx := context.Background()
-	rdb := c.srv.Client(t)
-	if err := rdb.HSet(ctx, c.srv.Prefix+"{u:pat}:tok", "p", "ex-b").Err(); err != nil {
-		t.Fatal(err)
-	}
-
-	d := startLive(t, c.srv, c.dir, "providers:\n"+providers)
-	deadline := time.After(30 * time.Second)
-	for seen := false; !seen; {
-		select {
-		case r := <-d.refreshes:
-			seen = r.User == "pat"
-		case <-deadline:
-			t.Fatal("no refresh pass over pat")
-		}
-	}
-	for name, f := range fakes {
-		if st := f.Stats(); st.Calls != 0 {
-			t.Fatalf("%s received %d token requests for the rewritten record", name, st.Calls)
-		}
-	}
-	q, err := c.store().Quarantined(ctx)
-	if err != nil || len(q) != 1 || q[0] != "pat" {
-		t.Fatalf("quarantined %v %v", q, err)
-	}
-	_, m := httpGet("http://" + d.admin + "/metrics")
-	if got := metric(m, "syncd_records_quarantined_total"); got != 1 {
-		t.Fatalf("syncd_records_quarantined_total %v", got)
-	}
-	if got := metric(m, `syncd_token_open_failures_total{reason="tampered"}`); got != 1 {
-		t.Fatalf(`syncd_token_open_failures_total{reason="tampered"} %v`, got)
-	}
-	logs, err := os.ReadFile(filepath.Join(c.dir, "syncd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l := grepLines(string(logs), "undecryptable record quarantined"); !strings.Contains(l, `"level":"error"`) || !strings.Contains(l, `"user":"pat"`) {
-		t.Fatalf("no error logged for the quarantined record: %q", l)
-	}
-	for _, f := range fakes {
-		for _, secret := range f.Secrets() {
-			if strings.Contains(string(logs), secret) {
-				t.Fatal("a token value is in the logs")
-			}
-		}
-	}
-}
 
 // runCtx is run with a context of the caller's (a daemon that must end).
 func (c *cli) runCtx(ctx context.Context, stdin string, args ...string) (int, string, string) {
@@ -249,67 +160,6 @@ func TestWrongKeyRefused(t *testing.T) {
 			t.Fatalf("show: %d %q %q", code, out, errOut)
 		}
 	})
-}
-
-// A config reload whose keyring does not match the database is rejected
-// like an invalid config; the running keyring and refresher stay.
-func TestReloadRejectsWrongKey(t *testing.T) {
-	srv := redistest.Start(t)
-	dir := t.TempDir()
-	d := startLive(t, srv, dir, "providers: [{name: digime, kind: fake, timeout: 5s}]\n")
-	path := filepath.Join(dir, "syncd.yaml")
-	reload := func(keys string) *prometheus.CounterVec {
-		t.Helper()
-		doc := fmt.Sprintf(`redis: {url: %q, prefix: %q, shards: 2}
-log: {level: info, format: json}
-encryption: {primary_key: k1, keys: [%s]}
-admin: {listen: %q, token_file: admin-token}
-shutdown_grace: 2s
-refresher: {poll_interval: 50ms, lease: 10s}
-runner: {poll_interval: 50ms, lease: 10s}
-providers: [{name: digime, kind: fake, timeout: 5s}]
-`, srv.URL, srv.Prefix, keys, d.admin)
-		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reloads"}, []string{"result"})
-		d.daemon.reload(context.Background(), path, env{getenv: func(string) string { return "" }}, reloads, true)
-		return reloads
-	}
-	current := func() (*tokens.Keyring, *tokens.Refresher) {
-		d.daemon.mu.RLock()
-		defer d.daemon.mu.RUnlock()
-		return d.daemon.keys, d.daemon.ref
-	}
-	keys, ref := current()
-	wrong := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
-	rdb := srv.Client(t)
-	checks, err := rdb.HGetAll(context.Background(), srv.Prefix+"keycheck").Result()
-	if err != nil || len(checks) != 1 || checks["k1"] == "" {
-		t.Fatalf("check values after start: %v %v", checks, err)
-	}
-
-	r := reload(fmt.Sprintf("{id: k1, secret: %q}", wrong))
-	if got := testutil.ToFloat64(r.WithLabelValues("error")); got != 1 {
-		t.Fatalf("reload with a wrong key: %v errors, want 1", got)
-	}
-	if k, f := current(); k != keys || f != ref {
-		t.Fatal("a reload with a wrong key replaced the running keyring")
-	}
-	if after, _ := rdb.HGetAll(context.Background(), srv.Prefix+"keycheck").Result(); !maps.Equal(after, checks) {
-		t.Fatalf("check values changed: %v", after)
-	}
-
-	r = reload(fmt.Sprintf("{id: k1, secret: %q}, {id: k2, secret: %q}", key1, key2))
-	if got := testutil.ToFloat64(r.WithLabelValues("ok")); got != 1 {
-		t.Fatalf("reload with the right key and a new one: %v ok, want 1", got)
-	}
-	if k, _ := current(); k == keys || !k.Verified() {
-		t.Fatal("the reloaded keyring is not in use or not verified")
-	}
-	if after, _ := rdb.HGetAll(context.Background(), srv.Prefix+"keycheck").Result(); len(after) != 2 || after["k1"] != checks["k1"] {
-		t.Fatalf("check values after adding k2: %v", after)
-	}
 }
 
 // A token record in the format before provider binding (the user id was

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -28,9 +33,37 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGOGC)
 	}
+	// The first SIGINT/SIGTERM ends ctx: the command finishes its work
+	// (the daemon drains). terms sees every one: a second exits at once.
+	terms := make(chan os.Signal, 2)
+	signal.Notify(terms, os.Interrupt, syscall.SIGTERM)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+	go func() {
+		<-terms
+		<-terms
+		log := newLogger(config.LogConfig{Format: "auto"}, os.Stderr)
+		log.Warn().Msg("second signal: exiting now")
+		os.Exit(exitError)
+	}()
+	e := env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	// SIGHUP reloads the daemon's config; other commands keep its
+	// default (they end with their terminal).
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		reload := make(chan struct{}, 1)
+		go func() {
+			for range hup {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		e.reload = reload
+	}
+	os.Exit(run(ctx, os.Args[1:], e))
 }
 
 // env is what a command may touch of the outside world, so tests run
@@ -39,6 +72,8 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// reload receives a request per SIGHUP (run only; nil: never).
+	reload <-chan struct{}
 }
 
 // Exit codes.
@@ -132,7 +167,8 @@ func run(ctx context.Context, args []string, e env) int {
 	return exitUsage
 }
 
-// report prints err on one line and picks the exit code.
+// report prints err on one line and picks the exit code: the operator's
+// input, config or keys are exit 2.
 func report(w io.Writer, err error) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
@@ -140,8 +176,60 @@ func report(w io.Writer, err error) int {
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintf(w, "syncd: %s\n", msg)
 	var ie inputError
-	if errors.As(err, &ie) {
+	var ce *daemon.ConfigError
+	if errors.As(err, &ie) || errors.As(err, &ce) || errors.Is(err, tokens.ErrKeyMismatch) {
 		return exitUsage
 	}
 	return exitError
+}
+
+var errHelp = errors.New("help shown")
+
+func init() {
+	// go-redis logs dial failures through its own logger; syncd reports
+	// errors itself, once, on one line.
+	redis.SetLogger(quietRedis{})
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// flags returns a flag set for a command, with --config on every one.
+// The flag package's own output is discarded: errors are reported on one
+// line by report, and -h prints the flags to stdout.
+func flags(name string, e env) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("syncd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "usage: %s [flags]\n", fs.Name())
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	cfg := fs.String("config", "", "config file (default $SYNCD_CONFIG, else configs/syncd.yaml)")
+	return fs, cfg
+}
+
+// parseFlags parses args; a bad flag is input error, -h is not an error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return inputError{fmt.Errorf("%s: %w", fs.Name(), err)}
+	}
+	if fs.NArg() > 0 {
+		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// openCmd loads the config and opens storage, with keys checked.
+func openCmd(ctx context.Context, cfgPath string, e env) (*daemon.Offline, error) {
+	cfg, err := loadConfig(cfgPath, e)
+	if err != nil {
+		return nil, err
+	}
+	return daemon.Open(ctx, cfg, newLogger(cfg.Log, e.stderr))
 }

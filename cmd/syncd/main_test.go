@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
 	"github.com/syncd/syncd/internal/tokens"
@@ -427,11 +426,11 @@ func TestFakeDigimeWithTokenPut(t *testing.T) {
 	if code, out, errOut := c.run("", "token", "put", "--user", "zoe", "--file", filepath.Join(c.dir, "zoe.json")); code != 0 {
 		t.Fatalf("token put: %d %q %q", code, out, errOut)
 	}
-	cfg, err := loadConfig(c.config, env{getenv: func(string) string { return "" }})
+	key, err := digime.LoadPrivateKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients, err := buildProviders(cfg, zerolog.Nop(), nil)
+	client, err := digime.New(digime.Config{BaseURL: base, AppID: "fake-app", ContractID: "fake-contract", PrivateKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +439,7 @@ func TestFakeDigimeWithTokenPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clients["digime"].Refresh(context.Background(), tok); err != nil {
+	if _, err := client.Refresh(context.Background(), tok); err != nil {
 		t.Fatalf("refresh against the fake: %v", err)
 	}
 	cancel()

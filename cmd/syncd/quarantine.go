@@ -20,7 +20,7 @@ func cmdQuarantineList(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	list, err := d.store.QuarantineList(ctx)
+	list, err := d.Store.QuarantineList(ctx)
 	if err != nil {
 		return fmt.Errorf("quarantine list: %w", err)
 	}
@@ -50,7 +50,7 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
+	r, err := d.Refresher()
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -28,9 +29,9 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	prov, err := pickProvider(cfg.Providers, *provider)
+	prov, err := daemon.PickProvider(cfg.Providers, *provider)
 	if err != nil {
-		return err
+		return inputError{err}
 	}
 	data, err := readInput(*file, e.stdin)
 	if err != nil {
@@ -40,25 +41,17 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return inputError{err}
 	}
-	d, err := open(ctx, cfg, e)
+	d, err := daemon.Open(ctx, cfg, newLogger(cfg.Log, e.stderr))
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
-	if err != nil {
-		return err
-	}
-	if _, err := r.Put(ctx, prov.Name, tok); err != nil {
-		return fmt.Errorf("token put: %w", err)
-	}
-	rec, err := d.store.Load(ctx, *user)
+	v, err := d.Put(ctx, prov.Name, tok)
 	if err != nil {
 		return fmt.Errorf("token put: %w", err)
 	}
-	next, _ := d.store.DueAt(ctx, tokens.RefreshSet, *user)
 	fmt.Fprintf(e.stdout, "stored token for user %s (provider %s, state %s, access expires %s, next refresh %s)\n",
-		*user, prov.Name, rec.State, rec.AccessExpiry.Format(time.RFC3339), fmtTime(next))
+		*user, prov.Name, v.State, v.AccessExpiry.Format(time.RFC3339), fmtPtr(v.NextRefresh))
 	return nil
 }
 
@@ -98,18 +91,14 @@ func cmdTokenShow(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	rec, err := d.store.Load(ctx, *user)
+	v, err := d.User(ctx, *user)
 	if errors.Is(err, tokens.ErrNotFound) {
 		return badInput("token show: no token stored for user %q", *user)
 	}
 	if err != nil {
 		return fmt.Errorf("token show: %w", err)
 	}
-	next, err := d.store.DueAt(ctx, tokens.RefreshSet, *user)
-	if err != nil {
-		return fmt.Errorf("token show: %w", err)
-	}
-	st := tokens.StatusOf(rec, next, time.Now())
+	st := v.Status
 	if *asJSON {
 		return writeJSON(e.stdout, st)
 	}
@@ -132,6 +121,45 @@ func cmdTokenShow(ctx context.Context, args []string, e env) error {
 		row("refreshing by", st.RefreshingBy)
 	}
 	return tw.Flush()
+}
+
+func cmdKeysRotate(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("keys rotate", e)
+	batch := fs.Int64("batch", 500, "records per SCAN batch")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *batch < 1 {
+		return badInput("keys rotate: --batch must be at least 1, got %d", *batch)
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	last := time.Now()
+	st, err := tokens.Rotate(ctx, d.Store, d.Keys, *batch, func(s tokens.RotateStats) {
+		if time.Since(last) > 2*time.Second {
+			last = time.Now()
+			fmt.Fprintf(e.stderr, "syncd: keys rotate: %d scanned, %d re-encrypted\n", s.Scanned, s.Rekeyed)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	if *asJSON {
+		if err := writeJSON(e.stdout, st); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed; %d re-encrypted to bind their provider\n",
+			d.Keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed, st.Upgraded)
+	}
+	if st.Unreadable > 0 {
+		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -8,25 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/tokens"
 )
-
-// pickProvider returns the named provider, or the only one.
-func pickProvider(ps []config.ProviderConfig, name string) (config.ProviderConfig, error) {
-	if name == "" {
-		if len(ps) == 1 {
-			return ps[0], nil
-		}
-		return config.ProviderConfig{}, badInput("--provider is required: %d providers are configured", len(ps))
-	}
-	for _, p := range ps {
-		if p.Name == name {
-			return p, nil
-		}
-	}
-	return config.ProviderConfig{}, badInput("--provider: unknown provider %q", name)
-}
 
 func cmdUsersList(ctx context.Context, args []string, e env) error {
 	fs, cfgPath := flags("users list", e)
@@ -49,8 +32,8 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 	}
 	defer d.Close()
 
-	// Stream in SCAN batches: nothing proportional to the user count is
-	// held in memory.
+	// Page through in SCAN batches: nothing proportional to the user
+	// count is held in memory.
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	if *asJSON {
 		fmt.Fprint(e.stdout, "[")
@@ -59,29 +42,23 @@ func cmdUsersList(ctx context.Context, args []string, e env) error {
 	}
 	n, malformed := 0, 0
 	var cursor uint64
-	now := time.Now()
 	for {
-		recs, bad, next, err := d.store.Scan(ctx, cursor, 500)
+		page, next, bad, err := d.Users(ctx, want, cursor, 500)
 		if err != nil {
 			return fmt.Errorf("users list: %w", err)
 		}
-		malformed += len(bad)
-		for _, rec := range recs {
-			if want != "" && rec.State != want {
-				continue
-			}
+		malformed += bad
+		for _, st := range page {
 			if *asJSON {
 				if n > 0 {
 					fmt.Fprint(e.stdout, ",")
 				}
 				fmt.Fprintln(e.stdout)
-				st := tokens.StatusOf(rec, time.Time{}, now)
-				st.NextRefresh = nil
 				b, _ := json.Marshal(st)
 				fmt.Fprintf(e.stdout, "  %s", b)
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", rec.UserID, rec.Provider, rec.State,
-					fmtTime(rec.StateAt), fmtTime(rec.AccessExpiry), rec.Failures)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", st.User, st.Provider, st.State,
+					fmtPtr(st.StateSince), fmtTime(st.AccessExpiry), st.Failures)
 			}
 			n++
 		}
@@ -125,13 +102,13 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	q, bad, err := d.store.ReauthQueueChecked(ctx)
+	q, bad, err := d.Store.ReauthQueueChecked(ctx)
 	if err != nil {
 		return fmt.Errorf("reauth list: %w", err)
 	}
 	warnMalformed(e, len(bad))
 	if *links {
-		if d.cfg.Authorize.RedirectURI == "" {
+		if d.Config.Authorize.RedirectURI == "" {
 			return badInput("reauth list: --links needs authorize.redirect_uri in the config")
 		}
 		return reauthLinks(ctx, d, e, q, *asJSON)
@@ -146,45 +123,6 @@ func cmdReauthList(ctx context.Context, args []string, e env) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.UserID, x.Provider, fmtTime(x.Since), now.Sub(x.Since).Round(time.Second), x.Reason)
 	}
 	return tw.Flush()
-}
-
-func cmdKeysRotate(ctx context.Context, args []string, e env) error {
-	fs, cfgPath := flags("keys rotate", e)
-	batch := fs.Int64("batch", 500, "records per SCAN batch")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *batch < 1 {
-		return badInput("keys rotate: --batch must be at least 1, got %d", *batch)
-	}
-	d, err := openCmd(ctx, *cfgPath, e)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	last := time.Now()
-	st, err := tokens.Rotate(ctx, d.store, d.keys, *batch, func(s tokens.RotateStats) {
-		if time.Since(last) > 2*time.Second {
-			last = time.Now()
-			fmt.Fprintf(e.stderr, "syncd: keys rotate: %d scanned, %d re-encrypted\n", s.Scanned, s.Rekeyed)
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("keys rotate: %w", err)
-	}
-	if *asJSON {
-		if err := writeJSON(e.stdout, st); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(e.stdout, "keys rotate: primary key %s: %d scanned, %d re-encrypted, %d already current, %d unreadable, %d malformed; %d re-encrypted to bind their provider\n",
-			d.keys.Primary(), st.Scanned, st.Rekeyed, st.Current, st.Unreadable, st.Malformed, st.Upgraded)
-	}
-	if st.Unreadable > 0 {
-		return fmt.Errorf("keys rotate: %d records are sealed with a key that is not configured or are corrupt; keep their key listed", st.Unreadable)
-	}
-	return nil
 }
 
 func cmdUsersDisable(ctx context.Context, args []string, e env) error {
@@ -209,7 +147,7 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
+	r, err := d.Refresher()
 	if err != nil {
 		return err
 	}
@@ -225,7 +163,7 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if tr == nil {
-		rec, err := d.store.Load(ctx, *user)
+		rec, err := d.Store.Load(ctx, *user)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -234,4 +172,46 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 	}
 	fmt.Fprintf(e.stdout, "user %s: %s -> %s\n", *user, tr.From, tr.To)
 	return nil
+}
+
+func cmdUsersShow(ctx context.Context, args []string, e env) error {
+	fs, cfgPath := flags("users show", e)
+	asJSON := fs.Bool("json", false, "print JSON")
+	user, rest := splitName(args)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if user == "" {
+		return badInput("users show: want a user id: syncd users show ID [--json]")
+	}
+	d, err := openCmd(ctx, *cfgPath, e)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	v, err := d.User(ctx, user)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return badInput("users show: no token stored for user %q", user)
+	}
+	if err != nil {
+		return fmt.Errorf("users show: %w", err)
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, v)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "user\t%s\nprovider\t%s\nstate\t%s (%s since %s)\naccess expires\t%s\nnext refresh\t%s\nrefresh failures\t%d %s\n",
+		v.User, v.Provider, v.State, v.StateReason, fmtPtr(v.StateSince), fmtTime(v.AccessExpiry), fmtPtr(v.NextRefresh), v.Failures, v.LastError)
+	if !v.State.Runnable() {
+		fmt.Fprintf(tw, "jobs\tnot running: the user is %s\n", v.State)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nJOB\tNEXT RUN\tLAST RUN\tLAST SUCCESS\tFAILURES\tLAST ERROR")
+	for _, j := range v.Jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", j.Job, fmtPtr(j.NextRun), fmtPtr(j.LastRun), fmtPtr(j.LastSuccess), j.Failures, j.LastError)
+	}
+	return tw.Flush()
 }

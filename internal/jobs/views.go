@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"time"
+
+	"github.com/syncd/syncd/internal/config"
 )
 
 // JobView is what operators see of a job (CLI jobs list, GET /v1/jobs).
@@ -65,8 +67,9 @@ type UserJob struct {
 	LastError   string     `json:"last_error,omitempty"`
 }
 
-// UserJobs lists the jobs of provider for user: next run and last outcome.
-func (r *Runner) UserJobs(ctx context.Context, user, provider string) ([]UserJob, error) {
+// UserJobs lists the jobs of provider among defs for user: next run and
+// last outcome. It reads Redis only, so no Runner is needed.
+func UserJobs(ctx context.Context, store Store, defs []config.JobConfig, user, provider string) ([]UserJob, error) {
 	opt := func(t time.Time) *time.Time {
 		if t.IsZero() {
 			return nil
@@ -75,20 +78,19 @@ func (r *Runner) UserJobs(ctx context.Context, user, provider string) ([]UserJob
 		return &u
 	}
 	var out []UserJob
-	for _, name := range r.order {
-		j := r.jobs[name]
-		if j.cfg.Provider != provider {
+	for _, c := range defs {
+		if c.Provider != provider {
 			continue
 		}
-		due, err := r.store.DueAt(ctx, j.set, user)
+		due, err := store.DueAt(ctx, SetName(c.Name), user)
 		if err != nil {
 			return nil, err
 		}
-		st, err := r.store.JobState(ctx, user, name)
+		st, err := store.JobState(ctx, user, c.Name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, UserJob{Job: name, NextRun: opt(due), LastRun: opt(st.LastRun), LastSuccess: opt(st.LastSuccess),
+		out = append(out, UserJob{Job: c.Name, NextRun: opt(due), LastRun: opt(st.LastRun), LastSuccess: opt(st.LastSuccess),
 			Failures: st.Failures, LastError: st.LastError})
 	}
 	return out, nil

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -14,7 +14,7 @@ func shardsLive(statsInterval time.Duration) time.Duration { return 3 * statsInt
 
 // announceShards tells the other replicas which redis.shards this one
 // runs with (at start and every housekeeping interval).
-func (d *daemon) announceShards(ctx context.Context) {
+func (d *Daemon) announceShards(ctx context.Context) {
 	if err := d.store.AnnounceShards(ctx, d.owner, time.Now()); err != nil && ctx.Err() == nil {
 		d.log.Warn().Err(err).Msg("announcing the due-set shard count failed")
 	}
@@ -24,7 +24,7 @@ func (d *daemon) announceShards(ctx context.Context) {
 // (a changed shard count, or a replica that ran with another one): at
 // start, before any claim, and from housekeeping. It waits while live
 // replicas run with another count.
-func (d *daemon) migrateShards(ctx context.Context) {
+func (d *Daemon) migrateShards(ctx context.Context) {
 	d.mu.RLock()
 	live := shardsLive(d.cfg.StatsInterval)
 	d.mu.RUnlock()
@@ -46,7 +46,7 @@ func (d *daemon) migrateShards(ctx context.Context) {
 
 // withdrawShards removes this replica's announcement as it stops, so a
 // migration need not wait for it to go stale.
-func (d *daemon) withdrawShards() {
+func (d *Daemon) withdrawShards() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = d.store.WithdrawShards(ctx, d.owner)

@@ -1,11 +1,13 @@
-package main
+package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -14,29 +16,29 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/tokens"
 )
 
-// daemonProc is one `syncd run` process.
-type daemonProc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	logs *os.File
-	done chan error
-}
+var (
+	key1 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	key2 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+)
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -46,50 +48,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "syncd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startDaemon(t *testing.T, bin, config, logDir string, i int) *daemonProc {
-	t.Helper()
-	logs, err := os.Create(filepath.Join(logDir, fmt.Sprintf("syncd-%d.log", i)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &daemonProc{t: t, logs: logs, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "run", "--config", config)
-	p.cmd.Stdout, p.cmd.Stderr = logs, logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		logs.Close()
-	})
-	return p
-}
-
-// get polls url until ok accepts the body or the deadline passes: the
-// daemon is another process, there is no channel to wait on.
-func poll(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling another process, not synchronising goroutines
-	}
 }
 
 func httpGet(url string) (int, string) {
@@ -112,11 +70,82 @@ func metric(body, name string) float64 {
 	return v
 }
 
-func TestDaemonEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs two daemons")
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
 	}
-	bin := buildBinary(t)
+	return v
+}
+
+// events signals each job run and refresh pass of the daemons it is
+// given to, so a test re-checks a condition when something happened.
+type events chan struct{}
+
+func (ev events) options(o Options) Options {
+	o.ObserveRun = func(jobs.Run) { ev.signal() }
+	o.ObserveRefresh = func(tokens.Result) { ev.signal() }
+	return o
+}
+
+func (ev events) signal() {
+	select {
+	case ev <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor re-checks ok after every event until it holds or timeout.
+func (ev events) waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for !ok() {
+		select {
+		case <-ev:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// lines is a log writer that hands each line to a channel too.
+type lines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	c   chan string
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	select {
+	case l.c <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// waitLine waits for a log line containing s.
+func (l *lines) waitLine(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line := <-l.c:
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no log line %q", s)
+		}
+	}
+}
+
+// TestDaemonEndToEnd: two replicas on one Redis store tokens through the
+// admin API, pull into the sink, push to the provider, refresh, flag a
+// revoked user once, share gauges, reload (applied, and a broken config
+// rejected) and stop within the grace with every claim handed back.
+func TestDaemonEndToEnd(t *testing.T) {
 	srv := redistest.Start(t)
 	dir := t.TempDir()
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -131,12 +160,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 	defer hs.Close()
 	adminToken := "e2e-admin-token-0123456789"
 	_ = os.WriteFile(filepath.Join(dir, "admin-token"), []byte(adminToken), 0o600)
-	admins := []string{freeAddr(t), freeAddr(t)}
 	writeCfg := func(i int, pullSchedule string) string {
 		doc := fmt.Sprintf(`redis: {url: %q, prefix: %q, shards: 4}
 log: {level: info, format: json}
 encryption: {keys: [{id: k1, secret: %q}]}
-admin: {listen: %q, token_file: admin-token}
+admin: {listen: "127.0.0.1:0", token_file: admin-token}
 shutdown_grace: 5s
 stats_interval: 1s
 refresher: {poll_interval: 100ms, lease: 10s}
@@ -154,17 +182,42 @@ providers:
 jobs:
   - {name: pull, kind: pull, schedule: %q}
   - {name: push, kind: push, schedule: "@every 1s"}
-`, srv.URL, srv.Prefix, key1, admins[i], hs.URL+digimefake.PathPrefix, pullSchedule)
+`, srv.URL, srv.Prefix, key1, hs.URL+digimefake.PathPrefix, pullSchedule)
 		path := filepath.Join(dir, fmt.Sprintf("syncd-%d.yaml", i))
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return path
 	}
-	cfgs := []string{writeCfg(0, "@every 1s"), writeCfg(1, "@every 1s")}
-	procs := []*daemonProc{startDaemon(t, bin, cfgs[0], dir, 0), startDaemon(t, bin, cfgs[1], dir, 1)}
-	for _, a := range admins {
-		poll(t, "readyz on "+a, 30*time.Second, func() bool { c, _ := httpGet("http://" + a + "/readyz"); return c == 200 })
+	ev := make(events, 1)
+	var ds []*Daemon
+	var admins []string
+	for i := range 2 {
+		path := writeCfg(i, "@every 1s")
+		cfg, err := config.Load(path, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs, err := os.Create(filepath.Join(dir, fmt.Sprintf("syncd-%d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { logs.Close() })
+		d, err := New(cfg, ev.options(Options{Logger: zerolog.New(logs), ConfigPath: path}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Stop(context.Background()) })
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = d.Start(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := httpGet("http://" + d.Addr() + "/readyz"); c != 200 {
+			t.Fatalf("readyz %d after Start", c)
+		}
+		ds, admins = append(ds, d), append(admins, d.Addr())
 	}
 
 	// The app stores tokens through the admin API (digi.me SDK format).
@@ -195,7 +248,7 @@ jobs:
 	}
 	// Pulls land in the sink, pushes in the fake, and tokens refresh
 	// (20s lifetime, 15s lead).
-	poll(t, "pulls, pushes and refreshes", 40*time.Second, func() bool {
+	ev.waitFor(t, "pulls, pushes and refreshes", 40*time.Second, func() bool {
 		n, _ := rdb.XLen(context.Background(), srv.Prefix+"pulled").Result()
 		pushed := 0
 		for _, u := range users {
@@ -210,7 +263,7 @@ jobs:
 	// refreshes, digi.me answers InvalidToken, she is flagged.
 	fake.Revoke("cat")
 	fake.InvalidateAccess("cat")
-	poll(t, "cat in the re-auth queue", 20*time.Second, func() bool {
+	ev.waitFor(t, "cat in the re-auth queue", 20*time.Second, func() bool {
 		_, body := httpGet("http://" + admins[1] + "/v1/reauth")
 		return strings.Contains(body, `"user":"cat"`) && strings.Contains(body, `"reason":"invalid_grant"`)
 	})
@@ -222,7 +275,7 @@ jobs:
 	if flagged != 1 {
 		t.Fatalf("syncd_reauth_flagged_total across replicas = %v, want 1", flagged)
 	}
-	poll(t, "shared gauges", 10*time.Second, func() bool {
+	ev.waitFor(t, "shared gauges", 10*time.Second, func() bool {
 		_, m0 := httpGet("http://" + admins[0] + "/metrics")
 		_, m1 := httpGet("http://" + admins[1] + "/metrics")
 		return metric(m0, "syncd_reauth_queue_size") == 1 && metric(m1, "syncd_reauth_queue_size") == 1 &&
@@ -237,23 +290,26 @@ jobs:
 		t.Fatalf("GET user: %d %s", code, body)
 	}
 
-	// SIGHUP with a changed schedule: applied.
+	// A reload (SIGHUP) with a changed schedule: applied.
 	writeCfg(0, "@every 1h")
-	_ = procs[0].cmd.Process.Signal(syscall.SIGHUP)
-	poll(t, "schedule reload", 15*time.Second, func() bool {
-		_, b := httpGet("http://" + admins[0] + "/v1/jobs")
-		_, m := httpGet("http://" + admins[0] + "/metrics")
-		return strings.Contains(b, `"schedule":"@every 1h"`) && metric(m, `syncd_config_reload_total{result="ok"}`) >= 1
-	})
-	// SIGHUP with a broken config: rejected, the running one stays.
-	if err := os.WriteFile(cfgs[0], []byte("jobs: [{name: x, kind: pull, schedule: \"*/61 * * * *\"}]\n"), 0o600); err != nil {
+	if err := ds[0].ReloadFile(); err != nil {
 		t.Fatal(err)
 	}
-	_ = procs[0].cmd.Process.Signal(syscall.SIGHUP)
-	poll(t, "rejected reload", 15*time.Second, func() bool {
-		_, m := httpGet("http://" + admins[0] + "/metrics")
-		return metric(m, `syncd_config_reload_total{result="error"}`) >= 1
-	})
+	_, b := httpGet("http://" + admins[0] + "/v1/jobs")
+	_, m := httpGet("http://" + admins[0] + "/metrics")
+	if !strings.Contains(b, `"schedule":"@every 1h"`) || metric(m, `syncd_config_reload_total{result="ok"}`) < 1 {
+		t.Fatalf("after the reload the jobs are %s", b)
+	}
+	// A broken config: rejected, the running one stays.
+	if err := os.WriteFile(filepath.Join(dir, "syncd-0.yaml"), []byte("jobs: [{name: x, kind: pull, schedule: \"*/61 * * * *\"}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[0].ReloadFile(); err == nil {
+		t.Fatal("a broken config was applied")
+	}
+	if _, m := httpGet("http://" + admins[0] + "/metrics"); metric(m, `syncd_config_reload_total{result="error"}`) < 1 {
+		t.Fatal("the rejected reload was not counted")
+	}
 	if _, b := httpGet("http://" + admins[0] + "/v1/jobs"); !strings.Contains(b, `"schedule":"@every 1h"`) {
 		t.Fatalf("after a broken reload the jobs are %s", b)
 	}
@@ -261,18 +317,11 @@ jobs:
 		t.Fatal("not ready after a rejected reload")
 	}
 
-	// SIGTERM: exit 0 within the grace, claims handed back.
-	for i, p := range procs {
+	// Stop: within the grace, claims handed back.
+	for i, d := range ds {
 		start := time.Now()
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-p.done:
-			p.done <- err
-			if err != nil {
-				t.Fatalf("daemon %d exited with %v", i, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatalf("daemon %d did not stop within the grace period", i)
+		if err := d.Stop(context.Background()); err != nil {
+			t.Fatalf("daemon %d stopped with %v", i, err)
 		}
 		if d := time.Since(start); d > 7*time.Second {
 			t.Fatalf("daemon %d took %v to stop", i, d)
@@ -288,7 +337,7 @@ jobs:
 		}
 	}
 	// No token value in any log line.
-	for i := range procs {
+	for i := range ds {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("syncd-%d.log", i)))
 		for _, s := range fake.Secrets() {
 			if strings.Contains(string(b), s) {
@@ -304,54 +353,100 @@ jobs:
 	}
 }
 
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
 // Redis down at start: the daemon stays up, /healthz answers, /readyz
 // fails; when Redis comes it becomes ready. Then Redis dies again: no
 // crash, not ready; back again: ready.
 func TestDaemonSurvivesRedisOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	redisAddr, adminAddr := freeAddr(t), freeAddr(t)
-	_, port, _ := net.SplitHostPort(redisAddr)
-	cfg := filepath.Join(dir, "syncd.yaml")
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`redis: {url: "redis://%s/0", dial_timeout: 500ms}
+	srv := redistest.StartPrivate(t)
+	srv.Kill(t)
+	adminAddr := freeAddr(t)
+	cfg, err := config.Parse(strings.NewReader(fmt.Sprintf(`redis: {url: %q, dial_timeout: 500ms}
 encryption: {keys: [{id: k1, secret: %q}]}
 admin: {listen: %q}
-log: {level: warn, format: json}
+log: {level: info, format: json}
 jobs: [{name: pull, kind: pull, schedule: "@every 1s"}]
-`, redisAddr, key1, adminAddr)), 0o600)
-	p := startDaemon(t, bin, cfg, dir, 0)
-	poll(t, "healthz", 20*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/healthz"); return c == 200 })
+`, srv.URL, key1, adminAddr)), t.TempDir(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lines{c: make(chan string, 100)}
+	d, err := New(cfg, Options{Logger: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background()) }()
+	logs.waitLine(t, "admin server listening")
+	if c, _ := httpGet("http://" + adminAddr + "/healthz"); c != 200 {
+		t.Fatalf("healthz %d without Redis, want 200", c)
+	}
 	if c, _ := httpGet("http://" + adminAddr + "/readyz"); c != 503 {
 		t.Fatalf("readyz %d without Redis, want 503", c)
 	}
-	startRedis := func() *exec.Cmd {
-		cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
-		if err := cmd.Start(); err != nil {
+	srv.Restart(t)
+	select {
+	case err := <-started:
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+	case <-time.After(30 * time.Second):
+		t.Fatal("not started once Redis is up")
 	}
-	r := startRedis()
-	poll(t, "ready once Redis is up", 30*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 200 })
-	_ = r.Process.Kill()
-	_ = r.Wait()
-	poll(t, "not ready while Redis is down", 10*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 503 })
+	if c, _ := httpGet("http://" + adminAddr + "/readyz"); c != 200 {
+		t.Fatalf("readyz %d once Redis is up", c)
+	}
+	srv.Kill(t)
+	if c, _ := httpGet("http://" + adminAddr + "/readyz"); c != 503 {
+		t.Fatalf("readyz %d while Redis is down", c)
+	}
 	select {
-	case err := <-p.done:
-		t.Fatalf("daemon exited while Redis was down: %v", err)
+	case err := <-d.Failed():
+		t.Fatalf("daemon failed while Redis was down: %v", err)
 	default:
 	}
-	startRedis()
-	poll(t, "ready again", 30*time.Second, func() bool { c, _ := httpGet("http://" + adminAddr + "/readyz"); return c == 200 })
+	srv.Restart(t)
+	if c, _ := httpGet("http://" + adminAddr + "/readyz"); c != 200 {
+		t.Fatalf("readyz %d once Redis is back", c)
+	}
+}
+
+// Stop is idempotent, safe before Start and bounded while Start still
+// waits for Redis.
+func TestStopBeforeAndDuringStart(t *testing.T) {
+	cfg, err := config.Parse(strings.NewReader(fmt.Sprintf(`redis: {url: "redis://127.0.0.1:1/0", dial_timeout: 100ms}
+encryption: {keys: [{id: k1, secret: %q}]}
+admin: {listen: "127.0.0.1:0"}
+`, key1)), t.TempDir(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err == nil {
+		t.Fatal("a stopped daemon started")
+	}
+
+	logs := &lines{c: make(chan string, 100)}
+	d, err = New(cfg, Options{Logger: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background()) }()
+	logs.waitLine(t, "redis unavailable; retrying")
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-started; err == nil {
+		t.Fatal("Start succeeded without Redis")
+	}
 }
