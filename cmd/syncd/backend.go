@@ -11,6 +11,7 @@ import (
 	"github.com/syncd/syncd/internal/alerts"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -39,7 +40,7 @@ func (d *daemon) Ready(ctx context.Context) error {
 // User implements admin.Backend.
 func (d *daemon) User(ctx context.Context, id string) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	rec, err := d.store.Load(ctx, id)
 	if err != nil {
@@ -83,12 +84,12 @@ func (d *daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limi
 // PutToken implements admin.Backend.
 func (d *daemon) PutToken(ctx context.Context, id, providerName string, body []byte) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	ref, _, cfg := d.current()
 	p, err := pickProvider(cfg.providers, providerName)
 	if err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	tok, err := tokens.ParseToken(body, tokens.ParseOptions{UserID: id, Now: time.Now(), DefaultLifetime: p.DefaultLifetime})
 	if err != nil {
@@ -116,8 +117,8 @@ func (d *daemon) Jobs(ctx context.Context) ([]jobs.JobView, error) {
 func (d *daemon) Trigger(ctx context.Context, job, user string) (int, error) {
 	_, runner, _ := d.current()
 	n, err := runner.Trigger(ctx, job, user)
-	if err != nil && !errors.Is(err, jobs.ErrUnknownJob) && !errors.Is(err, tokens.ErrNotFound) {
-		return 0, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	if errkind.Of(err) == errkind.Invalid { // a user not eligible for the job
+		return 0, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	return n, err
 }
@@ -180,7 +181,7 @@ func (d *daemon) Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, erro
 // Restore implements admin.Backend.
 func (d *daemon) Restore(ctx context.Context, id string) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	ref, _, _ := d.current()
 	_, err := ref.Restore(ctx, id)

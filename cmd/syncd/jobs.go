@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
@@ -28,7 +29,7 @@ func cmdConfigCheck(_ context.Context, args []string, e env) error {
 		return err
 	}
 	if _, err := keyring(cfg); err != nil {
-		return inputError{fmt.Errorf("config %s: %w", path, err)}
+		return errkind.Errorf(errkind.Invalid, "config %s: %w", path, err)
 	}
 	fmt.Fprintf(e.stdout, "config %s is valid: %d providers, %d jobs\n", path, len(cfg.Providers), len(cfg.Jobs))
 	now := time.Now()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -48,11 +49,16 @@ const (
 	exitUsage = 2 // bad input: flags, config, token; nothing was written
 )
 
-// inputError marks an error as the caller's input: exit code 2.
-type inputError struct{ err error }
-
-func (e inputError) Error() string { return e.err.Error() }
-func (e inputError) Unwrap() error { return e.err }
+// exitCode is the exit code for a command's error, by its errkind: the
+// one place kinds become exit codes. What the caller named or asked for
+// is theirs to fix (2); an outage or an error of no kind is not (1).
+func exitCode(err error) int {
+	switch errkind.Of(err) {
+	case errkind.Invalid, errkind.NotFound, errkind.Conflict:
+		return exitUsage
+	}
+	return exitError
+}
 
 // requireUser checks a command's --user: given, and a valid user id.
 func requireUser(cmd, user string) error {
@@ -60,13 +66,14 @@ func requireUser(cmd, user string) error {
 		return badInput("%s: --user is required", cmd)
 	}
 	if err := tokens.ValidateUserID(user); err != nil {
-		return inputError{fmt.Errorf("%s: %w", cmd, err)}
+		return errkind.Errorf(errkind.Invalid, "%s: %w", cmd, err)
 	}
 	return nil
 }
 
+// badInput is an error about the caller's input (exit code 2).
 func badInput(format string, args ...any) error {
-	return inputError{fmt.Errorf(format, args...)}
+	return errkind.Errorf(errkind.Invalid, format, args...)
 }
 
 type command struct {
@@ -139,9 +146,5 @@ func report(w io.Writer, err error) int {
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintf(w, "syncd: %s\n", msg)
-	var ie inputError
-	if errors.As(err, &ie) {
-		return exitUsage
-	}
-	return exitError
+	return exitCode(err)
 }

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/provider/fake"
@@ -37,7 +36,7 @@ func buildProviders(cfg *config.Config, log zerolog.Logger, clk clock.Clock) (ma
 		case config.ProviderDigime:
 			key, err := digime.LoadPrivateKey(p.Digime.PrivateKeyFile)
 			if err != nil {
-				return nil, inputError{fmt.Errorf("providers %s: digime.private_key_file: %w", p.Name, err)}
+				return nil, errkind.Errorf(errkind.Invalid, "providers %s: digime.private_key_file: %w", p.Name, err)
 			}
 			c, err := digime.New(digime.Config{
 				BaseURL: p.Digime.BaseURL, AppID: p.Digime.AppID, ContractID: p.Digime.ContractID, PrivateKey: key,
@@ -46,7 +45,7 @@ func buildProviders(cfg *config.Config, log zerolog.Logger, clk clock.Clock) (ma
 				OnboardURL: p.Digime.OnboardURL, OnboardParams: p.Digime.OnboardParams,
 			})
 			if err != nil {
-				return nil, inputError{fmt.Errorf("providers %s: %w", p.Name, err)}
+				return nil, errkind.Errorf(errkind.Invalid, "providers %s: %w", p.Name, err)
 			}
 			out[p.Name] = c
 		case config.ProviderOAuth2:
@@ -57,7 +56,7 @@ func buildProviders(cfg *config.Config, log zerolog.Logger, clk clock.Clock) (ma
 				AuthURL: o.AuthURL, AuthParams: o.AuthParams,
 			})
 			if err != nil {
-				return nil, inputError{fmt.Errorf("providers %s: %w", p.Name, err)}
+				return nil, errkind.Errorf(errkind.Invalid, "providers %s: %w", p.Name, err)
 			}
 			out[p.Name] = c
 		}

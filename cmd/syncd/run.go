@@ -29,6 +29,7 @@ import (
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
@@ -69,7 +70,7 @@ type hooks struct {
 func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks) error {
 	keys, err := keyring(cfg)
 	if err != nil {
-		return inputError{err}
+		return errkind.Mark(errkind.Invalid, err)
 	}
 	log := newLogger(cfg.Log, e.stderr)
 
@@ -126,7 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	if cfg.Admin.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
-			return inputError{fmt.Errorf("admin.listen: %w", err)}
+			return errkind.Errorf(errkind.Invalid, "admin.listen: %w", err)
 		}
 		srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: reg, Logger: log,
 			CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
@@ -138,7 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 		if cfg.Authorize.PublicListen != "" {
 			pln, err := net.Listen("tcp", cfg.Authorize.PublicListen)
 			if err != nil {
-				return inputError{fmt.Errorf("authorize.public_listen: %w", err)}
+				return errkind.Errorf(errkind.Invalid, "authorize.public_listen: %w", err)
 			}
 			go func() { errc <- srv.ServePublic(adminCtx, pln) }()
 			log.Info().Str("listen", pln.Addr().String()).Str("path", cfg.Authorize.CallbackPath).Msg("public authorization callback listening")
@@ -150,7 +151,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	// or written: a key that does not match stops the daemon (exit 2).
 	if err := waitRedis(ctx, store, keys, log); err != nil {
 		if errors.Is(err, tokens.ErrKeyMismatch) {
-			return inputError{err}
+			return err
 		}
 		return nil // stopped before Redis came
 	}
@@ -355,7 +356,7 @@ func (d *daemon) reload(ctx context.Context, path string, e env, reloads *promet
 	// invalid config: the running one stays.
 	keys, err := keyring(cfg)
 	if err == nil {
-		err = verifyKeys(ctx, keys, d.store)
+		err = keys.Verify(ctx, d.store)
 	}
 	if err != nil {
 		reloads.WithLabelValues("error").Inc()

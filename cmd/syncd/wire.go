@@ -14,6 +14,7 @@ import (
 
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
@@ -62,7 +63,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
-		return inputError{fmt.Errorf("%s: %w", fs.Name(), err)}
+		return errkind.Errorf(errkind.Invalid, "%s: %w", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
 		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
@@ -73,7 +74,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 func loadConfig(path string, e env) (*config.Config, error) {
 	cfg, err := config.Load(config.Path(path, e.getenv), e.getenv)
 	if err != nil {
-		return nil, inputError{err}
+		return nil, errkind.Mark(errkind.Invalid, err)
 	}
 	return cfg, nil
 }
@@ -124,7 +125,7 @@ func newStoreFor(rdb redis.UniversalClient, cfg *config.Config, log zerolog.Logg
 func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 	keys, err := keyring(cfg)
 	if err != nil {
-		return nil, inputError{err}
+		return nil, errkind.Mark(errkind.Invalid, err)
 	}
 	rdb := redis.NewClient(redisOptions(cfg))
 	log := newLogger(cfg.Log, e.stderr)
@@ -135,23 +136,13 @@ func open(ctx context.Context, cfg *config.Config, e env) (*deps, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
-	if err := verifyKeys(ctx, keys, store); err != nil {
+	// A key that does not match is the operator's input (exit 2).
+	if err := keys.Verify(ctx, store); err != nil {
 		_ = rdb.Close()
 		return nil, err
 	}
 	markShards(pctx, store, "cli-"+owner())
 	return &deps{cfg: cfg, rdb: rdb, store: store, keys: keys, log: log}, nil
-}
-
-// verifyKeys checks keys against the database's key check values before
-// a command opens or seals any record (tokens.Keyring.Verify). A key that
-// does not match is the operator's input: exit 2, naming the key id.
-func verifyKeys(ctx context.Context, keys *tokens.Keyring, store *redisstore.Store) error {
-	err := keys.Verify(ctx, store)
-	if errors.Is(err, tokens.ErrKeyMismatch) {
-		return inputError{err}
-	}
-	return err
 }
 
 func keyring(cfg *config.Config) (*tokens.Keyring, error) {
@@ -183,7 +174,7 @@ func (d *deps) runner(clients map[string]jobs.Provider, sources jobs.TokenSource
 	opt.Logger = d.log
 	r, err := jobs.NewRunner(d.store, sources, entries, d.cfg.Jobs, opt)
 	if err != nil {
-		return nil, inputError{fmt.Errorf("config: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)
 	}
 	return r, nil
 }
@@ -208,7 +199,7 @@ func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options)
 	opt.Logger = d.log
 	r, err := tokens.NewRefresher(d.store, d.keys, entries, opt)
 	if err != nil {
-		return nil, inputError{fmt.Errorf("config: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)
 	}
 	return r, nil
 }
