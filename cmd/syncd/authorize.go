@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -24,17 +23,6 @@ func openFlow(ctx context.Context, cfgPath string, e env) (*daemon.Offline, *aut
 		return nil, nil, err
 	}
 	return d, flow, nil
-}
-
-// flowError: a refused request is the caller's input (exit 2), an
-// unavailable provider is not.
-func flowError(cmd string, err error) error {
-	err = fmt.Errorf("%s: %w", cmd, err)
-	var ae *authflow.Error
-	if errors.As(err, &ae) && ae.Kind != authflow.KindUnavailable {
-		return inputError{err}
-	}
-	return err
 }
 
 func cmdAuthorizeStart(ctx context.Context, args []string, e env) error {
@@ -64,7 +52,7 @@ func cmdAuthorizeStart(ctx context.Context, args []string, e env) error {
 		l, err = flow.Authorize(ctx, req)
 	}
 	if err != nil {
-		return flowError("authorize start", err)
+		return fmt.Errorf("authorize start: %w", err)
 	}
 	if *asJSON {
 		return writeJSON(e.stdout, l)
@@ -93,7 +81,7 @@ func cmdAuthorizeExchange(ctx context.Context, args []string, e env) error {
 	defer d.Close()
 	res, err := flow.Finish(ctx, cb)
 	if err != nil {
-		return flowError("authorize exchange", err)
+		return fmt.Errorf("authorize exchange: %w", err)
 	}
 	if *asJSON {
 		return writeJSON(e.stdout, res)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/bench"
+	"github.com/syncd/syncd/internal/errkind"
 )
 
 // cmdBench runs the benchmark harness (internal/bench).
@@ -31,7 +32,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			return inputError{fmt.Errorf("bench: --cpuprofile: %w", err)}
+			return errkind.Errorf(errkind.Invalid, "bench: --cpuprofile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -42,7 +43,7 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if *memProfile != "" {
 		f, err := os.Create(*memProfile)
 		if err != nil {
-			return inputError{fmt.Errorf("bench: --memprofile: %w", err)}
+			return errkind.Errorf(errkind.Invalid, "bench: --memprofile: %w", err)
 		}
 		defer func() {
 			_ = pprof.Lookup("allocs").WriteTo(f, 0)

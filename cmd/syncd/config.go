@@ -11,13 +11,14 @@ import (
 
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/daemon"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
 func loadConfig(path string, e env) (*config.Config, error) {
 	cfg, err := config.Load(config.Path(path, e.getenv), e.getenv)
 	if err != nil {
-		return nil, inputError{err}
+		return nil, errkind.Mark(errkind.Invalid, err)
 	}
 	return cfg, nil
 }
@@ -53,7 +54,7 @@ func cmdConfigCheck(_ context.Context, args []string, e env) error {
 		return err
 	}
 	if err := daemon.CheckConfig(cfg); err != nil {
-		return inputError{fmt.Errorf("config %s: %w", path, err)}
+		return errkind.Errorf(errkind.Invalid, "config %s: %w", path, err)
 	}
 	fmt.Fprintf(e.stdout, "config %s is valid: %d providers, %d jobs\n", path, len(cfg.Providers), len(cfg.Jobs))
 	now := time.Now()

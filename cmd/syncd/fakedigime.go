@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/provider/digimefake"
 )
@@ -45,7 +46,7 @@ func cmdFakeDigime(ctx context.Context, args []string, e env) error {
 	}
 	srv, err := digimefake.New(digimefake.Options{AppID: *appID, ContractID: *contractID, ContractKey: &key.PublicKey, AccessLifetime: *lifetime})
 	if err != nil {
-		return inputError{fmt.Errorf("fake-digime: %w", err)}
+		return errkind.Errorf(errkind.Invalid, "fake-digime: %w", err)
 	}
 	for _, u := range strings.Split(*issue, ",") {
 		if u = strings.TrimSpace(u); u == "" {
@@ -64,7 +65,7 @@ func cmdFakeDigime(ctx context.Context, args []string, e env) error {
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return inputError{fmt.Errorf("fake-digime: --listen: %w", err)}
+		return errkind.Errorf(errkind.Invalid, "fake-digime: --listen: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "fake digi.me: base_url http://%s%s, app_id %s, contract_id %s, private_key_file %s\n",
 		ln.Addr(), digimefake.PathPrefix, *appID, *contractID, *keyFile)
@@ -81,16 +82,16 @@ func contractKey(path string) (*rsa.PrivateKey, error) {
 		}
 		p := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 		if err := os.WriteFile(path, p, 0o600); err != nil {
-			return nil, inputError{fmt.Errorf("fake-digime: --contract-key: %w", err)}
+			return nil, errkind.Errorf(errkind.Invalid, "fake-digime: --contract-key: %w", err)
 		}
 		return key, nil
 	}
 	if err != nil {
-		return nil, inputError{fmt.Errorf("fake-digime: --contract-key: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "fake-digime: --contract-key: %w", err)
 	}
 	key, err := digime.ParsePrivateKey(b)
 	if err != nil {
-		return nil, inputError{fmt.Errorf("fake-digime: --contract-key %s: %w", path, err)}
+		return nil, errkind.Errorf(errkind.Invalid, "fake-digime: --contract-key %s: %w", path, err)
 	}
 	return key, nil
 }

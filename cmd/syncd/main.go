@@ -18,6 +18,7 @@ import (
 
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/daemon"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -83,11 +84,16 @@ const (
 	exitUsage = 2 // bad input: flags, config, token; nothing was written
 )
 
-// inputError marks an error as the caller's input: exit code 2.
-type inputError struct{ err error }
-
-func (e inputError) Error() string { return e.err.Error() }
-func (e inputError) Unwrap() error { return e.err }
+// exitCode is the exit code for a command's error, by its errkind: the
+// one place kinds become exit codes. What the caller named or asked for
+// is theirs to fix (2); an outage or an error of no kind is not (1).
+func exitCode(err error) int {
+	switch errkind.Of(err) {
+	case errkind.Invalid, errkind.NotFound, errkind.Conflict:
+		return exitUsage
+	}
+	return exitError
+}
 
 // requireUser checks a command's --user: given, and a valid user id.
 func requireUser(cmd, user string) error {
@@ -95,13 +101,14 @@ func requireUser(cmd, user string) error {
 		return badInput("%s: --user is required", cmd)
 	}
 	if err := tokens.ValidateUserID(user); err != nil {
-		return inputError{fmt.Errorf("%s: %w", cmd, err)}
+		return errkind.Errorf(errkind.Invalid, "%s: %w", cmd, err)
 	}
 	return nil
 }
 
+// badInput is an error about the caller's input (exit code 2).
 func badInput(format string, args ...any) error {
-	return inputError{fmt.Errorf(format, args...)}
+	return errkind.Errorf(errkind.Invalid, format, args...)
 }
 
 type command struct {
@@ -167,20 +174,14 @@ func run(ctx context.Context, args []string, e env) int {
 	return exitUsage
 }
 
-// report prints err on one line and picks the exit code: the operator's
-// input, config or keys are exit 2.
+// report prints err on one line and returns its exit code.
 func report(w io.Writer, err error) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 	fmt.Fprintf(w, "syncd: %s\n", msg)
-	var ie inputError
-	var ce *daemon.ConfigError
-	if errors.As(err, &ie) || errors.As(err, &ce) || errors.Is(err, tokens.ErrKeyMismatch) {
-		return exitUsage
-	}
-	return exitError
+	return exitCode(err)
 }
 
 var errHelp = errors.New("help shown")
@@ -217,7 +218,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
-		return inputError{fmt.Errorf("%s: %w", fs.Name(), err)}
+		return errkind.Errorf(errkind.Invalid, "%s: %w", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
 		return badInput("%s: unexpected argument %q", fs.Name(), fs.Arg(0))

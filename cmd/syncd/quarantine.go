@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -56,7 +57,7 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 	}
 	rec, err := r.Restore(ctx, *user)
 	if tokens.RestoreRefused(err) {
-		return inputError{fmt.Errorf("quarantine restore: %w", err)}
+		return errkind.Errorf(errkind.Conflict, "quarantine restore: %w", err)
 	}
 	if err != nil {
 		return fmt.Errorf("quarantine restore: %w", err)

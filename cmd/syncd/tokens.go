@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/daemon"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -31,7 +32,7 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	}
 	prov, err := daemon.PickProvider(cfg.Providers, *provider)
 	if err != nil {
-		return inputError{err}
+		return errkind.Mark(errkind.Invalid, err)
 	}
 	data, err := readInput(*file, e.stdin)
 	if err != nil {
@@ -39,7 +40,7 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	}
 	tok, err := tokens.ParseToken(data, tokens.ParseOptions{UserID: *user, Now: time.Now(), DefaultLifetime: prov.DefaultLifetime})
 	if err != nil {
-		return inputError{err}
+		return errkind.Mark(errkind.Invalid, err)
 	}
 	d, err := daemon.Open(ctx, cfg, newLogger(cfg.Log, e.stderr))
 	if err != nil {
@@ -61,14 +62,14 @@ func readInput(file string, stdin io.Reader) ([]byte, error) {
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			return nil, inputError{fmt.Errorf("token put: %w", err)}
+			return nil, errkind.Errorf(errkind.Invalid, "token put: %w", err)
 		}
 		defer f.Close()
 		r = f
 	}
 	data, err := io.ReadAll(io.LimitReader(r, tokens.MaxTokenInput+1))
 	if err != nil {
-		return nil, inputError{fmt.Errorf("token put: read token: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "token put: read token: %w", err)
 	}
 	if len(data) == 0 {
 		return nil, badInput("token put: no token given (pipe the JSON to stdin or use --file)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,17 +19,6 @@ import (
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
-)
-
-// Errors a Backend returns for the caller's mistakes.
-var (
-	// ErrBadRequest: the request is wrong (bad token JSON, bad state...).
-	ErrBadRequest = errors.New("bad request")
-	// ErrNotFound: no such user or job.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: the request cannot be done in the current state (a
-	// restore of a record that still does not read, or over a live one).
-	ErrConflict = errors.New("conflict")
 )
 
 // UserView is everything about one user.
@@ -56,16 +44,16 @@ type Backend interface {
 	Reauth(ctx context.Context) (q []tokens.ReauthEntry, malformed int, err error)
 	// Quarantine lists quarantined users, oldest first.
 	Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, error)
-	// Restore brings a quarantined user back (ErrConflict when the record
-	// still does not read or a live record exists, ErrNotFound when the
-	// user is not quarantined).
+	// Restore brings a quarantined user back (an error of kind Conflict
+	// when the record still does not read or a live record exists,
+	// NotFound when the user is not quarantined).
 	Restore(ctx context.Context, id string) (UserView, error)
 	Jobs(ctx context.Context) ([]jobs.JobView, error)
 	Trigger(ctx context.Context, job, user string) (int, error)
 	Pause(ctx context.Context, job string, paused bool) error
 	// Authorize and Reauthorize make consent links; FinishAuthorization
 	// exchanges a callback's code and stores the token. Their refusals
-	// are *authflow.Error.
+	// are *authflow.Error, answered with its code.
 	Authorize(ctx context.Context, req authflow.Request) (authflow.Link, error)
 	Reauthorize(ctx context.Context, req authflow.Request) (authflow.Link, error)
 	FinishAuthorization(ctx context.Context, cb authflow.Callback) (authflow.Result, error)
@@ -166,26 +154,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeErr(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-// fail maps a backend error to a status; messages are the backend's,
-// which never carry token values.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *authflow.Error
-	switch {
-	case errors.As(err, &ae):
-		writeJSON(w, ae.HTTPStatus(), map[string]string{"error": ae.Error(), "code": ae.Code()})
-	case errors.Is(err, ErrBadRequest), errors.Is(err, tokens.ErrBadToken):
-		writeErr(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrNotFound), errors.Is(err, tokens.ErrNotFound), errors.Is(err, jobs.ErrUnknownJob):
-		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrConflict), errors.Is(err, tokens.ErrMalformedRecord):
-		// The message names the user and the field, never a value.
-		writeErr(w, http.StatusConflict, err.Error())
-	default:
-		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("admin request failed")
-		writeErr(w, http.StatusInternalServerError, "internal error; see the daemon's log")
-	}
 }
 
 // write guards a write endpoint with the bearer token.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/authflow"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -26,6 +27,8 @@ type backend struct {
 	puts    []string
 	paused  map[string]bool
 	lastPut []byte
+	// triggerErr, if set, is what Trigger fails with.
+	triggerErr error
 }
 
 func (b *backend) Ready(context.Context) error { return b.ready }
@@ -65,6 +68,9 @@ func (b *backend) Jobs(context.Context) ([]jobs.JobView, error) {
 	return []jobs.JobView{{Name: "pull"}}, nil
 }
 func (b *backend) Trigger(_ context.Context, job, _ string) (int, error) {
+	if b.triggerErr != nil {
+		return 0, b.triggerErr
+	}
 	if job != "pull" {
 		return 0, jobs.ErrUnknownJob
 	}
@@ -199,5 +205,49 @@ func TestPublicCallback(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if loc := rec.Header().Get("Location"); rec.Code != 303 || loc != "https://app.example/done?result=ok&user=carol&x=1" {
 		t.Fatalf("redirect ok: %d %q", rec.Code, loc)
+	}
+}
+
+// TestErrorStatus: the API answers an error by its kind (an authflow
+// refusal by its code), with the error's message; an error it does not
+// know, or an outage, with a message that tells nothing of it.
+func TestErrorStatus(t *testing.T) {
+	be := &backend{paused: map[string]bool{}}
+	const token = "an-admin-token-123456"
+	h := admin.New(admin.Options{Token: token, Backend: be, Logger: zerolog.Nop()}).Handler()
+	const internal = "10.9.8.7:6379"
+	for _, tc := range []struct {
+		name string
+		err  error
+		code int
+		want string
+	}{
+		{"invalid", errkind.New(errkind.Invalid, "user id is empty"), 400, `{"error":"user id is empty"}`},
+		{"bad request", fmt.Errorf("%w: %w", admin.ErrBadRequest, errkind.New(errkind.Invalid, "user id is empty")), 400, `{"error":"bad request: user id is empty"}`},
+		{"bad token", fmt.Errorf("token: %w", tokens.ErrBadToken), 400, `"token: bad token"`},
+		{"not found", fmt.Errorf("user %q: %w", "zed", tokens.ErrNotFound), 404, `no token stored for user`},
+		{"unknown job", fmt.Errorf("job %q: %w", "nope", jobs.ErrUnknownJob), 404, `job \"nope\": unknown job`},
+		{"not quarantined", fmt.Errorf("%w: %w", admin.ErrNotFound, tokens.ErrNotQuarantined), 404, `"not found: user is not quarantined"`},
+		{"malformed", fmt.Errorf("user %q: field %q: %w", "eve", "ae", tokens.ErrMalformedRecord), 409, `field \"ae\"`},
+		{"live record", fmt.Errorf("%w: %w", admin.ErrConflict, tokens.ErrLiveRecord), 409, `"conflict: a live record exists`},
+		{"unavailable", errkind.Mark(errkind.Unavailable, errors.New("load token: dial tcp "+internal+": connect: connection refused")), 503, `"error"`},
+		{"unknown", errors.New("rescore " + internal + ": something broke"), 500, `"internal error; see the daemon's log"`},
+		{"authflow bad_request", &authflow.Error{Kind: authflow.KindBadRequest, Msg: "redirect_uri: required"}, 400, `{"code":"bad_request","error":"redirect_uri: required"}`},
+		{"authflow not_found", &authflow.Error{Kind: authflow.KindNotFound, Msg: "no token"}, 404, `"code":"not_found"`},
+		{"authflow conflict", &authflow.Error{Kind: authflow.KindConflict, Msg: "user is active"}, 409, `"code":"conflict"`},
+		{"authflow state_unknown", &authflow.Error{Kind: authflow.KindStateUnknown, Msg: "state: unknown"}, 400, `"code":"state_unknown"`},
+		{"authflow state_expired", &authflow.Error{Kind: authflow.KindStateExpired, Msg: "state: expired"}, 410, `"code":"state_expired"`},
+		{"authflow access_denied", &authflow.Error{Kind: authflow.KindDenied, Msg: "consent refused"}, 403, `"code":"access_denied"`},
+		{"authflow code_rejected", &authflow.Error{Kind: authflow.KindRejected, Msg: "code rejected"}, 400, `"code":"code_rejected"`},
+		{"authflow provider_unavailable", &authflow.Error{Kind: authflow.KindUnavailable, Msg: "the provider is unavailable, try again"}, 502, `"code":"provider_unavailable"`},
+		{"authflow wrapped", fmt.Errorf("finish: %w", &authflow.Error{Kind: authflow.KindStateExpired, Msg: "state: expired"}), 410, `"error":"state: expired"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be.triggerErr = tc.err
+			code, body := do(t, h, "POST", "/v1/jobs/pull/trigger", token, "")
+			if code != tc.code || !strings.Contains(body, tc.want) || strings.Contains(body, internal) {
+				t.Errorf("%d %s, want %d containing %s and nothing of %s", code, body, tc.code, tc.want, internal)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -74,9 +75,11 @@ func (s *Server) publicCallback(w http.ResponseWriter, r *http.Request) {
 	res, err := s.opt.Backend.FinishAuthorization(r.Context(), authflow.ParseCallback(r.URL.Query()))
 	status, code, msg := http.StatusOK, "", ""
 	if err != nil {
-		status, code, msg = http.StatusInternalServerError, "internal", "internal error; see the daemon's log"
-		if ae, ok := err.(*authflow.Error); ok {
-			status, code, msg = ae.HTTPStatus(), ae.Code(), ae.Error()
+		// The page is public: only a refusal shows its message.
+		status, code, msg = httpStatus(err), "internal", msgInternal
+		var ae *authflow.Error
+		if errors.As(err, &ae) {
+			code, msg = ae.Code(), ae.Error()
 		} else {
 			s.log.Error().Err(err).Msg("authorization callback failed")
 		}

@@ -181,7 +181,7 @@ func (f *Flow) Authorize(ctx context.Context, req Request) (Link, error) {
 // full authorization when the provider refuses the old access token.
 func (f *Flow) Reauthorize(ctx context.Context, req Request) (Link, error) {
 	if err := tokens.ValidateUserID(req.User); err != nil {
-		return Link{}, errorf(KindBadRequest, "user: %v", err)
+		return Link{}, errorf(KindBadRequest, "user: %w", err)
 	}
 	rec, err := f.opt.Store.Load(ctx, req.User)
 	if errors.Is(err, tokens.ErrNotFound) {
@@ -212,7 +212,7 @@ func (f *Flow) Reauthorize(ctx context.Context, req Request) (Link, error) {
 // check validates a request and picks its provider.
 func (f *Flow) check(req *Request) (string, Provider, error) {
 	if err := tokens.ValidateUserID(req.User); err != nil {
-		return "", Provider{}, errorf(KindBadRequest, "user: %v", err)
+		return "", Provider{}, errorf(KindBadRequest, "user: %w", err)
 	}
 	if req.RedirectURI == "" {
 		req.RedirectURI = f.opt.RedirectURI
@@ -381,7 +381,7 @@ func (f *Flow) finish(ctx context.Context, cb Callback) (Result, error) {
 		var pe *provider.Error
 		if errors.As(err, &pe) && pe.Permanent {
 			f.note(ctx, p.User, "code_rejected", now)
-			return res, errorf(KindRejected, "the provider rejected the code: %v", err)
+			return res, errorf(KindRejected, "the provider rejected the code: %w", err)
 		}
 		// The provider did not answer: put the state back for a retry.
 		if left > 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/syncd/syncd/internal/alerts"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -45,7 +46,7 @@ func (d *Daemon) Ready(ctx context.Context) error {
 // User implements admin.Backend.
 func (d *Daemon) User(ctx context.Context, id string) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	return d.users().view(ctx, id)
 }
@@ -58,12 +59,12 @@ func (d *Daemon) Users(ctx context.Context, st tokens.State, cursor uint64, limi
 // PutToken implements admin.Backend.
 func (d *Daemon) PutToken(ctx context.Context, id, providerName string, body []byte) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	ref, _, cfg := d.current()
 	p, err := PickProvider(cfg.providers, providerName)
 	if err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	tok, err := tokens.ParseToken(body, tokens.ParseOptions{UserID: id, Now: time.Now(), DefaultLifetime: p.DefaultLifetime})
 	if err != nil {
@@ -88,8 +89,8 @@ func (d *Daemon) Jobs(ctx context.Context) ([]jobs.JobView, error) {
 func (d *Daemon) Trigger(ctx context.Context, job, user string) (int, error) {
 	_, runner, _ := d.current()
 	n, err := runner.Trigger(ctx, job, user)
-	if err != nil && !errors.Is(err, jobs.ErrUnknownJob) && !errors.Is(err, tokens.ErrNotFound) {
-		return 0, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	if errkind.Of(err) == errkind.Invalid { // a user not eligible for the job
+		return 0, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	return n, err
 }
@@ -152,7 +153,7 @@ func (d *Daemon) Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, erro
 // Restore implements admin.Backend.
 func (d *Daemon) Restore(ctx context.Context, id string) (admin.UserView, error) {
 	if err := tokens.ValidateUserID(id); err != nil {
-		return admin.UserView{}, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	ref, _, _ := d.current()
 	_, err := ref.Restore(ctx, id)

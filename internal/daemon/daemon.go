@@ -22,6 +22,7 @@ import (
 	"github.com/syncd/syncd/internal/alerts"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/tokens"
@@ -93,12 +94,12 @@ type Daemon struct {
 }
 
 // New prepares a daemon for cfg: nothing is listened on, read or
-// started until Start. A keyring the config cannot build is a
-// *ConfigError.
+// started until Start. A keyring the config cannot build is an
+// errkind.Invalid error.
 func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	keys, err := keyring(cfg)
 	if err != nil {
-		return nil, &ConfigError{err}
+		return nil, errkind.Mark(errkind.Invalid, err)
 	}
 	if opt.Getenv == nil {
 		opt.Getenv = func(string) string { return "" }
@@ -126,13 +127,6 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	}
 	return d, nil
 }
-
-// ConfigError is an error in the operator's config (or a listen address
-// taken): syncd exits 2 for it.
-type ConfigError struct{ Err error }
-
-func (e *ConfigError) Error() string { return e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Addr is the admin server's address; "" without admin.listen or
 // before Start.
@@ -213,7 +207,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		return &ConfigError{fmt.Errorf("admin.listen: %w", err)}
+		return errkind.Errorf(errkind.Invalid, "admin.listen: %w", err)
 	}
 	srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: d.reg, Logger: d.log,
 		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
@@ -225,7 +219,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 	if cfg.Authorize.PublicListen != "" {
 		pln, err := net.Listen("tcp", cfg.Authorize.PublicListen)
 		if err != nil {
-			return &ConfigError{fmt.Errorf("authorize.public_listen: %w", err)}
+			return errkind.Errorf(errkind.Invalid, "authorize.public_listen: %w", err)
 		}
 		d.serve(func(ctx context.Context) error { return srv.ServePublic(ctx, pln) })
 		d.log.Info().Str("listen", pln.Addr().String()).Str("path", cfg.Authorize.CallbackPath).Msg("public authorization callback listening")

@@ -11,6 +11,6 @@
 // It does not own signals, flags, output or exit codes (cmd/syncd), the
 // refresh and job logic (internal/tokens, internal/jobs), the HTTP API
 // (internal/admin) or Redis keys (internal/redisstore). It never exits
-// the process: errors are returned, and a *ConfigError marks the
+// the process: errors are returned, and errkind.Invalid marks the
 // operator's config.
 package daemon

@@ -10,6 +10,7 @@ import (
 	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/tokens"
@@ -33,7 +34,7 @@ type Offline struct {
 func Open(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Offline, error) {
 	keys, err := keyring(cfg)
 	if err != nil {
-		return nil, &ConfigError{err}
+		return nil, errkind.Mark(errkind.Invalid, err)
 	}
 	rdb := redis.NewClient(redisOptions(cfg))
 	store := newStore(rdb, cfg, log)

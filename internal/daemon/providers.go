@@ -8,6 +8,7 @@ import (
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/provider/digime"
@@ -47,7 +48,7 @@ func newProviders(ps []config.ProviderConfig, log zerolog.Logger, clients bool) 
 		if clients {
 			var err error
 			if c, err = newClient(p, log.With().Str("provider", p.Name).Logger(), clock.Real{}); err != nil {
-				return providers{}, &ConfigError{err}
+				return providers{}, errkind.Mark(errkind.Invalid, err)
 			}
 		}
 		out.refresh[p.Name], out.jobs[p.Name], out.auth[p.Name] = newProvider(p, c)

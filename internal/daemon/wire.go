@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -11,6 +10,7 @@ import (
 	"github.com/syncd/syncd/internal/alerts"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
@@ -99,20 +99,20 @@ type buildOptions struct {
 }
 
 // build makes the engines for cfg over ps. A config they refuse is a
-// *ConfigError.
+// errkind.Invalid error.
 func build(cfg *config.Config, store *redisstore.Store, keys *tokens.Keyring, ps providers, log zerolog.Logger, o buildOptions) (*engines, error) {
 	e := &engines{alerts: o.alerts}
 	rc := cfg.Runner
 	runner, err := jobs.NewRunner(store, e.source, ps.jobs, cfg.Jobs, jobs.Options{Owner: o.owner, Metrics: o.jobMetrics, Observe: o.observeRun,
 		Workers: rc.Workers, Batch: rc.Batch, Lease: rc.Lease, PollInterval: rc.PollInterval, Logger: log})
 	if err != nil {
-		return nil, &ConfigError{fmt.Errorf("config: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)
 	}
 	fc := cfg.Refresher
 	ref, err := tokens.NewRefresher(store, keys, ps.refresh, tokens.Options{Owner: o.owner, Metrics: o.tokMetrics, OnChange: e.userChanged,
 		Observe: o.observeRefresh, Workers: fc.Workers, Batch: fc.Batch, Lease: fc.Lease, PollInterval: fc.PollInterval, Logger: log})
 	if err != nil {
-		return nil, &ConfigError{fmt.Errorf("config: %w", err)}
+		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)
 	}
 	e.ref, e.runner = ref, runner
 	e.flow = authflow.New(authflow.Options{

@@ -16,6 +16,7 @@ import (
 	"github.com/syncd/syncd/internal/clip"
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
@@ -444,7 +445,7 @@ func (r *Runner) Trigger(ctx context.Context, name, user string) (int, error) {
 		return 0, err
 	}
 	if !rec.State.Runnable() || rec.Provider != j.cfg.Provider {
-		return 0, fmt.Errorf("user %q is %s with provider %q: not eligible for job %s", user, rec.State, rec.Provider, name)
+		return 0, errkind.Errorf(errkind.Invalid, "user %q is %s with provider %q: not eligible for job %s", user, rec.State, rec.Provider, name)
 	}
 	return 1, r.store.ScheduleDue(ctx, j.set, []scheduler.Entry{{Member: user, At: now}})
 }
@@ -472,7 +473,7 @@ func (r *Runner) handler(j *job) scheduler.Handler {
 }
 
 // ErrUnknownJob: no job of that name is configured.
-var ErrUnknownJob = errors.New("unknown job")
+var ErrUnknownJob = errkind.New(errkind.NotFound, "unknown job")
 
 // prefetch reads the records and job states of a claimed batch in one
 // round trip. On failure the handlers read for themselves.

@@ -1,9 +1,15 @@
 package redisstore
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncd/syncd/internal/errkind"
 )
 
 // TuneClient sets the client options syncd runs with, for workers
@@ -49,4 +55,68 @@ func capTimeout(t, def, limit time.Duration) time.Duration {
 		return limit
 	}
 	return t
+}
+
+// outageHook gives errkind.Unavailable to the failures of a command that
+// mean Redis could not be reached or cannot serve for now (see outage):
+// callers then answer "try again later", not "bad request" or "internal
+// error". Messages and chains are unchanged; redis.Nil and every other
+// answer of Redis are left alone.
+type outageHook struct{}
+
+func (outageHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (outageHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if outage(err) {
+			err = errkind.Mark(errkind.Unavailable, err)
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func (outageHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if outage(c.Err()) {
+				c.SetErr(errkind.Mark(errkind.Unavailable, c.Err()))
+			}
+		}
+		if outage(err) {
+			err = errkind.Mark(errkind.Unavailable, err)
+		}
+		return err
+	}
+}
+
+// outageReplies start the answers of a Redis that cannot serve for now:
+// loading its data, without a reachable master, read-only, out of client
+// slots (go-redis retries the same ones).
+var outageReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "max number of clients"}
+
+// outage reports whether err, of a command, means Redis is unavailable
+// rather than that it refused the command: a network error (refused or
+// broken connection, timeout), the caller's deadline, an exhausted pool,
+// a closed client, or an answer in outageReplies. An error that already
+// has a kind is left as it is.
+func outage(err error) bool {
+	if err == nil || errkind.Of(err) != 0 {
+		return false
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed):
+		return true
+	}
+	for _, p := range outageReplies {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }

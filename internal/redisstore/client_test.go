@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
 	"github.com/syncd/syncd/internal/scheduler"
@@ -49,6 +50,8 @@ func TestDeadlineBoundsCalls(t *testing.T) {
 			defer cancel()
 			if err := call(ctx); err == nil {
 				t.Errorf("%s answered while Redis was paused", name)
+			} else if errkind.Of(err) != errkind.Unavailable {
+				t.Errorf("%s: %v is not of kind unavailable", name, err)
 			}
 			done <- name
 		}()
@@ -86,5 +89,40 @@ func TestTuneClientTimeouts(t *testing.T) {
 				t.Errorf("read %v write %v, want %v %v", o.ReadTimeout, o.WriteTimeout, tc.wantR, tc.wantW)
 			}
 		})
+	}
+}
+
+// TestErrorKinds: a Redis that cannot be reached makes every call fail
+// with kind unavailable, pipelines included; Redis' own answers keep
+// theirs (no record: not found; a record of the wrong type: conflict).
+func TestErrorKinds(t *testing.T) {
+	srv := redistest.StartPrivate(t)
+	rdb := srv.Client(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: srv.Prefix})
+	ctx := context.Background()
+	if _, err := s.Load(ctx, "nobody"); errkind.Of(err) != errkind.NotFound {
+		t.Errorf("load a missing user: %v, want kind not found", err)
+	}
+	if err := rdb.Set(ctx, srv.Prefix+"{u:bad}:tok", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, "bad"); errkind.Of(err) != errkind.Conflict {
+		t.Errorf("load a record of the wrong type: %v, want kind conflict", err)
+	}
+
+	srv.Kill(t)
+	calls := map[string]func() error{
+		"ping": func() error { return s.Ping(ctx) },
+		"load": func() error { _, err := s.Load(ctx, "nobody"); return err },
+		"scan": func() error { _, _, _, err := s.Scan(ctx, 0, 10); return err },
+		"finish": func() error {
+			_, err := s.FinishDue(ctx, "x", []scheduler.Done{{Member: "m", Fence: 1, Next: time.Now()}})
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); errkind.Of(err) != errkind.Unavailable {
+			t.Errorf("%s with Redis down: %v, want kind unavailable", name, err)
+		}
 	}
 }

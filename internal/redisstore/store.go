@@ -72,8 +72,13 @@ type Store struct {
 	log    zerolog.Logger
 }
 
-// New returns a Store over rdb. The caller owns rdb and closes it.
+// New returns a Store over rdb. The caller owns rdb and closes it. New
+// hooks rdb so that its failures that are outages (a connection, a
+// timeout, a Redis still loading) are of kind errkind.Unavailable.
 func New(rdb redis.UniversalClient, opt Options) *Store {
+	if rdb != nil { // nil: a Store that only builds keys (tests)
+		rdb.AddHook(outageHook{})
+	}
 	if opt.Shards <= 0 {
 		opt.Shards = 16
 	}

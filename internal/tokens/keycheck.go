@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/syncd/syncd/internal/errkind"
 )
 
 // ErrKeyMismatch means a configured key is not the key the database's
 // records were sealed with under the same id (a mistyped secret, a bad
 // rollout). Nothing may be opened or sealed with it.
-var ErrKeyMismatch = errors.New("key does not match the database")
+var ErrKeyMismatch = errkind.New(errkind.Invalid, "key does not match the database")
 
 // KeyMismatchError names the key id whose key differs, never the key.
 type KeyMismatchError struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
@@ -19,10 +20,10 @@ import (
 
 var (
 	// ErrNotQuarantined: the user has no quarantined record.
-	ErrNotQuarantined = errors.New("user is not quarantined")
+	ErrNotQuarantined = errkind.New(errkind.NotFound, "user is not quarantined")
 	// ErrLiveRecord: the user has a live record; a restore never
 	// overwrites it.
-	ErrLiveRecord = errors.New("a live record exists, and a restore never overwrites it")
+	ErrLiveRecord = errkind.New(errkind.Conflict, "a live record exists, and a restore never overwrites it")
 )
 
 // Quarantined names where a quarantined user went, in the events stream

@@ -2,19 +2,19 @@ package tokens
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
 // Sentinels for conditions callers branch on.
 var (
 	// ErrNotFound: no token is stored for the user.
-	ErrNotFound = errors.New("no token stored for user")
+	ErrNotFound = errkind.New(errkind.NotFound, "no token stored for user")
 	// ErrMalformedRecord: a stored record cannot be parsed. The refresher
 	// quarantines it and reports it; it never crashes.
-	ErrMalformedRecord = errors.New("malformed token record")
+	ErrMalformedRecord = errkind.New(errkind.Conflict, "malformed token record")
 )
 
 // AcquireStatus is the outcome of taking a user's refresh lease.

@@ -15,13 +15,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+
+	"github.com/syncd/syncd/internal/errkind"
 )
 
 // ErrBadToken is wrapped by every error ParseToken returns for input the
 // caller supplied (the token document or the user id), so a caller can tell
 // "reject this request" apart from a programming error. Those errors never
 // contain a token value or the raw input.
-var ErrBadToken = errors.New("bad token")
+var ErrBadToken = errkind.New(errkind.Invalid, "bad token")
 
 const (
 	// MaxTokenInput is the largest token document ParseToken accepts. Real
@@ -201,7 +203,7 @@ func ParseToken(data []byte, opts ParseOptions) (Token, error) {
 		return Token{}, fmt.Errorf("token: parse options: default lifetime %v must be > 0", opts.DefaultLifetime)
 	}
 	if err := ValidateUserID(opts.UserID); err != nil {
-		return Token{}, badToken("token: %v", err)
+		return Token{}, badToken("token: %w", err)
 	}
 	if len(data) > MaxTokenInput {
 		return Token{}, badToken("token: input is %d bytes, limit is %d", len(data), MaxTokenInput)
@@ -293,14 +295,14 @@ func ValidateUserID(id string) error {
 }
 
 // badTokenError is an error about caller input: its message is the whole
-// text and it wraps ErrBadToken.
-type badTokenError struct{ msg string }
+// text and it wraps ErrBadToken, then the cause it names, if any.
+type badTokenError struct{ err error }
 
-func (e *badTokenError) Error() string { return e.msg }
-func (e *badTokenError) Unwrap() error { return ErrBadToken }
+func (e *badTokenError) Error() string   { return e.err.Error() }
+func (e *badTokenError) Unwrap() []error { return []error{ErrBadToken, e.err} }
 
 func badToken(format string, args ...any) error {
-	return &badTokenError{msg: fmt.Sprintf(format, args...)}
+	return &badTokenError{err: fmt.Errorf(format, args...)}
 }
 
 // parsed is what a format parser found, before the shared checks.
