@@ -9,6 +9,7 @@ import (
 
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -33,7 +34,7 @@ func (d *deps) cliFlow() (*authflow.Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	ref, err := d.refresher(nil, tokens.Options{})
+	ref, err := d.refresher(nil, refresher.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -39,7 +40,7 @@ type liveDaemon struct {
 	admin string
 	runs  chan jobs.Run
 	// refreshes sees the refresher's passes.
-	refreshes chan tokens.Result
+	refreshes chan refresher.Result
 	// daemon is what serve runs.
 	daemon *daemon
 }
@@ -66,7 +67,7 @@ runner: {poll_interval: 50ms, lease: 10s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000), refreshes: make(chan tokens.Result, 10000)}
+	d := &liveDaemon{t: t, admin: admin, runs: make(chan jobs.Run, 10000), refreshes: make(chan refresher.Result, 10000)}
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -78,7 +79,7 @@ runner: {poll_interval: 50ms, lease: 10s}
 				default:
 				}
 			},
-			observeRefresh: func(r tokens.Result) {
+			observeRefresh: func(r refresher.Result) {
 				select {
 				case d.refreshes <- r:
 				default:

@@ -27,6 +27,7 @@ import (
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -142,7 +143,7 @@ jobs:
 	// job makes on use (a token that would expire during the run, a 401).
 	var transient, pulls, pushes, failed atomic.Int64
 	h := hooks{
-		observeRefresh: func(r tokens.Result) {
+		observeRefresh: func(r refresher.Result) {
 			if r.Outcome == "transient" {
 				transient.Add(1)
 			}

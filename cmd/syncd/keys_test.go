@@ -20,6 +20,7 @@ import (
 
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -276,7 +277,7 @@ providers: [{name: digime, kind: fake, timeout: 5s}]
 		d.daemon.reload(context.Background(), path, env{getenv: func(string) string { return "" }}, reloads, true)
 		return reloads
 	}
-	current := func() (*tokens.Keyring, *tokens.Refresher) {
+	current := func() (*tokens.Keyring, *refresher.Refresher) {
 		d.daemon.mu.RLock()
 		defer d.daemon.mu.RUnlock()
 		return d.daemon.keys, d.daemon.ref

@@ -11,12 +11,12 @@ import (
 	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/provider/oauth2"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 // client is a provider as the daemon uses it: refresh, pull, push.
 type client interface {
-	tokens.Provider
+	refresher.Provider
 	jobs.Provider
 }
 

@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 func cmdQuarantineList(ctx context.Context, args []string, e env) error {
@@ -50,12 +50,12 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
+	r, err := d.refresher(nil, refresher.Options{})
 	if err != nil {
 		return err
 	}
 	rec, err := r.Restore(ctx, *user)
-	if tokens.RestoreRefused(err) {
+	if refresher.RestoreRefused(err) {
 		return inputError{fmt.Errorf("quarantine restore: %w", err)}
 	}
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -221,7 +222,7 @@ func TestQuarantineListAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	dp := &deps{cfg: mustConfig(t, c), store: s, keys: keys, log: zerolog.Nop()}
-	ref, err := dp.refresher(nil, tokens.Options{})
+	ref, err := dp.refresher(nil, refresher.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -58,7 +59,7 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 
 // hooks let the demo watch a daemon it runs in-process.
 type hooks struct {
-	observeRefresh func(tokens.Result)
+	observeRefresh func(refresher.Result)
 	observeRun     func(jobs.Run)
 	// started is called once the daemon is ready, with its admin address.
 	started func(d *daemon, admin string)
@@ -110,7 +111,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, e env, h hooks)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		admin.BuildInfo(version), admin.NewCollector(store, nil, log), reloads)
 	d := &daemon{store: store, log: log, keys: keys, cfg: cfg, owner: owner(),
-		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
+		tokMetrics: refresher.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
 		observeRefresh: h.observeRefresh, observeRun: h.observeRun}
 	if cfg.Alerts.WebhookURL != "" {
 		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log}
@@ -250,13 +251,13 @@ type daemon struct {
 	store       *redisstore.Store
 	log         zerolog.Logger
 	owner       string
-	tokMetrics  *tokens.Metrics
+	tokMetrics  *refresher.Metrics
 	jobMetrics  *jobs.Metrics
 	authMetrics *authflow.Metrics
 	ready       atomic.Bool
 	// observeRefresh and observeRun, if set, see every refresh pass and
 	// job run (the demo's progress view).
-	observeRefresh func(tokens.Result)
+	observeRefresh func(refresher.Result)
 	observeRun     func(jobs.Run)
 	// alerts sends the re-auth webhook; nil without alerts.webhook_url.
 	alerts *alerts.Notifier
@@ -264,7 +265,7 @@ type daemon struct {
 	mu      sync.RWMutex
 	cfg     *config.Config
 	keys    *tokens.Keyring
-	ref     *tokens.Refresher
+	ref     *refresher.Refresher
 	runner  *jobs.Runner
 	flow    *authflow.Flow
 	applied [32]byte // hash of the config file last applied
@@ -279,12 +280,12 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config, keys *tokens.Key
 		return err
 	}
 	deps := &deps{cfg: cfg, store: d.store, keys: keys, log: d.log}
-	refClients := make(map[string]tokens.Provider, len(clients))
+	refClients := make(map[string]refresher.Provider, len(clients))
 	jobClients := make(map[string]jobs.Provider, len(clients))
 	for n, c := range clients {
 		refClients[n], jobClients[n] = c, c
 	}
-	var ref *tokens.Refresher
+	var ref *refresher.Refresher
 	runner, err := deps.runner(jobClients, func(rec tokens.Record, min time.Duration) provider.TokenSource { return ref.SourceFrom(rec, min) },
 		jobs.Options{Owner: d.owner, Metrics: d.jobMetrics, Observe: d.observeRun})
 	if err != nil {
@@ -299,7 +300,7 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config, keys *tokens.Key
 			return runner.UserChanged(ctx, user, prov, st)
 		}
 	}
-	ref, err = deps.refresher(refClients, tokens.Options{Owner: d.owner, Metrics: d.tokMetrics, OnChange: onChange, Observe: d.observeRefresh})
+	ref, err = deps.refresher(refClients, refresher.Options{Owner: d.owner, Metrics: d.tokMetrics, OnChange: onChange, Observe: d.observeRefresh})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -45,7 +46,7 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
+	r, err := d.refresher(nil, refresher.Options{})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/config"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -209,7 +210,7 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 		return err
 	}
 	defer d.Close()
-	r, err := d.refresher(nil, tokens.Options{})
+	r, err := d.refresher(nil, refresher.Options{})
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -163,8 +164,8 @@ func keyring(cfg *config.Config) (*tokens.Keyring, error) {
 }
 
 // policy turns a provider's config into its refresh policy.
-func policy(p config.ProviderConfig) tokens.Policy {
-	return tokens.Policy{
+func policy(p config.ProviderConfig) refresher.Policy {
+	return refresher.Policy{
 		Lead: p.Lead, Jitter: p.Jitter, DefaultLifetime: p.DefaultLifetime, Timeout: p.Timeout,
 		RetryInitial: p.RetryInitial, RetryMax: p.RetryMax, RetryAfterCap: p.RetryAfterCap,
 		DegradedAfter: p.DegradedAfter, CircuitFailures: p.CircuitFailures, CircuitCooldown: p.CircuitCooldown,
@@ -191,7 +192,7 @@ func (d *deps) runner(clients map[string]jobs.Provider, sources jobs.TokenSource
 // refresher builds a Refresher; providers maps provider names to clients
 // (nil entries store tokens only, as the CLI does). Stored tokens and
 // state changes keep the users' job schedules in step.
-func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options) (*tokens.Refresher, error) {
+func (d *deps) refresher(clients map[string]refresher.Provider, opt refresher.Options) (*refresher.Refresher, error) {
 	if opt.OnChange == nil {
 		runner, err := d.runner(nil, nil, jobs.Options{})
 		if err != nil {
@@ -199,14 +200,14 @@ func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options)
 		}
 		opt.OnChange = runner.UserChanged
 	}
-	entries := make(map[string]tokens.ProviderEntry, len(d.cfg.Providers))
+	entries := make(map[string]refresher.ProviderEntry, len(d.cfg.Providers))
 	for _, p := range d.cfg.Providers {
-		entries[p.Name] = tokens.ProviderEntry{Provider: clients[p.Name], Policy: policy(p)}
+		entries[p.Name] = refresher.ProviderEntry{Provider: clients[p.Name], Policy: policy(p)}
 	}
 	rc := d.cfg.Refresher
 	opt.Workers, opt.Batch, opt.Lease, opt.PollInterval = rc.Workers, rc.Batch, rc.Lease, rc.PollInterval
 	opt.Logger = d.log
-	r, err := tokens.NewRefresher(d.store, d.keys, entries, opt)
+	r, err := refresher.New(d.store, d.keys, entries, opt)
 	if err != nil {
 		return nil, inputError{fmt.Errorf("config: %w", err)}
 	}
@@ -215,7 +216,7 @@ func (d *deps) refresher(clients map[string]tokens.Provider, opt tokens.Options)
 
 // flow builds the authorization handoff over clients; tokens it obtains
 // are stored through ref, as `token put` stores them.
-func (d *deps) flow(clients map[string]client, ref *tokens.Refresher, m *authflow.Metrics) *authflow.Flow {
+func (d *deps) flow(clients map[string]client, ref *refresher.Refresher, m *authflow.Metrics) *authflow.Flow {
 	provs := make(map[string]authflow.Provider, len(d.cfg.Providers))
 	for _, p := range d.cfg.Providers {
 		var a provider.Authorizer

@@ -11,6 +11,6 @@
 //
 // It does not own the providers' wire formats (internal/provider/digime,
 // internal/provider/oauth2 implement provider.Authorizer), the HTTP
-// surface (internal/admin) or how a token is stored (tokens.Refresher,
+// surface (internal/admin) or how a token is stored (refresher.Refresher,
 // through Options.Put).
 package authflow

@@ -26,7 +26,7 @@
 //
 // It does not cover the losses no client can prevent: a replica killed
 // after its refresh request reached the provider, or an answer lost on
-// the network (internal/tokens covers those, and what a provider's
+// the network (internal/refresher covers those, and what a provider's
 // rotation grace period buys). Nor does it test the providers' wire
 // protocols (internal/provider/...) or the engine's own unit behaviour
 // (internal/scheduler).

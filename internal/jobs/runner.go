@@ -38,7 +38,7 @@ type ProviderEntry struct {
 }
 
 // TokenSources gives a run its user's tokens: valid for at least
-// minValid, refreshed once on a 401 (tokens.Refresher.SourceFrom). rec is
+// minValid, refreshed once on a 401 (refresher.Refresher.SourceFrom). rec is
 // the record the run just read, so a fresh token costs no second read.
 type TokenSources func(rec tokens.Record, minValid time.Duration) provider.TokenSource
 

@@ -22,6 +22,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -90,7 +91,7 @@ func (b *bundle) newStore() *redisstore.Store {
 
 // instance is one replica: its own clients, refresher and runner.
 type instance struct {
-	ref    *tokens.Refresher
+	ref    *refresher.Refresher
 	runner *jobs.Runner
 }
 
@@ -106,10 +107,10 @@ func (b *bundle) instance(start bool) *instance {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	in.ref, err = tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: tokens.Policy{
+	in.ref, err = refresher.New(store, b.keys, map[string]refresher.ProviderEntry{"fake": {Provider: b.prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second, OnChange: in.runner.UserChanged})
+		refresher.Options{Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second, OnChange: in.runner.UserChanged})
 	if err != nil {
 		b.t.Fatal(err)
 	}

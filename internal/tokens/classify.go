@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -67,16 +66,6 @@ func (e *RefreshError) Error() string {
 }
 
 func (e *RefreshError) Unwrap() error { return e.Err }
-
-// ClassOf returns the class of err: the class of a *RefreshError in its
-// chain, else Transient (an unknown failure must never flag a user).
-func ClassOf(err error) Class {
-	var re *RefreshError
-	if errors.As(err, &re) {
-		return re.Class
-	}
-	return Transient
-}
 
 // Classify sorts a refresh failure by its error code (RFC 6749 §5.2 codes,
 // or digi.me's error.code). Everything else (429, 5xx, timeouts, network

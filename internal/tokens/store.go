@@ -8,6 +8,10 @@ import (
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
+// RefreshSet is the due set of token refreshes: every runnable user has
+// an entry, scored by when its token is next due for a refresh.
+const RefreshSet = "refresh"
+
 // Sentinels for conditions callers branch on.
 var (
 	// ErrNotFound: no token is stored for the user.

@@ -31,7 +31,8 @@ func refresh(t *testing.T, p *fake.Provider, tok tokens.Token) tokens.Token {
 
 func wantReauth(t *testing.T, what string, err error) {
 	t.Helper()
-	if tokens.ClassOf(err) != tokens.Reauth {
+	var re *tokens.RefreshError
+	if !errors.As(err, &re) || re.Class != tokens.Reauth {
 		t.Fatalf("%s: %v, want a reauth RefreshError", what, err)
 	}
 }

@@ -1,4 +1,4 @@
-package tokens
+package refresher
 
 import (
 	"context"
@@ -19,10 +19,8 @@ import (
 
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
 )
-
-// RefreshSet is the due set the refresher serves.
-const RefreshSet = "refresh"
 
 // Provider exchanges a refresh token for a new token. Implementations live
 // in internal/provider/...; failures are *RefreshError built with
@@ -30,7 +28,7 @@ const RefreshSet = "refresh"
 // may leave RefreshToken empty (the old one stays valid) and expiries zero
 // (unknown).
 type Provider interface {
-	Refresh(ctx context.Context, t Token) (Token, error)
+	Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error)
 }
 
 // ProviderEntry is one configured provider: how to call it and its policy.
@@ -62,18 +60,11 @@ type Options struct {
 	// state change, with the user's provider and new state: the job
 	// runner keeps the user's job schedule in step with it. An error is
 	// logged; the next reconciliation repairs what it missed.
-	OnChange func(ctx context.Context, user, provider string, st State) error
+	OnChange func(ctx context.Context, user, provider string, st tokens.State) error
 }
 
-// Errors returned to callers that want a usable token.
-var (
-	// ErrReauthRequired: the user must consent again.
-	ErrReauthRequired = errors.New("user must re-authorize")
-	// ErrDisabled: an operator disabled the user.
-	ErrDisabled = errors.New("user is disabled")
-	// ErrUnknownProvider: the record names a provider not configured.
-	ErrUnknownProvider = errors.New("unknown provider")
-)
+// ErrUnknownProvider: the record names a provider not configured.
+var ErrUnknownProvider = errors.New("unknown provider")
 
 // Refresher keeps every user's token alive: it serves the "refresh" due
 // set with a scheduler.Engine, and refreshes on demand for jobs (Token,
@@ -81,8 +72,8 @@ var (
 // in-process single-flight in front of a per-user lease in the record,
 // with writes fenced by the record's version.
 type Refresher struct {
-	store     Store
-	keys      *Keyring
+	store     tokens.Store
+	keys      *tokens.Keyring
 	providers map[string]*providerState
 	opt       Options
 	log       zerolog.Logger
@@ -93,9 +84,9 @@ type Refresher struct {
 	storeFailed atomic.Bool // a store call failed since the last that answered
 
 	pmu        sync.Mutex
-	prefetched map[string]Lease  // leases taken with a claimed batch, not used yet
-	orphans    map[string]string // leases this process may still hold, by user
-	pending    map[string]Record // rotated tokens Redis did not take in time, by user
+	prefetched map[string]tokens.Lease  // leases taken with a claimed batch, not used yet
+	orphans    map[string]string        // leases this process may still hold, by user
+	pending    map[string]tokens.Record // rotated tokens Redis did not take in time, by user
 }
 
 type providerState struct {
@@ -104,8 +95,8 @@ type providerState struct {
 	breaker *breaker
 }
 
-// NewRefresher returns a Refresher; Start runs its due-set engine.
-func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
+// New returns a Refresher; Start runs its due-set engine.
+func New(store tokens.Store, keys *tokens.Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
 	if opt.Owner == "" {
 		opt.Owner = defaultOwner()
 	}
@@ -128,7 +119,7 @@ func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry
 		return scheduler.Outcome{Next: r.handle(ctx, d)}
 	}
 	r.engine = scheduler.NewEngine(store, handle, scheduler.Options{
-		Set: RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
+		Set: tokens.RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
 		PollInterval: opt.PollInterval, Clock: opt.Clock, Logger: opt.Logger,
 		Prefetch: r.prefetch,
 	})
@@ -148,16 +139,16 @@ func (r *Refresher) Start(ctx context.Context) error { return r.engine.Start(ctx
 // Stop stops claiming and waits for refreshes in flight until ctx ends.
 func (r *Refresher) Stop(ctx context.Context) error { return r.engine.Stop(ctx) }
 
-// Put validates nothing (see ParseToken) and stores tok for its user under
+// Put validates nothing (see tokens.ParseToken) and stores tok for its user under
 // provider: the user becomes active (unless disabled), leaves the re-auth
 // queue, and is scheduled for refresh.
-func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Transition, error) {
-	return r.PutWithReason(ctx, provider, tok, ReasonStored)
+func (r *Refresher) Put(ctx context.Context, provider string, tok tokens.Token) (*tokens.Transition, error) {
+	return r.PutWithReason(ctx, provider, tok, tokens.ReasonStored)
 }
 
 // PutWithReason is Put with the reason the events stream records for the
 // state change (ReasonAuthorized, ...).
-func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Token, reason string) (*Transition, error) {
+func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok tokens.Token, reason string) (*tokens.Transition, error) {
 	ps, ok := r.providers[provider]
 	if !ok {
 		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
@@ -167,14 +158,14 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 		return nil, err
 	}
 	now := r.opt.Clock.Now()
-	rec := Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
+	rec := tokens.Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
 		AccessExpiry: tok.AccessExpiry, RefreshExpiry: tok.RefreshExpiry}
 	st, tr, err := r.store.Put(ctx, rec, reason, now)
 	if err != nil {
 		return nil, err
 	}
 	due := ps.Policy.DueAt(rec, ps.Policy.randomJitter())
-	if err := r.store.ScheduleDue(ctx, RefreshSet, []scheduler.Entry{{Member: tok.UserID, At: due}}); err != nil {
+	if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: tok.UserID, At: due}}); err != nil {
 		return tr, err
 	}
 	r.logTransition(tr)
@@ -185,7 +176,7 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 	return tr, nil
 }
 
-func (r *Refresher) changed(ctx context.Context, user, provider string, st State) {
+func (r *Refresher) changed(ctx context.Context, user, provider string, st tokens.State) {
 	if r.opt.OnChange == nil {
 		return
 	}
@@ -198,27 +189,27 @@ func (r *Refresher) changed(ctx context.Context, user, provider string, st State
 // out of the re-auth queue. Enable brings a disabled user back to active
 // and schedules a refresh check at once; a user whose token died while
 // disabled is flagged by that check.
-func (r *Refresher) Disable(ctx context.Context, user string) (*Transition, error) {
-	return r.setState(ctx, user, Disabled)
+func (r *Refresher) Disable(ctx context.Context, user string) (*tokens.Transition, error) {
+	return r.setState(ctx, user, tokens.Disabled)
 }
 
 // Enable: see Disable.
-func (r *Refresher) Enable(ctx context.Context, user string) (*Transition, error) {
-	return r.setState(ctx, user, Active)
+func (r *Refresher) Enable(ctx context.Context, user string) (*tokens.Transition, error) {
+	return r.setState(ctx, user, tokens.Active)
 }
 
-func (r *Refresher) setState(ctx context.Context, user string, to State) (*Transition, error) {
+func (r *Refresher) setState(ctx context.Context, user string, to tokens.State) (*tokens.Transition, error) {
 	now := r.opt.Clock.Now()
-	tr, err := r.store.SetState(ctx, user, to, ReasonOperator, now)
+	tr, err := r.store.SetState(ctx, user, to, tokens.ReasonOperator, now)
 	if err != nil {
 		return nil, err
 	}
 	at := now // enabled: check now; the handler reschedules by the record
-	if to == Disabled {
+	if to == tokens.Disabled {
 		at = time.Time{}
 	}
 	if tr != nil {
-		if err := r.store.ScheduleDue(ctx, RefreshSet, []scheduler.Entry{{Member: user, At: at}}); err != nil {
+		if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: user, At: at}}); err != nil {
 			return tr, err
 		}
 		r.logTransition(tr)
@@ -245,9 +236,9 @@ func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
 	res, err := r.store.AcquireMany(ctx, users, ids, now, now.Add(r.opt.Lease))
 	if err != nil {
 		r.storeFailed.Store(true)
-		res = make([]Lease, len(batch))
+		res = make([]tokens.Lease, len(batch))
 		for i := range res {
-			res[i] = Lease{ID: ids[i], Err: err}
+			res[i] = tokens.Lease{ID: ids[i], Err: err}
 		}
 	} else {
 		r.storeFailed.Store(false)
@@ -255,7 +246,7 @@ func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	if r.prefetched == nil || len(r.prefetched) > 100000 {
-		r.prefetched = make(map[string]Lease, len(batch))
+		r.prefetched = make(map[string]tokens.Lease, len(batch))
 	}
 	for i, d := range batch {
 		r.prefetched[d.Member] = res[i]
@@ -267,15 +258,7 @@ func (r *Refresher) newLeaseID() string {
 	return r.opt.Owner + "/" + strconv.FormatUint(r.leaseSeq.Add(1), 36)
 }
 
-// LeaseHolder returns the refresher (Options.Owner) that took a lease.
-func LeaseHolder(leaseID string) string {
-	if i := strings.LastIndexByte(leaseID, '/'); i >= 0 {
-		return leaseID[:i]
-	}
-	return leaseID
-}
-
-func (r *Refresher) takePrefetched(user string) (Lease, bool) {
+func (r *Refresher) takePrefetched(user string) (tokens.Lease, bool) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	l, ok := r.prefetched[user]
@@ -315,7 +298,7 @@ func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
 }
 
 type outcome struct {
-	tok    Token
+	tok    tokens.Token
 	next   time.Time
 	result string
 }
@@ -353,13 +336,13 @@ func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc) (ou
 // held). A lease is not good after a store write failed (Redis must answer
 // again before the provider is called), or when less than the provider's
 // timeout plus half the rest of the lease is left.
-func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lease {
+func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) tokens.Lease {
 	l, ok := r.takePrefetched(user)
 	renew := r.takeOrphan(user)
-	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != Acquired || r.enoughLease(l.Record, now)) {
+	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != tokens.Acquired || r.enoughLease(l.Record, now)) {
 		return l
 	}
-	if ok && (l.Err != nil || l.Status == Acquired) {
+	if ok && (l.Err != nil || l.Status == tokens.Acquired) {
 		// The batch's lease (taken, or perhaps taken) is the newest this
 		// process may hold: it replaced any older one of ours.
 		renew = l.ID
@@ -373,19 +356,19 @@ func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lea
 	} else {
 		r.storeFailed.Store(false)
 	}
-	return Lease{ID: id, Record: rec, Status: st, Err: err}
+	return tokens.Lease{ID: id, Record: rec, Status: st, Err: err}
 }
 
 // enoughLease reports whether a lease ending at rec.LeaseUntil leaves time
 // for the provider call and for storing its answer.
-func (r *Refresher) enoughLease(rec Record, now time.Time) bool {
+func (r *Refresher) enoughLease(rec tokens.Record, now time.Time) bool {
 	return rec.LeaseUntil.Sub(now) >= r.refreshBudget(rec.Provider)
 }
 
 // goodFunc tells whether a token is good enough for a caller.
-type goodFunc func(rec Record, tok Token, now time.Time) bool
+type goodFunc func(rec tokens.Record, tok tokens.Token, now time.Time) bool
 
-func never(Record, Token, time.Time) bool { return false }
+func never(tokens.Record, tokens.Token, time.Time) bool { return false }
 
 // refreshLocked runs one refresh of user under a lease of its own. verify
 // is set when it checks a token that replaced one the provider refused.
@@ -395,7 +378,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	l := r.acquire(ctx, user, now)
 	rec, st, err := l.Record, l.Status, l.Err
 	switch {
-	case errors.Is(err, ErrMalformedRecord):
+	case errors.Is(err, tokens.ErrMalformedRecord):
 		log.Error().Err(err).Msg("malformed record quarantined")
 		if qerr := r.store.Quarantine(ctx, user, "malformed_record", now); qerr != nil {
 			log.Error().Err(qerr).Msg("quarantine failed")
@@ -408,11 +391,11 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	switch st {
-	case AcquireMissing:
-		return outcome{}, ErrNotFound
-	case AcquireNotRunnable:
+	case tokens.AcquireMissing:
+		return outcome{}, tokens.ErrNotFound
+	case tokens.AcquireNotRunnable:
 		return outcome{}, stateErr(rec.State)
-	case AcquireBusy:
+	case tokens.AcquireBusy:
 		// Someone else is refreshing; look again when their lease and
 		// its grace end.
 		return outcome{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
@@ -440,8 +423,8 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	if err != nil {
 		// Quarantine only a record that fails under a verified key; a
 		// key not configured or not verified is the operator's to fix
-		// (the rule: Keyring.openFailure).
-		reason, quarantine := r.keys.openFailure(err)
+		// (the rule: openFailure).
+		reason, quarantine := openFailure(r.keys, err)
 		r.opt.Metrics.openFailed(reason)
 		if !quarantine {
 			release()
@@ -463,7 +446,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 	}
 	if !rec.RefreshExpiry.IsZero() && !rec.RefreshExpiry.After(now) {
-		return r.flag(ctx, log, l.ID, rec, ps, ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
+		return r.flag(ctx, log, l.ID, rec, ps, tokens.ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
 	}
 	if ok, retry := ps.breaker.allow(now); !ok {
 		release()
@@ -495,7 +478,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		fresh.AccessExpiry = now.Add(ps.Policy.DefaultLifetime)
 	}
 	if fresh.AccessToken == "" {
-		return r.failed(ctx, log, l.ID, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
+		return r.failed(ctx, log, l.ID, rec, ps, tokens.NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
 	}
 	kid, ct, err := r.keys.SealToken(fresh, rec.Provider)
 	if err != nil {
@@ -531,14 +514,14 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 // after it last (no other refresher takes the lease over before that): the
 // provider has already rotated the token, so giving up early would lose
 // it. It ignores ctx's cancellation (shutdown) for the same reason.
-func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next Record, now time.Time) (bool, *Transition, error) {
+func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next tokens.Record, now time.Time) (bool, *tokens.Transition, error) {
 	deadline := time.Now().Add(next.LeaseUntil.Add(r.opt.Lease).Sub(r.opt.Clock.Now()))
 	ctx = context.WithoutCancel(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
-		ok, tr, err := r.store.Commit(cctx, lease, next, ReasonRefreshed, now)
+		ok, tr, err := r.store.Commit(cctx, lease, next, tokens.ReasonRefreshed, now)
 		cancel()
 		if err == nil {
 			if attempt > 1 {
@@ -563,16 +546,16 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 // keepPending keeps next, a record with a rotated token Redis did not
 // take in time (its Version is the one it replaces), for the next
 // acquisition of the user in this process.
-func (r *Refresher) keepPending(next Record) {
+func (r *Refresher) keepPending(next tokens.Record) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	if r.pending == nil {
-		r.pending = make(map[string]Record)
+		r.pending = make(map[string]tokens.Record)
 	}
 	r.pending[next.UserID] = next
 }
 
-func (r *Refresher) takePending(user string) (Record, bool) {
+func (r *Refresher) takePending(user string) (tokens.Record, bool) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	p, ok := r.pending[user]
@@ -584,7 +567,7 @@ func (r *Refresher) takePending(user string) (Record, bool) {
 // lease just acquired, instead of calling the provider again. done is
 // false when the record moved on (a token stored since): the kept token
 // is then of no use, and the refresh goes on as usual.
-func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept Record, now time.Time) (o outcome, done bool, err error) {
+func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o outcome, done bool, err error) {
 	if kept.Version != rec.Version {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
 		return outcome{}, false, nil
@@ -614,7 +597,7 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 }
 
 func resultOf(o outcome, err error) string {
-	var re *RefreshError
+	var re *tokens.RefreshError
 	switch {
 	case o.result != "":
 		return o.result
@@ -624,7 +607,7 @@ func resultOf(o outcome, err error) string {
 		return "busy"
 	case errors.Is(err, errCircuitOpen):
 		return "circuit_open"
-	case errors.Is(err, ErrReauthRequired), errors.Is(err, ErrDisabled), errors.Is(err, ErrNotFound):
+	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
 		return "not_runnable"
 	case errors.As(err, &re):
 		return re.Class.String()
@@ -637,29 +620,29 @@ var (
 	errCircuitOpen = errors.New("provider circuit open")
 )
 
-func stateErr(s State) error {
-	if s == Disabled {
-		return ErrDisabled
+func stateErr(s tokens.State) error {
+	if s == tokens.Disabled {
+		return tokens.ErrDisabled
 	}
-	return ErrReauthRequired
+	return tokens.ErrReauthRequired
 }
 
-func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, err error, start time.Time, verify bool) (outcome, error) {
+func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, err error, start time.Time, verify bool) (outcome, error) {
 	now := r.opt.Clock.Now()
-	var re *RefreshError
+	var re *tokens.RefreshError
 	if !errors.As(err, &re) {
-		re = NewRefreshError(0, "", 0, err)
+		re = tokens.NewRefreshError(0, "", 0, err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			re.Code = "timeout"
 		}
 	}
 	lastErr := re.Class.String() + ":" + re.Code
 	switch re.Class {
-	case Reauth:
+	case tokens.Reauth:
 		// Counted by flag, which learns whether a token was spent twice.
 		r.opt.Metrics.observe(ps.name, time.Since(start))
-		return r.flag(ctx, log, lease, rec, ps, ReasonInvalidGrant, lastErr, verify)
-	case Config:
+		return r.flag(ctx, log, lease, rec, ps, tokens.ReasonInvalidGrant, lastErr, verify)
+	case tokens.Config:
 		r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 		if ps.breaker.failure(now) {
 			r.opt.Metrics.circuit(ps.name, true)
@@ -678,7 +661,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 		r.opt.Metrics.circuit(ps.name, true)
 		log.Warn().Str("code", re.Code).Msg("provider circuit opened")
 	}
-	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, lease, rec.Version, lastErr, ps.Policy.DegradedAfter, ReasonTransientFailures, now)
+	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, lease, rec.Version, lastErr, ps.Policy.DegradedAfter, tokens.ReasonTransientFailures, now)
 	if serr != nil {
 		r.storeFailed.Store(true)
 		r.orphan(rec.UserID, lease)
@@ -700,7 +683,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 // and a provider that detects reuse may have revoked the whole grant.
 // The newer token is verified by refreshing it now, under a lease of its
 // own, before the user is kept active.
-func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, reason, lastErr string, verify bool) (outcome, error) {
+func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, reason, lastErr string, verify bool) (outcome, error) {
 	now := r.opt.Clock.Now()
 	res, tr, err := r.store.Flag(ctx, rec.UserID, lease, rec.Version, reason, lastErr, now)
 	if err != nil {
@@ -709,7 +692,7 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 		return outcome{next: now.Add(r.opt.Lease)}, err
 	}
 	switch res {
-	case FlagStale:
+	case tokens.FlagStale:
 		cur, err := r.store.Load(ctx, rec.UserID)
 		if err != nil {
 			return outcome{next: now.Add(r.opt.Lease)}, err
@@ -717,7 +700,7 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 		if !cur.State.Runnable() {
 			return outcome{}, stateErr(cur.State)
 		}
-		if reason == ReasonInvalidGrant {
+		if reason == tokens.ReasonInvalidGrant {
 			// Spent twice: a refresh stored a newer token, or our lease
 			// ran out during the call and another acquisition holds the
 			// same version (and presents the same token).
@@ -740,9 +723,9 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			return outcome{next: next}, errBusy
 		}
 		return r.refreshLocked(ctx, rec.UserID, never, true)
-	case Flagged:
+	case tokens.Flagged:
 		result := "reauth"
-		if reason == ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
+		if reason == tokens.ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
 			// The attempt before this one ended without an answer we
 			// stored (a crash or stall after the request went out, or a
 			// timeout): the provider probably rotated the token then.
@@ -750,18 +733,18 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			log.Warn().Bool("lease_expired", rec.LeaseExpired).Str("last_error", rec.LastError).
 				Msg("refresh rejected after an earlier refresh ended without storing its answer; the rotated token was probably lost")
 		}
-		if reason == ReasonInvalidGrant {
+		if reason == tokens.ReasonInvalidGrant {
 			r.opt.Metrics.refreshed(ps.name, result, 0)
 		}
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
-		r.changed(ctx, rec.UserID, rec.Provider, ReauthRequired)
-		return outcome{result: "reauth"}, ErrReauthRequired
+		r.changed(ctx, rec.UserID, rec.Provider, tokens.ReauthRequired)
+		return outcome{result: "reauth"}, tokens.ErrReauthRequired
 	}
-	if reason == ReasonInvalidGrant {
+	if reason == tokens.ReasonInvalidGrant {
 		r.opt.Metrics.refreshed(ps.name, "reauth", 0)
 	}
-	return outcome{}, ErrReauthRequired
+	return outcome{}, tokens.ErrReauthRequired
 }
 
 // adopt re-reads a record that changed under us and schedules it afresh.
@@ -781,13 +764,53 @@ func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (
 	return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 }
 
-func (r *Refresher) logTransition(tr *Transition) {
+func (r *Refresher) logTransition(tr *tokens.Transition) {
 	if tr == nil {
 		return
 	}
 	ev := r.log.Info()
-	if tr.To == ReauthRequired {
+	if tr.To == tokens.ReauthRequired {
 		ev = r.log.Warn()
 	}
 	ev.Str("user", tr.UserID).Str("from", string(tr.From)).Str("to", string(tr.To)).Str("reason", tr.Reason).Msg("user state changed")
+}
+
+// Reasons a token record did not open: the reason label of
+// syncd_token_open_failures_total.
+const (
+	openUnknownKey    = "unknown_key"    // its key id is not configured
+	openUnverifiedKey = "unverified_key" // its key is not verified against the database
+	openTampered      = "tampered"       // it fails authentication under a verified key
+	openError         = "error"          // anything else (not the record's fault)
+)
+
+// openFailure decides what becomes of a record that k.OpenRecord refused
+// with err, and names the reason. The rule:
+//
+//   - The key id is not configured (ErrUnknownKey): the operator removed
+//     a key still in use. Keep the record, retry later, alert.
+//   - The record does not authenticate (ErrDecrypt) and the keyring is
+//     not Verified: a wrong key under the right id looks exactly like a
+//     damaged record, so keep it, retry later, alert. Moving it aside
+//     would take every user whose refresh this process claims.
+//   - The record does not authenticate and the keyring is Verified: the
+//     key under that id is the one the database was sealed with (its
+//     check value matched, or it opened the records of a new key id), so
+//     this record alone is corrupt or was altered: its ciphertext, its
+//     user id, or its clear provider field (the provider is bound into the
+//     associated data). Quarantine it (it is never sent to any provider)
+//     and alert.
+//   - Anything else: keep it and retry.
+//
+// Every case is logged at error level and counted by reason.
+func openFailure(k *tokens.Keyring, err error) (reason string, quarantine bool) {
+	switch {
+	case errors.Is(err, tokens.ErrUnknownKey):
+		return openUnknownKey, false
+	case errors.Is(err, tokens.ErrDecrypt) && k.Verified():
+		return openTampered, true
+	case errors.Is(err, tokens.ErrDecrypt):
+		return openUnverifiedKey, false
+	}
+	return openError, false
 }
