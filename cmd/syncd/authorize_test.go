@@ -121,7 +121,7 @@ func (d *liveDaemon) api(method, path, body string) (int, map[string]any) {
 }
 
 // waitRun waits for a run of job for user with the given result.
-func (d *liveDaemon) waitRun(job, user, result string) jobs.Run {
+func (d *liveDaemon) waitRun(job, user string, result jobs.Result) jobs.Run {
 	d.t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {

@@ -144,17 +144,17 @@ jobs:
 	var transient, pulls, pushes, failed atomic.Int64
 	h := hooks{
 		observeRefresh: func(r refresher.Result) {
-			if r.Outcome == "transient" {
+			if r.Outcome == refresher.OutcomeTransient {
 				transient.Add(1)
 			}
 		},
 		observeRun: func(r jobs.Run) {
 			switch {
-			case r.Result == "ok" && r.Job == "pull":
+			case r.Result == jobs.ResultOK && r.Job == "pull":
 				pulls.Add(1)
-			case r.Result == "ok" && r.Job == "push":
+			case r.Result == jobs.ResultOK && r.Job == "push":
 				pushes.Add(1)
-			case r.Result == "failed":
+			case r.Result == jobs.ResultFailed:
 				failed.Add(1)
 			}
 		},

@@ -193,7 +193,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			provEntries, js,
 			jobs.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
 				Observe: func(r jobs.Run) {
-					if r.Result != "ok" {
+					if r.Result != jobs.ResultOK {
 						return
 					}
 					runs.Add(1)
@@ -291,7 +291,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
 		refresher.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
 			Observe: func(r refresher.Result) {
-				if r.Outcome == "ok" {
+				if r.Outcome == refresher.OutcomeOK {
 					refreshed.Add(1)
 				}
 			}})

@@ -943,11 +943,11 @@ func (h *harness) dumpLogs() {
 	h.mu.Unlock()
 	h.t.Logf("%d warning and error log lines; first ones:\n%s", len(lines), head(lines, 40))
 	h.mu.Lock()
-	outcomes := map[string]int{}
+	outcomes := map[refresher.Outcome]int{}
 	for _, r := range h.results {
 		outcomes[r.Outcome]++
 	}
-	runs := map[string]int{}
+	runs := map[jobs.Result]int{}
 	for _, r := range h.runs {
 		runs[r.Result]++
 	}

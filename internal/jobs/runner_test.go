@@ -141,7 +141,7 @@ func userIDs(n int) []string {
 }
 
 // wait collects runs until want of them have result, per job.
-func (b *bundle) wait(result string, want map[string]int) []jobs.Run {
+func (b *bundle) wait(result jobs.Result, want map[string]int) []jobs.Run {
 	b.t.Helper()
 	var got []jobs.Run
 	left := 0
@@ -430,7 +430,7 @@ func TestPauseAndTrigger(t *testing.T) {
 }
 
 var _ jobs.Store = (*redisstore.Store)(nil)
-var _ scheduler.Store = (*redisstore.Store)(nil)
+var _ scheduler.Store[struct{}] = (*redisstore.Store)(nil)
 
 // collect returns the next n runs of each job, whatever their result.
 func (b *bundle) collect(n int, jobNames ...string) []jobs.Run {
@@ -539,7 +539,7 @@ func TestReclaimKeepsTheOriginalSlot(t *testing.T) {
 		if !r.Due.Equal(slot) {
 			t.Errorf("%s: re-claimed run due %v, want the original slot %v", r.Job, r.Due, slot)
 		}
-		want := map[string]string{"once": "ok", "skip": "skipped"}[r.Job]
+		want := map[string]jobs.Result{"once": jobs.ResultOK, "skip": jobs.ResultSkipped}[r.Job]
 		if r.Result != want {
 			t.Errorf("%s: %s, want %s", r.Job, r.Result, want)
 		}
@@ -586,7 +586,7 @@ func TestTimeoutStartsWithTheRun(t *testing.T) {
 	b.clk.Advance(time.Minute)
 	var results []string
 	for _, r := range b.collect(2, "pull") {
-		results = append(results, r.User+":"+r.Result)
+		results = append(results, r.User+":"+string(r.Result))
 	}
 	slices.Sort(results)
 	// One run waits out its timeout holding the slot; the other waited

@@ -38,7 +38,7 @@ func TestDeadlineBoundsCalls(t *testing.T) {
 	calls := map[string]func(context.Context) error{
 		"ping": s.Ping,
 		"finish": func(ctx context.Context) error {
-			_, err := s.FinishDue(ctx, "x", []scheduler.Done{{Member: "m", Fence: 1, Next: time.Now()}})
+			_, err := s.FinishDue(ctx, "x", []scheduler.Done[struct{}]{{Member: "m", Fence: 1, Next: time.Now()}})
 			return err
 		},
 	}

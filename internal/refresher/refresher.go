@@ -31,6 +31,14 @@ type Provider interface {
 	Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error)
 }
 
+// Store is what the refresher needs from storage (internal/redisstore):
+// the token records, and the refresh due set its engine serves. Finishing
+// a refresh claim writes nothing else.
+type Store interface {
+	tokens.Store
+	scheduler.Store[struct{}]
+}
+
 // ProviderEntry is one configured provider: how to call it and its policy.
 // Provider may be nil for a Refresher that only stores tokens (the CLI).
 type ProviderEntry struct {
@@ -72,21 +80,20 @@ var ErrUnknownProvider = errors.New("unknown provider")
 // in-process single-flight in front of a per-user lease in the record,
 // with writes fenced by the record's version.
 type Refresher struct {
-	store     tokens.Store
+	store     Store
 	keys      *tokens.Keyring
 	providers map[string]*providerState
 	opt       Options
 	log       zerolog.Logger
-	engine    *scheduler.Engine
+	engine    *scheduler.Engine[tokens.Lease, struct{}]
 	sf        singleflight.Group
 
 	leaseSeq    atomic.Uint64
 	storeFailed atomic.Bool // a store call failed since the last that answered
 
-	pmu        sync.Mutex
-	prefetched map[string]tokens.Lease  // leases taken with a claimed batch, not used yet
-	orphans    map[string]string        // leases this process may still hold, by user
-	pending    map[string]tokens.Record // rotated tokens Redis did not take in time, by user
+	pmu     sync.Mutex
+	orphans map[string]string        // leases this process may still hold, by user
+	pending map[string]tokens.Record // rotated tokens Redis did not take in time, by user
 }
 
 type providerState struct {
@@ -96,7 +103,7 @@ type providerState struct {
 }
 
 // New returns a Refresher; Start runs its due-set engine.
-func New(store tokens.Store, keys *tokens.Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
+func New(store Store, keys *tokens.Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
 	if opt.Owner == "" {
 		opt.Owner = defaultOwner()
 	}
@@ -115,10 +122,14 @@ func New(store tokens.Store, keys *tokens.Keyring, providers map[string]Provider
 		r.providers[name] = &providerState{name: name, ProviderEntry: e,
 			breaker: &breaker{threshold: e.Policy.CircuitFailures, cooldown: e.Policy.CircuitCooldown}}
 	}
-	handle := func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
-		return scheduler.Outcome{Next: r.handle(ctx, d)}
+	handle := func(ctx context.Context, d scheduler.Due, l tokens.Lease, ok bool) scheduler.Outcome[struct{}] {
+		var pre *tokens.Lease
+		if ok {
+			pre = &l
+		}
+		return scheduler.Outcome[struct{}]{Next: r.handle(ctx, d, pre)}
 	}
-	r.engine = scheduler.NewEngine(store, handle, scheduler.Options{
+	r.engine = scheduler.NewEngine(store, handle, scheduler.Options[tokens.Lease]{
 		Set: tokens.RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
 		PollInterval: opt.PollInterval, Clock: opt.Clock, Logger: opt.Logger,
 		Prefetch: r.prefetch,
@@ -222,11 +233,12 @@ func (r *Refresher) setState(ctx context.Context, user string, to tokens.State) 
 
 // prefetch takes the refresh leases of a claimed batch in one round trip,
 // one lease id per user; the first refresh of each user in this process
-// (its handler, or a job's forced refresh that comes first) starts from
-// that lease and the record it returned. If the round trip fails, the
-// leases may or may not have been taken: the ids are kept so that the
-// handlers renew them rather than wait for them to expire.
-func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
+// (its handler, or a job's forced refresh that comes first and takes it
+// from the engine) starts from that lease and the record it returned. If
+// the round trip fails, the leases may or may not have been taken: the
+// ids are kept so that the handlers renew them rather than wait for them
+// to expire. It never fails.
+func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) ([]tokens.Lease, error) {
 	users := make([]string, len(batch))
 	ids := make([]string, len(batch))
 	for i, d := range batch {
@@ -243,29 +255,12 @@ func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
 	} else {
 		r.storeFailed.Store(false)
 	}
-	r.pmu.Lock()
-	defer r.pmu.Unlock()
-	if r.prefetched == nil || len(r.prefetched) > 100000 {
-		r.prefetched = make(map[string]tokens.Lease, len(batch))
-	}
-	for i, d := range batch {
-		r.prefetched[d.Member] = res[i]
-	}
+	return res, nil
 }
 
 // newLeaseID names one acquisition of a refresh lease.
 func (r *Refresher) newLeaseID() string {
 	return r.opt.Owner + "/" + strconv.FormatUint(r.leaseSeq.Add(1), 36)
-}
-
-func (r *Refresher) takePrefetched(user string) (tokens.Lease, bool) {
-	r.pmu.Lock()
-	defer r.pmu.Unlock()
-	l, ok := r.prefetched[user]
-	if ok {
-		delete(r.prefetched, user)
-	}
-	return l, ok
 }
 
 // orphan remembers a lease this process may still hold in Redis (its
@@ -288,56 +283,90 @@ func (r *Refresher) takeOrphan(user string) string {
 	return id
 }
 
-// handle serves one claimed entry of the refresh due set.
-func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
-	o, err := r.refresh(ctx, d.Member, nil)
+// handle serves one claimed entry of the refresh due set; pre is the lease
+// prefetched with its claim (nil: none).
+func (r *Refresher) handle(ctx context.Context, d scheduler.Due, pre *tokens.Lease) time.Time {
+	o, err := r.refresh(ctx, d.Member, nil, pre)
 	if r.opt.Observe != nil {
 		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
 	}
 	return o.next
 }
 
-type outcome struct {
+// pass is how one pass over a user ended: the token it ended with (zero
+// when it has none to give), when the user is next due (zero: leave the
+// due set), and OutcomeOK when it refreshed (or stored a kept token).
+type pass struct {
 	tok    tokens.Token
 	next   time.Time
-	result string
+	result Outcome
 }
 
 // Result describes one pass of the refresher over a claimed user, for
 // Options.Observe.
 type Result struct {
 	User string
-	// Outcome is "ok", "transient", "reauth", "config", "not_due",
-	// "busy", "circuit_open", "not_runnable" or "error" (storage).
-	Outcome string
+	// Outcome is how the pass ended: one of the Outcome constants.
+	Outcome Outcome
 	// Next is when the user is due again; zero when it left the due set.
 	Next time.Time
 	Err  error
 }
 
+// Outcome is how a pass of the refresher over a user ended (Result).
+type Outcome string
+
+// The outcomes. OutcomeTransient, OutcomeReauth and OutcomeConfig are the
+// failure classes (tokens.Class) of a provider's refusal.
+const (
+	OutcomeOK          Outcome = "ok"
+	OutcomeTransient   Outcome = "transient"
+	OutcomeReauth      Outcome = "reauth"
+	OutcomeConfig      Outcome = "config"
+	OutcomeNotDue      Outcome = "not_due"
+	OutcomeBusy        Outcome = "busy"
+	OutcomeCircuitOpen Outcome = "circuit_open"
+	OutcomeNotRunnable Outcome = "not_runnable"
+	OutcomeError       Outcome = "error" // storage
+)
+
 // refresh refreshes user's token if it is due, or, for a caller that
 // needs a token (good != nil), unless the token found under the lease is
 // good (someone refreshed it meanwhile). Concurrent callers in this
-// process share one refresh. It returns the token it ended with (zero
-// when it has none to give), when the user is next due (zero: leave the
-// due set), and why there is no usable token.
-func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc) (outcome, error) {
+// process share one refresh. pre, if not nil, is a lease prefetched for
+// user (see acquire); a caller that joins another's refresh remembers it
+// as an orphan, so the next acquisition renews it. It returns the token it
+// ended with (zero when it has none to give), when the user is next due
+// (zero: leave the due set), and why there is no usable token.
+func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc, pre *tokens.Lease) (pass, error) {
+	ran := false
 	v, err, _ := r.sf.Do(user, func() (any, error) {
-		o, err := r.refreshLocked(ctx, user, good, false)
+		ran = true
+		o, err := r.refreshLocked(ctx, user, good, false, pre)
 		return o, err
 	})
-	o, _ := v.(outcome)
+	if !ran && pre != nil && (pre.Err != nil || pre.Status == tokens.Acquired) {
+		r.orphan(user, pre.ID)
+	}
+	o, _ := v.(pass)
 	return o, err
 }
 
 // acquire returns a lease on user's record that leaves time for a whole
-// refresh: the one prefetched with the claimed batch when it is still
+// refresh: the one prefetched with the claimed batch (pre, or, when pre is
+// nil, one the engine still holds for a queued claim) when it is still
 // good, else a new acquisition (renewing a lease of ours that may still be
 // held). A lease is not good after a store write failed (Redis must answer
 // again before the provider is called), or when less than the provider's
 // timeout plus half the rest of the lease is left.
-func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) tokens.Lease {
-	l, ok := r.takePrefetched(user)
+func (r *Refresher) acquire(ctx context.Context, user string, now time.Time, pre *tokens.Lease) tokens.Lease {
+	var l tokens.Lease
+	var ok bool
+	if pre != nil {
+		l, ok = *pre, true
+	} else {
+		l, ok = r.engine.TakePrefetched(user)
+	}
 	renew := r.takeOrphan(user)
 	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != tokens.Acquired || r.enoughLease(l.Record, now)) {
 		return l
@@ -372,33 +401,34 @@ func never(tokens.Record, tokens.Token, time.Time) bool { return false }
 
 // refreshLocked runs one refresh of user under a lease of its own. verify
 // is set when it checks a token that replaced one the provider refused.
-func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool) (outcome, error) {
+// pre: see acquire.
+func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool, pre *tokens.Lease) (pass, error) {
 	log := r.log.With().Str("user", user).Logger()
 	now := r.opt.Clock.Now()
-	l := r.acquire(ctx, user, now)
+	l := r.acquire(ctx, user, now, pre)
 	rec, st, err := l.Record, l.Status, l.Err
 	switch {
 	case errors.Is(err, tokens.ErrMalformedRecord):
 		log.Error().Err(err).Msg("malformed record quarantined")
 		if qerr := r.store.Quarantine(ctx, user, "malformed_record", now); qerr != nil {
 			log.Error().Err(qerr).Msg("quarantine failed")
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		r.opt.Metrics.quarantined()
-		return outcome{}, err
+		return pass{}, err
 	case err != nil:
 		// Storage trouble: hand the entry back for a retry after a lease.
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	switch st {
 	case tokens.AcquireMissing:
-		return outcome{}, tokens.ErrNotFound
+		return pass{}, tokens.ErrNotFound
 	case tokens.AcquireNotRunnable:
-		return outcome{}, stateErr(rec.State)
+		return pass{}, stateErr(rec.State)
 	case tokens.AcquireBusy:
 		// Someone else is refreshing; look again when their lease and
 		// its grace end.
-		return outcome{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
+		return pass{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
 	}
 	if kept, ok := r.takePending(user); ok {
 		if o, done, err := r.commitPending(ctx, log, l.ID, rec, kept, now); done {
@@ -416,7 +446,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	if !ok {
 		release()
 		log.Error().Str("provider", rec.Provider).Msg("record names an unconfigured provider")
-		return outcome{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
+		return pass{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
 	}
 	log = log.With().Str("provider", ps.name).Logger()
 	tok, err := r.keys.OpenRecord(rec)
@@ -429,28 +459,28 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		if !quarantine {
 			release()
 			log.Error().Err(err).Str("reason", reason).Msg("token record does not open with the configured keys; fix encryption.keys")
-			return outcome{next: now.Add(ps.Policy.RetryMax)}, err
+			return pass{next: now.Add(ps.Policy.RetryMax)}, err
 		}
 		log.Error().Err(err).Msg("undecryptable record quarantined")
 		if qerr := r.store.Quarantine(ctx, user, "undecryptable_record", now); qerr != nil {
 			release()
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		r.opt.Metrics.quarantined()
-		return outcome{}, err
+		return pass{}, err
 	}
 	if (good == nil && !ps.Policy.isDue(rec, now)) || (good != nil && good(rec, tok, now)) {
 		// A stale index entry (the token was stored or refreshed since),
 		// or a caller whose need another refresh met while it waited.
 		release()
-		return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
+		return pass{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 	}
 	if !rec.RefreshExpiry.IsZero() && !rec.RefreshExpiry.After(now) {
 		return r.flag(ctx, log, l.ID, rec, ps, tokens.ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
 	}
 	if ok, retry := ps.breaker.allow(now); !ok {
 		release()
-		return outcome{next: retry.Add(ps.Policy.randomJitter())}, errCircuitOpen
+		return pass{next: retry.Add(ps.Policy.randomJitter())}, errCircuitOpen
 	}
 
 	// The call is not cut short by shutdown: once the request is out the
@@ -483,7 +513,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	kid, ct, err := r.keys.SealToken(fresh, rec.Provider)
 	if err != nil {
 		release()
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	next := rec
 	next.KeyID, next.Ciphertext = kid, ct
@@ -497,7 +527,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		// counts the loss (result "lost").
 		r.keepPending(next)
 		log.Error().Err(err).Msg("refreshed token not stored yet; kept in memory for the next attempt")
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	if !ok {
 		// A newer token was stored while we refreshed: it wins.
@@ -507,7 +537,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	r.opt.Metrics.refreshed(ps.name, "ok", time.Since(start))
 	r.logTransition(tr)
 	log.Debug().Time("access_expiry", fresh.AccessExpiry).Msg("token refreshed")
-	return outcome{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: "ok"}, nil
+	return pass{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: OutcomeOK}, nil
 }
 
 // commit stores a refreshed token, retrying while the lease and the grace
@@ -567,25 +597,25 @@ func (r *Refresher) takePending(user string) (tokens.Record, bool) {
 // lease just acquired, instead of calling the provider again. done is
 // false when the record moved on (a token stored since): the kept token
 // is then of no use, and the refresh goes on as usual.
-func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o outcome, done bool, err error) {
+func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o pass, done bool, err error) {
 	if kept.Version != rec.Version {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
-		return outcome{}, false, nil
+		return pass{}, false, nil
 	}
 	next := kept
 	next.LeaseUntil = rec.LeaseUntil
 	ok, tr, err := r.commit(ctx, log, lease, next, now)
 	if err != nil {
 		r.keepPending(next)
-		return outcome{next: now.Add(r.opt.Lease)}, true, err
+		return pass{next: now.Add(r.opt.Lease)}, true, err
 	}
 	if !ok {
-		return outcome{}, false, nil
+		return pass{}, false, nil
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)
 	log.Info().Msg("stored a rotated token kept in memory through the outage")
-	out := outcome{next: now.Add(r.opt.Lease), result: "ok"}
+	out := pass{next: now.Add(r.opt.Lease), result: OutcomeOK}
 	if ps != nil {
 		r.opt.Metrics.refreshed(ps.name, "ok", 0)
 		out.next = ps.Policy.DueAt(next, ps.Policy.randomJitter())
@@ -596,23 +626,23 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 	return out, true, nil
 }
 
-func resultOf(o outcome, err error) string {
+func resultOf(o pass, err error) Outcome {
 	var re *tokens.RefreshError
 	switch {
 	case o.result != "":
 		return o.result
 	case err == nil:
-		return "not_due"
+		return OutcomeNotDue
 	case errors.Is(err, errBusy):
-		return "busy"
+		return OutcomeBusy
 	case errors.Is(err, errCircuitOpen):
-		return "circuit_open"
+		return OutcomeCircuitOpen
 	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
-		return "not_runnable"
+		return OutcomeNotRunnable
 	case errors.As(err, &re):
-		return re.Class.String()
+		return Outcome(re.Class.String())
 	}
-	return "error"
+	return OutcomeError
 }
 
 var (
@@ -627,7 +657,7 @@ func stateErr(s tokens.State) error {
 	return tokens.ErrReauthRequired
 }
 
-func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, err error, start time.Time, verify bool) (outcome, error) {
+func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, err error, start time.Time, verify bool) (pass, error) {
 	now := r.opt.Clock.Now()
 	var re *tokens.RefreshError
 	if !errors.As(err, &re) {
@@ -654,7 +684,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
 		}
 		log.Error().Str("class", "config").Str("code", re.Code).Int("status", re.Status).Msg("provider rejected syncd's credentials; fix the provider configuration")
-		return outcome{next: now.Add(ps.Policy.RetryDelay(99, re.RetryAfter))}, re
+		return pass{next: now.Add(ps.Policy.RetryDelay(99, re.RetryAfter))}, re
 	}
 	r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 	if ps.breaker.failure(now) {
@@ -665,7 +695,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 	if serr != nil {
 		r.storeFailed.Store(true)
 		r.orphan(rec.UserID, lease)
-		return outcome{next: now.Add(r.opt.Lease)}, serr
+		return pass{next: now.Add(r.opt.Lease)}, serr
 	}
 	if !ok {
 		return r.adopt(ctx, rec.UserID, ps)
@@ -673,7 +703,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 	r.logTransition(tr)
 	delay := ps.Policy.RetryDelay(n, re.RetryAfter)
 	log.Debug().Str("code", re.Code).Int("failures", n).Dur("retry_in", delay).Msg("refresh failed transiently")
-	return outcome{next: now.Add(delay)}, re
+	return pass{next: now.Add(delay)}, re
 }
 
 // flag marks the user reauth_required after the provider refused the
@@ -683,22 +713,22 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 // and a provider that detects reuse may have revoked the whole grant.
 // The newer token is verified by refreshing it now, under a lease of its
 // own, before the user is kept active.
-func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, reason, lastErr string, verify bool) (outcome, error) {
+func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, reason, lastErr string, verify bool) (pass, error) {
 	now := r.opt.Clock.Now()
 	res, tr, err := r.store.Flag(ctx, rec.UserID, lease, rec.Version, reason, lastErr, now)
 	if err != nil {
 		r.storeFailed.Store(true)
 		r.orphan(rec.UserID, lease)
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	switch res {
 	case tokens.FlagStale:
 		cur, err := r.store.Load(ctx, rec.UserID)
 		if err != nil {
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		if !cur.State.Runnable() {
-			return outcome{}, stateErr(cur.State)
+			return pass{}, stateErr(cur.State)
 		}
 		if reason == tokens.ReasonInvalidGrant {
 			// Spent twice: a refresh stored a newer token, or our lease
@@ -720,9 +750,9 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			if until := cur.LeaseUntil.Add(r.opt.Lease); until.After(next) {
 				next = until
 			}
-			return outcome{next: next}, errBusy
+			return pass{next: next}, errBusy
 		}
-		return r.refreshLocked(ctx, rec.UserID, never, true)
+		return r.refreshLocked(ctx, rec.UserID, never, true, nil)
 	case tokens.Flagged:
 		result := "reauth"
 		if reason == tokens.ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
@@ -739,29 +769,29 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
 		r.changed(ctx, rec.UserID, rec.Provider, tokens.ReauthRequired)
-		return outcome{result: "reauth"}, tokens.ErrReauthRequired
+		return pass{result: OutcomeReauth}, tokens.ErrReauthRequired
 	}
 	if reason == tokens.ReasonInvalidGrant {
 		r.opt.Metrics.refreshed(ps.name, "reauth", 0)
 	}
-	return outcome{}, tokens.ErrReauthRequired
+	return pass{}, tokens.ErrReauthRequired
 }
 
 // adopt re-reads a record that changed under us and schedules it afresh.
-func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (outcome, error) {
+func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (pass, error) {
 	now := r.opt.Clock.Now()
 	rec, err := r.store.Load(ctx, user)
 	if err != nil {
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	if !rec.State.Runnable() {
-		return outcome{}, stateErr(rec.State)
+		return pass{}, stateErr(rec.State)
 	}
 	tok, err := r.keys.OpenRecord(rec)
 	if err != nil {
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
-	return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
+	return pass{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 }
 
 func (r *Refresher) logTransition(tr *tokens.Transition) {

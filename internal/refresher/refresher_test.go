@@ -110,7 +110,7 @@ func (b *bundle) putUsers(t *testing.T, r *refresher.Refresher, n int) []string 
 
 // wait collects results until want of them match outcome, failing on
 // timeout. Other outcomes are returned too, for inspection.
-func (b *bundle) wait(t *testing.T, outcome string, want int) []refresher.Result {
+func (b *bundle) wait(t *testing.T, outcome refresher.Outcome, want int) []refresher.Result {
 	t.Helper()
 	var got []refresher.Result
 	n := 0
@@ -550,10 +550,10 @@ func TestCrashedHolderBlocksOnlyUntilLeaseEnds(t *testing.T) {
 		t.Fatalf("acquire: %v %v", st, err)
 	}
 	// Entries of other users in that shard were claimed too; hand them back.
-	var back []scheduler.Done
+	var back []scheduler.Done[struct{}]
 	for _, c := range claimed {
 		if c.Member != stuck {
-			back = append(back, scheduler.Done{Member: c.Member, Fence: c.Fence, Next: now})
+			back = append(back, scheduler.Done[struct{}]{Member: c.Member, Fence: c.Fence, Next: now})
 		}
 	}
 	if len(back) > 0 {
@@ -1004,7 +1004,7 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	// Every user of the batch is handled while Redis takes no writes: the
 	// first one's rotation is lost when its lease ends, the rest fail
 	// before calling the provider. (Claims of other shards fail too.)
-	got := map[string]string{}
+	got := map[string]refresher.Outcome{}
 	deadline := time.After(30 * time.Second)
 	for len(got) < len(batch) {
 		select {
@@ -1112,9 +1112,9 @@ func TestLostAnswerAndGracePeriod(t *testing.T) {
 			b.wait(t, "transient", len(users))
 			// The retries come within RetryEnvelope(1) = 30 s.
 			b.clk.Advance(time.Minute)
-			want := "ok"
+			want := refresher.OutcomeOK
 			if tc.wantFlagged > 0 {
-				want = "reauth"
+				want = refresher.OutcomeReauth
 			}
 			b.wait(t, want, len(users))
 			flagged := 0

@@ -97,7 +97,7 @@ func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (toke
 		if round == 5 {
 			return tokens.Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
 		}
-		o, err := r.refresh(ctx, user, good)
+		o, err := r.refresh(ctx, user, good, nil)
 		switch {
 		case errors.Is(err, errBusy):
 			if waitUntil.IsZero() {
@@ -118,7 +118,7 @@ func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (toke
 			wait = min(2*wait, time.Second)
 		case err != nil:
 			return tokens.Token{}, fmt.Errorf("token for %q: %w", user, err)
-		case o.result == "ok":
+		case o.result == OutcomeOK:
 			return o.tok, nil
 		}
 	}

@@ -135,6 +135,4 @@ type Store interface {
 	ScheduleDue(ctx context.Context, set string, entries []scheduler.Entry) error
 	// DueAt returns a member's score in a due set (zero if absent).
 	DueAt(ctx context.Context, set, member string) (time.Time, error)
-
-	scheduler.Store
 }
