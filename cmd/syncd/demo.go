@@ -26,7 +26,7 @@ import (
 	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 // cmdDemo runs the whole daemon on one machine with nothing installed: an
@@ -142,7 +142,7 @@ jobs:
 	var transient, pulls, pushes, failed atomic.Int64
 	log := newLogger(cfg.Log, e.stderr)
 	d, err := daemon.New(cfg, daemon.Options{Version: version, Logger: log,
-		ObserveRefresh: func(r tokens.Result) {
+		ObserveRefresh: func(r refresher.Result) {
 			if r.Outcome == "transient" {
 				transient.Add(1)
 			}

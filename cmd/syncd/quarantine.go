@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/errkind"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 func cmdQuarantineList(ctx context.Context, args []string, e env) error {
@@ -56,7 +56,7 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	rec, err := r.Restore(ctx, *user)
-	if tokens.RestoreRefused(err) {
+	if refresher.RestoreRefused(err) {
 		return errkind.Errorf(errkind.Conflict, "quarantine restore: %w", err)
 	}
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -30,7 +31,7 @@ type bundle struct {
 	rdb   *redis.Client
 	store *redisstore.Store
 	keys  *tokens.Keyring
-	ref   *tokens.Refresher
+	ref   *refresher.Refresher
 	fake  *oauth2fake.Server
 	srv   *httptest.Server
 	clk   *clock.Fake
@@ -58,9 +59,9 @@ func setup(t *testing.T) *bundle {
 	}
 	logs := &bytes.Buffer{}
 	log := zerolog.New(logs)
-	ref, err := tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"ex": {Provider: client, Policy: tokens.Policy{
+	ref, err := refresher.New(store, keys, map[string]refresher.ProviderEntry{"ex": {Provider: client, Policy: refresher.Policy{
 		Lead: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second, RetryInitial: time.Second, RetryMax: time.Minute,
-		RetryAfterCap: time.Minute, DegradedAfter: 3}}}, tokens.Options{Clock: clk, Logger: log})
+		RetryAfterCap: time.Minute, DegradedAfter: 3}}}, refresher.Options{Clock: clk, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -173,7 +174,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 		return cfg.Jobs
 	}
-	var ref *tokens.Refresher
+	var ref *refresher.Refresher
 	var runs, lagN atomic.Int64
 	var lags lagHist
 	collectLag := atomic.Bool{}
@@ -187,7 +188,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			provEntries, js,
 			jobs.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
 				Observe: func(r jobs.Run) {
-					if r.Result != "ok" {
+					if r.Result != jobs.ResultOK {
 						return
 					}
 					runs.Add(1)
@@ -197,10 +198,10 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 					}
 				}})
 	}
-	ref, err = tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"bench": {Provider: prov, Policy: tokens.Policy{
+	ref, err = refresher.New(store, keys, map[string]refresher.ProviderEntry{"bench": {Provider: prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 10 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log})
+		refresher.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		return res, err
 	}
@@ -280,12 +281,12 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 	}
 	var refreshed atomic.Int64
-	ref2, _ := tokens.NewRefresher(store, keys, map[string]tokens.ProviderEntry{"bench": {Provider: prov, Policy: tokens.Policy{
+	ref2, _ := refresher.New(store, keys, map[string]refresher.ProviderEntry{"bench": {Provider: prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 10 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
-			Observe: func(r tokens.Result) {
-				if r.Outcome == "ok" {
+		refresher.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log,
+			Observe: func(r refresher.Result) {
+				if r.Outcome == refresher.OutcomeOK {
 					refreshed.Add(1)
 				}
 			}})

@@ -26,7 +26,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redistest"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 const (
@@ -41,7 +41,7 @@ type liveDaemon struct {
 	admin string
 	runs  chan jobs.Run
 	// refreshes sees the refresher's passes.
-	refreshes chan tokens.Result
+	refreshes chan refresher.Result
 	daemon    *Daemon
 }
 
@@ -75,7 +75,7 @@ func startLive(t *testing.T, srv *redistest.Server, dir, body string) *liveDaemo
 	if err != nil {
 		t.Fatal(err)
 	}
-	ld := &liveDaemon{t: t, runs: make(chan jobs.Run, 10000), refreshes: make(chan tokens.Result, 10000)}
+	ld := &liveDaemon{t: t, runs: make(chan jobs.Run, 10000), refreshes: make(chan refresher.Result, 10000)}
 	d, err := New(cfg, Options{Logger: zerolog.New(logs).With().Timestamp().Logger(),
 		ObserveRun: func(r jobs.Run) {
 			select {
@@ -83,7 +83,7 @@ func startLive(t *testing.T, srv *redistest.Server, dir, body string) *liveDaemo
 			default:
 			}
 		},
-		ObserveRefresh: func(r tokens.Result) {
+		ObserveRefresh: func(r refresher.Result) {
 			select {
 			case ld.refreshes <- r:
 			default:
@@ -124,7 +124,7 @@ func (d *liveDaemon) api(method, path, body string) (int, map[string]any) {
 }
 
 // waitRun waits for a run of job for user with the given result.
-func (d *liveDaemon) waitRun(job, user, result string) jobs.Run {
+func (d *liveDaemon) waitRun(job, user string, result jobs.Result) jobs.Run {
 	d.t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {

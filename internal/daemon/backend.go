@@ -13,6 +13,7 @@ import (
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -20,7 +21,7 @@ var _ admin.Backend = (*Daemon)(nil)
 
 type daemonCfg struct{ providers []config.ProviderConfig }
 
-func (d *Daemon) current() (*tokens.Refresher, *jobs.Runner, *daemonCfg) {
+func (d *Daemon) current() (*refresher.Refresher, *jobs.Runner, *daemonCfg) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.ref, d.runner, &daemonCfg{d.cfg.Providers}
@@ -160,7 +161,7 @@ func (d *Daemon) Restore(ctx context.Context, id string) (admin.UserView, error)
 	switch {
 	case errors.Is(err, tokens.ErrNotQuarantined):
 		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrNotFound, err)
-	case tokens.RestoreRefused(err):
+	case refresher.RestoreRefused(err):
 		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrConflict, err)
 	case err != nil:
 		return admin.UserView{}, err

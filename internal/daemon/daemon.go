@@ -25,6 +25,7 @@ import (
 	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -43,7 +44,7 @@ type Options struct {
 	Getenv func(string) string
 	// ObserveRefresh and ObserveRun, if set, see every refresh pass and
 	// job run (the demo's progress view, tests). They must not block.
-	ObserveRefresh func(tokens.Result)
+	ObserveRefresh func(refresher.Result)
 	ObserveRun     func(jobs.Run)
 }
 
@@ -57,7 +58,7 @@ type Daemon struct {
 	owner       string
 	reg         *prometheus.Registry
 	reloads     *prometheus.CounterVec
-	tokMetrics  *tokens.Metrics
+	tokMetrics  *refresher.Metrics
 	jobMetrics  *jobs.Metrics
 	authMetrics *authflow.Metrics
 	ready       atomic.Bool
@@ -87,7 +88,7 @@ type Daemon struct {
 	mu      sync.RWMutex
 	cfg     *config.Config
 	keys    *tokens.Keyring
-	ref     *tokens.Refresher
+	ref     *refresher.Refresher
 	runner  *jobs.Runner
 	flow    *authflow.Flow
 	applied [32]byte // hash of the config file last applied
@@ -116,7 +117,7 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sctx, stopServers := context.WithCancel(context.Background())
 	d := &Daemon{serverCtx: sctx, stopServers: stopServers, opt: opt, store: store, rdb: rdb, log: log, keys: keys, cfg: cfg, owner: owner(), reg: reg, reloads: reloads,
-		tokMetrics: tokens.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
+		tokMetrics: refresher.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
 		ctx: ctx, cancel: cancel, errc: make(chan error, 2), failed: make(chan error, 1), startDone: make(chan struct{})}
 	if cfg.Alerts.WebhookURL != "" {
 		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log}

@@ -32,7 +32,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/digimefake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 var (
@@ -83,7 +83,7 @@ type events chan struct{}
 
 func (ev events) options(o Options) Options {
 	o.ObserveRun = func(jobs.Run) { ev.signal() }
-	o.ObserveRefresh = func(tokens.Result) { ev.signal() }
+	o.ObserveRefresh = func(refresher.Result) { ev.signal() }
 	return o
 }
 

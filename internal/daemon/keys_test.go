@@ -17,6 +17,7 @@ import (
 
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -103,7 +104,7 @@ func TestReloadRejectsWrongKey(t *testing.T) {
 		t.Helper()
 		return d.daemon.Reload(liveConfig(t, srv, dir, keys, providers))
 	}
-	current := func() (*tokens.Keyring, *tokens.Refresher) {
+	current := func() (*tokens.Keyring, *refresher.Refresher) {
 		d.daemon.mu.RLock()
 		defer d.daemon.mu.RUnlock()
 		return d.daemon.keys, d.daemon.ref

@@ -13,6 +13,7 @@ import (
 	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -89,7 +90,7 @@ func (o *Offline) engines(clients bool) (*engines, error) {
 
 // Refresher is a refresher that stores tokens and changes states (it
 // calls no provider); users' job schedules follow, as in the daemon.
-func (o *Offline) Refresher() (*tokens.Refresher, error) {
+func (o *Offline) Refresher() (*refresher.Refresher, error) {
 	e, err := o.engines(false)
 	if err != nil {
 		return nil, err

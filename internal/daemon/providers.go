@@ -14,12 +14,12 @@ import (
 	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/provider/oauth2"
-	"github.com/syncd/syncd/internal/tokens"
+	"github.com/syncd/syncd/internal/refresher"
 )
 
 // client is a provider as the daemon uses it: refresh, pull, push.
 type client interface {
-	tokens.Provider
+	refresher.Provider
 	jobs.Provider
 }
 
@@ -32,7 +32,7 @@ var (
 // providers are the configured providers as the refresher, the job
 // runner and the authorization flow take them.
 type providers struct {
-	refresh map[string]tokens.ProviderEntry
+	refresh map[string]refresher.ProviderEntry
 	jobs    map[string]jobs.ProviderEntry
 	auth    map[string]authflow.Provider
 }
@@ -41,7 +41,7 @@ type providers struct {
 // clients, the entries carry policies and limits only: a command that
 // stores tokens or schedules jobs calls no provider.
 func newProviders(ps []config.ProviderConfig, log zerolog.Logger, clients bool) (providers, error) {
-	out := providers{refresh: make(map[string]tokens.ProviderEntry, len(ps)), jobs: make(map[string]jobs.ProviderEntry, len(ps)),
+	out := providers{refresh: make(map[string]refresher.ProviderEntry, len(ps)), jobs: make(map[string]jobs.ProviderEntry, len(ps)),
 		auth: make(map[string]authflow.Provider, len(ps))}
 	for _, p := range ps {
 		var c client
@@ -59,8 +59,8 @@ func newProviders(ps []config.ProviderConfig, log zerolog.Logger, clients bool) 
 // newProvider is the one conversion of a provider's config: its client
 // (nil: none) with the refresh policy, the job limits and the consent
 // flow, if the provider has one.
-func newProvider(p config.ProviderConfig, c client) (tokens.ProviderEntry, jobs.ProviderEntry, authflow.Provider) {
-	pol := tokens.Policy{
+func newProvider(p config.ProviderConfig, c client) (refresher.ProviderEntry, jobs.ProviderEntry, authflow.Provider) {
+	pol := refresher.Policy{
 		Lead: p.Lead, Jitter: p.Jitter, DefaultLifetime: p.DefaultLifetime, Timeout: p.Timeout,
 		RetryInitial: p.RetryInitial, RetryMax: p.RetryMax, RetryAfterCap: p.RetryAfterCap,
 		DegradedAfter: p.DegradedAfter, CircuitFailures: p.CircuitFailures, CircuitCooldown: p.CircuitCooldown,
@@ -69,12 +69,12 @@ func newProvider(p config.ProviderConfig, c client) (tokens.ProviderEntry, jobs.
 	if az, ok := c.(provider.Authorizer); ok && (p.Kind != config.ProviderOAuth2 || p.OAuth2.AuthURL != "") {
 		a = az
 	}
-	var rp tokens.Provider
+	var rp refresher.Provider
 	var jp jobs.Provider
 	if c != nil {
 		rp, jp = c, c
 	}
-	return tokens.ProviderEntry{Provider: rp, Policy: pol},
+	return refresher.ProviderEntry{Provider: rp, Policy: pol},
 		jobs.ProviderEntry{Provider: jp, RateLimit: p.RateLimit, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency},
 		authflow.Provider{Authorizer: a, DefaultLifetime: p.DefaultLifetime}
 }

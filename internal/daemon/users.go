@@ -9,6 +9,7 @@ import (
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -61,7 +62,7 @@ func (u users) list(ctx context.Context, st tokens.State, cursor uint64, limit i
 }
 
 // put stores tok under provider through ref and returns the user.
-func (u users) put(ctx context.Context, ref *tokens.Refresher, provider string, tok tokens.Token) (admin.UserView, error) {
+func (u users) put(ctx context.Context, ref *refresher.Refresher, provider string, tok tokens.Token) (admin.UserView, error) {
 	if _, err := ref.Put(ctx, provider, tok); err != nil {
 		return admin.UserView{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -58,7 +59,7 @@ func CheckConfig(cfg *config.Config) error {
 // (and the re-auth webhook); the flow stores tokens through the
 // refresher.
 type engines struct {
-	ref    *tokens.Refresher
+	ref    *refresher.Refresher
 	runner *jobs.Runner
 	flow   *authflow.Flow
 	alerts *alerts.Notifier
@@ -70,7 +71,7 @@ func (e *engines) source(rec tokens.Record, minValid time.Duration) provider.Tok
 }
 
 // userChanged keeps the user's job schedule in step with a stored token
-// or a state change (tokens.Options.OnChange), and sends the re-auth
+// or a state change (refresher.Options.OnChange), and sends the re-auth
 // webhook for a flagged user.
 func (e *engines) userChanged(ctx context.Context, user, prov string, st tokens.State) error {
 	if e.alerts != nil && st == tokens.ReauthRequired {
@@ -90,10 +91,10 @@ func (e *engines) putAuthorized(ctx context.Context, prov string, tok tokens.Tok
 // value builds them for a command.
 type buildOptions struct {
 	owner          string
-	tokMetrics     *tokens.Metrics
+	tokMetrics     *refresher.Metrics
 	jobMetrics     *jobs.Metrics
 	authMetrics    *authflow.Metrics
-	observeRefresh func(tokens.Result)
+	observeRefresh func(refresher.Result)
 	observeRun     func(jobs.Run)
 	alerts         *alerts.Notifier
 }
@@ -109,7 +110,7 @@ func build(cfg *config.Config, store *redisstore.Store, keys *tokens.Keyring, ps
 		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)
 	}
 	fc := cfg.Refresher
-	ref, err := tokens.NewRefresher(store, keys, ps.refresh, tokens.Options{Owner: o.owner, Metrics: o.tokMetrics, OnChange: e.userChanged,
+	ref, err := refresher.New(store, keys, ps.refresh, refresher.Options{Owner: o.owner, Metrics: o.tokMetrics, OnChange: e.userChanged,
 		Observe: o.observeRefresh, Workers: fc.Workers, Batch: fc.Batch, Lease: fc.Lease, PollInterval: fc.PollInterval, Logger: log})
 	if err != nil {
 		return nil, errkind.Errorf(errkind.Invalid, "config: %w", err)

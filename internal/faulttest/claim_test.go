@@ -12,7 +12,7 @@ import (
 )
 
 // TestJobRefreshWhileRefresherHoldsClaim is the end-to-end form of the
-// unit test of the same name in internal/tokens: a job run needs a fresh
+// unit test of the same name in internal/refresher: a job run needs a fresh
 // token for a user whose refresh the refresher has claimed, and the
 // provider must see exactly one refresh of that user.
 //

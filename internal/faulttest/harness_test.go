@@ -27,6 +27,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -126,14 +127,14 @@ type harness struct {
 	job    config.JobConfig
 	timing scheduler.Timing
 
-	tokMetrics *tokens.Metrics
+	tokMetrics *refresher.Metrics
 	jobMetrics *jobs.Metrics
 	logs       *logBuffer
 
 	users []string
 
 	mu       sync.Mutex
-	results  []tokens.Result
+	results  []refresher.Result
 	runs     []observedRun
 	pulls    []pulled
 	replicas []*replica
@@ -202,7 +203,7 @@ func newHarness(t *testing.T, p params) *harness {
 		opts = append(opts, redistest.AppendOnly())
 	}
 	h := &harness{t: t, p: p, srv: redistest.StartPrivate(t, opts...), logs: &logBuffer{},
-		tokMetrics: tokens.NewMetrics(prometheus.NewRegistry()), jobMetrics: jobs.NewMetrics(prometheus.NewRegistry()),
+		tokMetrics: refresher.NewMetrics(prometheus.NewRegistry()), jobMetrics: jobs.NewMetrics(prometheus.NewRegistry()),
 		changed: make(chan struct{}, 1)}
 	var err error
 	h.keys, err = tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{5}, 32)})
@@ -276,8 +277,8 @@ func (h *harness) notify() {
 }
 
 // policy is the refresh policy of the scenario.
-func (h *harness) policy() tokens.Policy {
-	return tokens.Policy{Lead: h.p.lead, Jitter: h.p.jitter, DefaultLifetime: time.Hour, Timeout: h.p.timeout,
+func (h *harness) policy() refresher.Policy {
+	return refresher.Policy{Lead: h.p.lead, Jitter: h.p.jitter, DefaultLifetime: time.Hour, Timeout: h.p.timeout,
 		RetryInitial: h.p.lease / 4, RetryMax: h.p.lease, RetryAfterCap: h.p.lease, DegradedAfter: 3}
 }
 
@@ -302,7 +303,7 @@ type replica struct {
 	name   string
 	rdb    *redis.Client
 	store  *redisstore.Store
-	ref    *tokens.Refresher
+	ref    *refresher.Refresher
 	runner *jobs.Runner
 
 	dead   atomic.Bool
@@ -357,10 +358,10 @@ func (h *harness) replica(name string) *replica {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	r.ref, err = tokens.NewRefresher(r.store, h.keys, map[string]tokens.ProviderEntry{providerName: {Provider: link, Policy: h.policy()}},
-		tokens.Options{Owner: name, Workers: h.p.workers, Batch: h.p.batch, PollInterval: h.p.poll, Lease: h.p.lease,
+	r.ref, err = refresher.New(r.store, h.keys, map[string]refresher.ProviderEntry{providerName: {Provider: link, Policy: h.policy()}},
+		refresher.Options{Owner: name, Workers: h.p.workers, Batch: h.p.batch, PollInterval: h.p.poll, Lease: h.p.lease,
 			Clock: h.p.clk, Logger: log, Metrics: h.tokMetrics, OnChange: r.runner.UserChanged,
-			Observe: func(res tokens.Result) {
+			Observe: func(res refresher.Result) {
 				h.mu.Lock()
 				h.results = append(h.results, res)
 				h.mu.Unlock()
@@ -942,11 +943,11 @@ func (h *harness) dumpLogs() {
 	h.mu.Unlock()
 	h.t.Logf("%d warning and error log lines; first ones:\n%s", len(lines), head(lines, 40))
 	h.mu.Lock()
-	outcomes := map[string]int{}
+	outcomes := map[refresher.Outcome]int{}
 	for _, r := range h.results {
 		outcomes[r.Outcome]++
 	}
-	runs := map[string]int{}
+	runs := map[jobs.Result]int{}
 	for _, r := range h.runs {
 		runs[r.Result]++
 	}

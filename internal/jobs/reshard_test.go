@@ -11,6 +11,7 @@ import (
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/redisstore"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -19,7 +20,7 @@ import (
 // shard count, the way syncd run starts: announce the shard count,
 // migrate the due sets, then start the engines. stop stops it the way a
 // SIGTERM does.
-func (b *bundle) replica(shards int, owner string, refreshes chan<- tokens.Result) (ref *tokens.Refresher, stop func()) {
+func (b *bundle) replica(shards int, owner string, refreshes chan<- refresher.Result) (ref *refresher.Refresher, stop func()) {
 	b.t.Helper()
 	ctx := context.Background()
 	store := redisstore.New(b.srv.Client(b.t), redisstore.Options{Prefix: b.srv.Prefix, Shards: shards})
@@ -39,11 +40,11 @@ func (b *bundle) replica(shards int, owner string, refreshes chan<- tokens.Resul
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	ref, err = tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: tokens.Policy{
+	ref, err = refresher.New(store, b.keys, map[string]refresher.ProviderEntry{"fake": {Provider: b.prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Owner: owner, Workers: 16, PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second,
-			OnChange: runner.UserChanged, Observe: func(r tokens.Result) { refreshes <- r }})
+		refresher.Options{Owner: owner, Workers: 16, PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second,
+			OnChange: runner.UserChanged, Observe: func(r refresher.Result) { refreshes <- r }})
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func (b *bundle) replica(shards int, owner string, refreshes chan<- tokens.Resul
 }
 
 // waitRefreshed waits until every user was refreshed once.
-func waitRefreshed(t *testing.T, refreshes <-chan tokens.Result, users []string) {
+func waitRefreshed(t *testing.T, refreshes <-chan refresher.Result, users []string) {
 	t.Helper()
 	left := make(map[string]bool, len(users))
 	for _, u := range users {
@@ -99,7 +100,7 @@ func TestShardCountChangedOnLiveDatabase(t *testing.T) {
 	b := setup(t, `jobs: [{name: pull, kind: pull, schedule: "@every 2s"}]`)
 	const n = 200
 	users := userIDs(n)
-	refreshes := make(chan tokens.Result, 100000)
+	refreshes := make(chan refresher.Result, 100000)
 	slots := 0
 	slot := func() {
 		t.Helper()

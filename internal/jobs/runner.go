@@ -40,7 +40,7 @@ type ProviderEntry struct {
 }
 
 // TokenSources gives a run its user's tokens: valid for at least
-// minValid, refreshed once on a 401 (tokens.Refresher.SourceFrom). rec is
+// minValid, refreshed once on a 401 (refresher.Refresher.SourceFrom). rec is
 // the record the run just read, so a fresh token costs no second read.
 type TokenSources func(rec tokens.Record, minValid time.Duration) provider.TokenSource
 
@@ -64,18 +64,28 @@ type Options struct {
 // Run is one finished pass of a job over a user, for Options.Observe.
 type Run struct {
 	Job, User string
-	// Result is "ok", "failed", "skipped" (missed-run policy), or "left"
-	// (the user is no longer eligible and left the job's due set).
-	Result string
-	Due    time.Time
-	Next   time.Time
-	Err    error
+	Result    Result
+	Due       time.Time
+	Next      time.Time
+	Err       error
 }
 
-type prefetched struct {
-	fence int64
-	Loaded
-}
+// Result is how a run ended.
+type Result string
+
+// The results of a run.
+const (
+	// ResultOK: the run did its work.
+	ResultOK Result = "ok"
+	// ResultFailed: the run failed; it is retried or runs at its next
+	// slot.
+	ResultFailed Result = "failed"
+	// ResultSkipped: the missed-run policy skipped the slot.
+	ResultSkipped Result = "skipped"
+	// ResultLeft: the user is no longer eligible and left the job's due
+	// set.
+	ResultLeft Result = "left"
+)
 
 type limits struct {
 	entry   ProviderEntry
@@ -84,16 +94,14 @@ type limits struct {
 }
 
 type job struct {
-	// prefetched holds records and states read for a claimed batch, by
-	// member and fence; a handler takes its entry (or reads itself).
-	pmu        sync.Mutex
-	prefetched map[string]prefetched
-
 	cfg    config.JobConfig
 	set    string
 	timing scheduler.Timing
 	sink   Sink
-	engine *scheduler.Engine
+	// engine serves the job's due set: a claim comes with the user's
+	// record and job state read for its batch, and its finish writes the
+	// run's outcome.
+	engine *scheduler.Engine[Loaded, *SavedRun]
 	paused atomic.Bool // by an operator (Redis); cfg.Paused is the config's
 }
 
@@ -176,11 +184,11 @@ func NewRunner(store Store, sources TokenSources, providers map[string]ProviderE
 		}
 		j := &job{cfg: c, set: SetName(c.Name), sink: sink,
 			timing: scheduler.Timing{Schedule: c.Schedule, Spread: c.Spread, Missed: string(c.Missed), Salt: c.Name}}
-		j.engine = scheduler.NewEngine(store, r.handler(j), scheduler.Options{
+		j.engine = scheduler.NewEngine(runStore{store}, r.handler(j), scheduler.Options[Loaded]{
 			Set: j.set, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease, PollInterval: opt.PollInterval,
 			Clock: opt.Clock, Logger: opt.Logger,
 			Paused:   func() bool { return j.cfg.Paused || j.paused.Load() },
-			Prefetch: func(ctx context.Context, batch []scheduler.Due) { r.prefetch(ctx, j, batch) },
+			Prefetch: func(ctx context.Context, batch []scheduler.Due) ([]Loaded, error) { return r.prefetch(ctx, j, batch) },
 		})
 		r.jobs[c.Name] = j
 		r.order = append(r.order, c.Name)
@@ -458,79 +466,61 @@ func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error 
 	return r.store.SetPaused(ctx, name, paused)
 }
 
-func (r *Runner) handler(j *job) scheduler.Handler {
-	return func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
-		run, saved := r.handle(ctx, j, d)
+func (r *Runner) handler(j *job) scheduler.Handler[Loaded, *SavedRun] {
+	return func(ctx context.Context, d scheduler.Due, pre Loaded, ok bool) scheduler.Outcome[*SavedRun] {
+		run, saved := r.handle(ctx, j, d, pre, ok)
 		if r.opt.Observe != nil {
 			r.opt.Observe(run)
 		}
-		out := scheduler.Outcome{Next: run.Next}
-		if saved != nil {
-			out.Write = *saved
-		}
-		return out
+		return scheduler.Outcome[*SavedRun]{Next: run.Next, Write: saved}
 	}
 }
 
 // ErrUnknownJob: no job of that name is configured.
 var ErrUnknownJob = errkind.New(errkind.NotFound, "unknown job")
 
+// runStore is the runner's store as its engines need it: a claim's
+// finish writes the run's outcome.
+type runStore struct{ Store }
+
+func (s runStore) FinishDue(ctx context.Context, set string, done []scheduler.Done[*SavedRun]) ([]bool, error) {
+	return s.FinishRuns(ctx, set, done)
+}
+
 // prefetch reads the records and job states of a claimed batch in one
 // round trip. On failure the handlers read for themselves.
-func (r *Runner) prefetch(ctx context.Context, j *job, batch []scheduler.Due) {
+func (r *Runner) prefetch(ctx context.Context, j *job, batch []scheduler.Due) ([]Loaded, error) {
 	users := make([]string, len(batch))
 	for i, d := range batch {
 		users[i] = d.Member
 	}
-	loaded, err := r.store.LoadManyForRun(ctx, users, j.cfg.Name)
-	if err != nil {
-		return
-	}
-	j.pmu.Lock()
-	defer j.pmu.Unlock()
-	if j.prefetched == nil || len(j.prefetched) > 100000 {
-		j.prefetched = make(map[string]prefetched, len(batch)) // drop leftovers of handed-back claims
-	}
-	for i, d := range batch {
-		j.prefetched[d.Member] = prefetched{fence: d.Fence, Loaded: loaded[i]}
-	}
-}
-
-// load returns the record and job state for a claimed entry: prefetched
-// with this claim, or read now.
-func (r *Runner) load(ctx context.Context, j *job, d scheduler.Due) (tokens.Record, State, error) {
-	j.pmu.Lock()
-	p, ok := j.prefetched[d.Member]
-	if ok {
-		delete(j.prefetched, d.Member)
-	}
-	j.pmu.Unlock()
-	if ok && p.fence == d.Fence {
-		return p.Record, p.State, p.Err
-	}
-	return r.store.LoadForRun(ctx, d.Member, j.cfg.Name)
+	return r.store.LoadManyForRun(ctx, users, j.cfg.Name)
 }
 
 // errLeft: the user is no longer eligible for the job.
 var errLeft = errors.New("user not eligible")
 
-// handle runs one claimed entry. The run's outcome for the user's job
+// handle runs one claimed entry, from the record and job state prefetched
+// with its claim (pre), or read now. The run's outcome for the user's job
 // state comes back as a SavedRun, written by the engine's finisher with
 // the batch that re-schedules the entry; nil when nothing is recorded.
-func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *SavedRun) {
+func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due, pre Loaded, prefetched bool) (Run, *SavedRun) {
 	user, name := d.Member, j.cfg.Name
 	out := Run{Job: name, User: user, Due: d.Due}
 	now := r.opt.Clock.Now()
-	rec, st, err := r.load(ctx, j, d)
+	rec, st, err := pre.Record, pre.State, pre.Err
+	if !prefetched {
+		rec, st, err = r.store.LoadForRun(ctx, user, name)
+	}
 	switch {
 	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrMalformedRecord):
-		out.Result, out.Err = "left", err
+		out.Result, out.Err = ResultLeft, err
 		return out, nil
 	case err != nil:
-		out.Result, out.Err, out.Next = "failed", err, now.Add(r.opt.Lease)
+		out.Result, out.Err, out.Next = ResultFailed, err, now.Add(r.opt.Lease)
 		return out, nil
 	case !rec.State.Runnable() || rec.Provider != j.cfg.Provider:
-		out.Result, out.Err = "left", errLeft
+		out.Result, out.Err = ResultLeft, errLeft
 		return out, nil
 	}
 	run, missed := j.timing.Due(user, d.Due, now)
@@ -538,7 +528,7 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *Sav
 		r.opt.Metrics.missed(name, missed)
 	}
 	if !run {
-		out.Result, out.Next = "skipped", j.timing.Next(user, now)
+		out.Result, out.Next = ResultSkipped, j.timing.Next(user, now)
 		return out, nil
 	}
 	r.opt.Metrics.lag(name, now.Sub(d.Due))
@@ -554,21 +544,21 @@ func (r *Runner) handle(ctx context.Context, j *job, d scheduler.Due) (Run, *Sav
 	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
 		// The refresher flagged the user meanwhile: it leaves the job
 		// and comes back, scheduled afresh, with a new token.
-		out.Result, out.Err = "left", err
+		out.Result, out.Err = ResultLeft, err
 		return out, nil
 	case ctx.Err() != nil && err != nil:
 		// Shutting down past the grace period: hand the run back.
-		out.Result, out.Err, out.Next = "failed", err, now
+		out.Result, out.Err, out.Next = ResultFailed, err, now
 		return out, nil
 	}
 	st.LastRun = end
 	if err == nil {
 		st.LastSuccess, st.Failures, st.LastError = end, 0, ""
-		out.Result, out.Next = "ok", regular
+		out.Result, out.Next = ResultOK, regular
 	} else {
 		st.Failures++
 		st.LastError = describe(err)
-		out.Result, out.Err, out.Next = "failed", err, regular
+		out.Result, out.Err, out.Next = ResultFailed, err, regular
 		if st.Failures <= j.cfg.Retry.Attempts {
 			if retry := end.Add(retryDelay(j.cfg.Retry, st.Failures)); retry.Before(regular) {
 				out.Next = retry

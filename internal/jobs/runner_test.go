@@ -22,6 +22,7 @@ import (
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -90,7 +91,7 @@ func (b *bundle) newStore() *redisstore.Store {
 
 // instance is one replica: its own clients, refresher and runner.
 type instance struct {
-	ref    *tokens.Refresher
+	ref    *refresher.Refresher
 	runner *jobs.Runner
 }
 
@@ -106,10 +107,10 @@ func (b *bundle) instance(start bool) *instance {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	in.ref, err = tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: tokens.Policy{
+	in.ref, err = refresher.New(store, b.keys, map[string]refresher.ProviderEntry{"fake": {Provider: b.prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
-		tokens.Options{Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second, OnChange: in.runner.UserChanged})
+		refresher.Options{Clock: b.clk, Logger: zerolog.New(b), Lease: 30 * time.Second, OnChange: in.runner.UserChanged})
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func userIDs(n int) []string {
 }
 
 // wait collects runs until want of them have result, per job.
-func (b *bundle) wait(result string, want map[string]int) []jobs.Run {
+func (b *bundle) wait(result jobs.Result, want map[string]int) []jobs.Run {
 	b.t.Helper()
 	var got []jobs.Run
 	left := 0
@@ -429,7 +430,7 @@ func TestPauseAndTrigger(t *testing.T) {
 }
 
 var _ jobs.Store = (*redisstore.Store)(nil)
-var _ scheduler.Store = (*redisstore.Store)(nil)
+var _ scheduler.Store[struct{}] = (*redisstore.Store)(nil)
 
 // collect returns the next n runs of each job, whatever their result.
 func (b *bundle) collect(n int, jobNames ...string) []jobs.Run {
@@ -538,7 +539,7 @@ func TestReclaimKeepsTheOriginalSlot(t *testing.T) {
 		if !r.Due.Equal(slot) {
 			t.Errorf("%s: re-claimed run due %v, want the original slot %v", r.Job, r.Due, slot)
 		}
-		want := map[string]string{"once": "ok", "skip": "skipped"}[r.Job]
+		want := map[string]jobs.Result{"once": jobs.ResultOK, "skip": jobs.ResultSkipped}[r.Job]
 		if r.Result != want {
 			t.Errorf("%s: %s, want %s", r.Job, r.Result, want)
 		}
@@ -585,7 +586,7 @@ func TestTimeoutStartsWithTheRun(t *testing.T) {
 	b.clk.Advance(time.Minute)
 	var results []string
 	for _, r := range b.collect(2, "pull") {
-		results = append(results, r.User+":"+r.Result)
+		results = append(results, r.User+":"+string(r.Result))
 	}
 	slices.Sort(results)
 	// One run waits out its timeout holding the slot; the other waited

@@ -22,7 +22,7 @@ type State struct {
 }
 
 // SavedRun is a run's outcome for one user's job state. The runner hands
-// it to the due-set engine as the Outcome's Write; the store's FinishDue
+// it to the due-set engine as the Outcome's Write; the store's FinishRuns
 // writes it in the batch that re-schedules the entry.
 type SavedRun struct {
 	User, Job string
@@ -50,7 +50,10 @@ type Loaded struct {
 
 // Store is what jobs need from storage (internal/redisstore).
 type Store interface {
-	scheduler.Store
+	scheduler.Claims
+	// FinishRuns is scheduler.Store's FinishDue for a job's due set: each
+	// run's SavedRun (nil: none) is written with the re-score.
+	FinishRuns(ctx context.Context, set string, done []scheduler.Done[*SavedRun]) ([]bool, error)
 	ScheduleDue(ctx context.Context, set string, entries []scheduler.Entry) error
 	// AddDue schedules members that are not in the set yet (ZADD NX).
 	AddDue(ctx context.Context, set string, entries []scheduler.Entry) error

@@ -48,7 +48,7 @@ func TestFenceDiffersFromTheClaimTakenOver(t *testing.T) {
 			t.Fatalf("taken over due %s, want the original %d", second[2], ms(t0))
 		}
 		next, _ := strconv.ParseInt(second[0], 10, 64)
-		if held, err := s.FinishDue(ctx, "x", []scheduler.Done{{Member: "a", Fence: fence, Next: t0}, {Member: "a", Fence: next, Next: t0}}); err != nil || held[0] || !held[1] {
+		if held, err := s.FinishDue(ctx, "x", []scheduler.Done[struct{}]{{Member: "a", Fence: fence, Next: t0}, {Member: "a", Fence: next, Next: t0}}); err != nil || held[0] || !held[1] {
 			t.Fatalf("finish: %v %v, want the dead claimer refused, the new one held", held, err)
 		}
 	}

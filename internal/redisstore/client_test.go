@@ -39,7 +39,7 @@ func TestDeadlineBoundsCalls(t *testing.T) {
 	calls := map[string]func(context.Context) error{
 		"ping": s.Ping,
 		"finish": func(ctx context.Context) error {
-			_, err := s.FinishDue(ctx, "x", []scheduler.Done{{Member: "m", Fence: 1, Next: time.Now()}})
+			_, err := s.FinishDue(ctx, "x", []scheduler.Done[struct{}]{{Member: "m", Fence: 1, Next: time.Now()}})
 			return err
 		},
 	}
@@ -116,7 +116,7 @@ func TestErrorKinds(t *testing.T) {
 		"load": func() error { _, err := s.Load(ctx, "nobody"); return err },
 		"scan": func() error { _, _, _, err := s.Scan(ctx, 0, 10); return err },
 		"finish": func() error {
-			_, err := s.FinishDue(ctx, "x", []scheduler.Done{{Member: "m", Fence: 1, Next: time.Now()}})
+			_, err := s.FinishDue(ctx, "x", []scheduler.Done[struct{}]{{Member: "m", Fence: 1, Next: time.Now()}})
 			return err
 		},
 	}

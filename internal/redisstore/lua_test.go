@@ -21,7 +21,7 @@ import (
 // TestEveryScriptIsTested keeps the table complete.
 var scriptTests = map[string][]string{
 	"claim":           {"TestFenceDiffersFromTheClaimTakenOver", "TestFinishDueFencing", "TestReclaimReportsTheOriginalDue"},
-	"finish":          {"TestFinishDueFencing", "TestFinishDueWrites", "TestClaimsSurviveRenewals"},
+	"finish":          {"TestFinishDueFencing", "TestFinishRunsWrites", "TestClaimsSurviveRenewals"},
 	"renew":           {"TestClaimsSurviveRenewals", "TestFenceDiffersFromTheClaimTakenOver"},
 	"move":            {"TestMoveOnlyUnchanged", "TestMigrateShards"},
 	"shards_announce": {"TestMigrateShards", "TestShardsSettleScript"},

@@ -160,9 +160,9 @@ func TestMigrateShards(t *testing.T) {
 	b.checkLayout(16, want)
 	// The claimer now runs with 16 shards: its fences hold where its
 	// finish looks.
-	done := make([]scheduler.Done, len(claimed))
+	done := make([]scheduler.Done[struct{}], len(claimed))
 	for i, d := range claimed {
-		done[i] = scheduler.Done{Member: d.Member, Fence: d.Fence, Next: lease.Add(time.Hour)}
+		done[i] = scheduler.Done[struct{}]{Member: d.Member, Fence: d.Fence, Next: lease.Add(time.Hour)}
 		want["refresh"][d.Member] = lease.Add(time.Hour).UnixMilli()
 	}
 	held, err := s16.FinishDue(ctx, "refresh", done)

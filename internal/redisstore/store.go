@@ -146,9 +146,9 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
-// ---- due sets (scheduler.Store) ----
+// ---- due sets (scheduler.Store, jobs.Store) ----
 
-// ClaimDue implements scheduler.Store. The claim's fence is drawn here,
+// ClaimDue implements scheduler.Claims. The claim's fence is drawn here,
 // one per call, and the script may move it off the fences of the entries
 // it takes over (see claims.go). The lease ends up to two seconds after
 // leaseUntil: the score rounds it up to a second and carries the fence.
@@ -173,7 +173,7 @@ func (s *Store) ClaimDue(ctx context.Context, set string, shard int, now, leaseU
 	return out, nil
 }
 
-// RenewDue implements scheduler.Store: one script call per shard, in one
+// RenewDue implements scheduler.Claims: one script call per shard, in one
 // round trip.
 func (s *Store) RenewDue(ctx context.Context, set string, until time.Time, claims []scheduler.Due) ([]bool, error) {
 	byShard := make(map[int][]int)
@@ -214,20 +214,36 @@ func (s *Store) RenewDue(ctx context.Context, set string, until time.Time, claim
 	return held, nil
 }
 
-// FinishDue implements scheduler.Store: the handlers' writes, then one
-// script call per shard, all in one round trip. The writes go first and
-// unfenced, as they would from the handler itself: if the batch fails
-// the entries keep their lease and run again.
-func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done) ([]bool, error) {
+// FinishDue implements scheduler.Store for claims whose finish writes
+// nothing else (the refresher's): one script call per shard, all in one
+// round trip.
+func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done[struct{}]) ([]bool, error) {
+	return finishDue(ctx, s, set, done, nil)
+}
+
+// FinishRuns implements jobs.Store: FinishDue for job runs, whose
+// outcomes (a SavedRun, or nil) are written to the user's job state in
+// the same round trip.
+func (s *Store) FinishRuns(ctx context.Context, set string, done []scheduler.Done[*jobs.SavedRun]) ([]bool, error) {
+	return finishDue(ctx, s, set, done, func(p redis.Pipeliner, w *jobs.SavedRun) *redis.IntCmd {
+		if w == nil {
+			return nil
+		}
+		st := w.State
+		return p.HSet(ctx, s.jobsKey(w.User), w.Job+":lr", ms(st.LastRun), w.Job+":ls", ms(st.LastSuccess),
+			w.Job+":cf", st.Failures, w.Job+":le", st.LastError)
+	})
+}
+
+// finishDue applies done: the handlers' writes (write queues one, or
+// none), then one script call per shard, all in one round trip. The
+// writes go first and unfenced, as they would from the handler itself:
+// if the batch fails the entries keep their lease and run again.
+func finishDue[W any](ctx context.Context, s *Store, set string, done []scheduler.Done[W], write func(p redis.Pipeliner, w W) *redis.IntCmd) ([]bool, error) {
 	byShard := make(map[int][]int)
 	for i, d := range done {
 		sh := scheduler.Shard(d.Member, s.shards)
 		byShard[sh] = append(byShard[sh], i)
-		switch w := d.Write.(type) {
-		case nil, jobs.SavedRun:
-		default:
-			return nil, fmt.Errorf("finish %s: unknown write %T", set, w)
-		}
 	}
 	type call struct {
 		idx []int
@@ -237,11 +253,9 @@ func (s *Store) FinishDue(ctx context.Context, set string, done []scheduler.Done
 	var writes []*redis.IntCmd
 	_, err := s.pipelined(ctx, func(p redis.Pipeliner) error {
 		calls, writes = calls[:0], writes[:0]
-		for _, d := range done {
-			if w, ok := d.Write.(jobs.SavedRun); ok {
-				st := w.State
-				writes = append(writes, p.HSet(ctx, s.jobsKey(w.User), w.Job+":lr", ms(st.LastRun), w.Job+":ls", ms(st.LastSuccess),
-					w.Job+":cf", st.Failures, w.Job+":le", st.LastError))
+		for i := 0; write != nil && i < len(done); i++ {
+			if cmd := write(p, done[i].Write); cmd != nil {
+				writes = append(writes, cmd)
 			}
 		}
 		for sh, idx := range byShard {

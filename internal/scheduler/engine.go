@@ -39,18 +39,19 @@ var ErrOutcomeUnknown = errors.New("outcome unknown")
 // Done re-scores a claimed entry to Next, or removes it when Next is zero,
 // and ends the claim. The store applies it only while the claim Fence
 // names holds.
-type Done struct {
+type Done[W any] struct {
 	Member string
 	Fence  int64
 	Next   time.Time
 	// Write is the handler's Outcome.Write, queued by the store in the
 	// same round trip as the re-score (before it, so a failed batch
-	// leaves the entry to be claimed and run again). nil: none.
-	Write any
+	// leaves the entry to be claimed and run again). The zero W: none.
+	Write W
 }
 
-// Store is what the engine needs from storage (internal/redisstore).
-type Store interface {
+// Claims is the part of Store that does not depend on the write: the
+// claims and their leases.
+type Claims interface {
 	// Shards is the number of shards each due set is split into.
 	Shards() int
 	// ClaimDue atomically takes up to limit entries of one shard whose
@@ -59,29 +60,36 @@ type Store interface {
 	// RenewDue moves the lease of each claim (Member, Fence) that still
 	// holds to until, and reports, per claim, whether it held.
 	RenewDue(ctx context.Context, set string, until time.Time, claims []Due) ([]bool, error)
+}
+
+// Store is what the engine needs from storage (internal/redisstore) for
+// handlers whose outcomes carry writes of type W.
+type Store[W any] interface {
+	Claims
 	// FinishDue applies each Done whose claim still holds and reports, per
 	// item, whether it did.
-	FinishDue(ctx context.Context, set string, done []Done) ([]bool, error)
+	FinishDue(ctx context.Context, set string, done []Done[W]) ([]bool, error)
 }
 
 // Handler does the work for one claimed member and returns when the member
-// is next due; a zero Next removes it from the set. A handler whose ctx
-// is cancelled (shutdown past the grace period) should return promptly
-// with a time that hands the member back, usually now.
-type Handler func(ctx context.Context, d Due) Outcome
+// is next due; a zero Next removes it from the set. pre is what
+// Options.Prefetch read for this claim; ok is false when there is none
+// (no Prefetch, it failed, or TakePrefetched took it first). A handler
+// whose ctx is cancelled (shutdown past the grace period) should return
+// promptly with a time that hands the member back, usually now.
+type Handler[P, W any] func(ctx context.Context, d Due, pre P, ok bool) Outcome[W]
 
 // Outcome is what a handler reports.
-type Outcome struct {
+type Outcome[W any] struct {
 	Next time.Time
-	// Write, if set, is a record of the work the store writes with the
-	// batch that re-scores the entry (the job runner's run outcome), so
-	// a handled entry costs no round trip of its own. The store knows the
-	// concrete types it accepts.
-	Write any
+	// Write, unless zero, is a record of the work the store writes with
+	// the batch that re-scores the entry (the job runner's run outcome),
+	// so a handled entry costs no round trip of its own.
+	Write W
 }
 
 // Options tune an Engine. Zero values take the defaults noted.
-type Options struct {
+type Options[P any] struct {
 	// Set names the due set, e.g. "refresh" or "job:pull-daily".
 	Set string
 	// Workers is how many handlers run at once (default 32).
@@ -98,16 +106,20 @@ type Options struct {
 	Clock        clock.Clock
 	Logger       zerolog.Logger
 	// Prefetch, if set, is called with each claimed batch before its
-	// entries are handed to workers: a handler can then read what it
-	// needs for the whole batch in one round trip instead of one each.
-	Prefetch func(ctx context.Context, batch []Due)
+	// entries are handed to workers: it reads what the handlers need for
+	// the whole batch in one round trip instead of one each, and returns
+	// one value per entry, in order. The engine keeps each value with its
+	// claim (member and fence) and hands it to that claim's handler, or
+	// to TakePrefetched; a value is never handed to another claim. On
+	// error the handlers get none.
+	Prefetch func(ctx context.Context, batch []Due) ([]P, error)
 	// Paused, if set, is asked before each round of claims; while it
 	// returns true nothing is claimed (entries wait, keeping their due
 	// times, and the missed-run policy applies on resume).
 	Paused func() bool
 }
 
-func (o *Options) defaults() {
+func (o *Options[P]) defaults() {
 	if o.Workers <= 0 {
 		o.Workers = 32
 	}
@@ -128,11 +140,12 @@ func (o *Options) defaults() {
 // Engine claims due entries of one due set and runs a Handler for each.
 // Any number of engines, in any number of processes, may serve the same
 // set: the claim script and the fence keep a member with one of them at a
-// time.
-type Engine struct {
-	store  Store
-	handle Handler
-	opt    Options
+// time. P is what Options.Prefetch reads for a claim, W what a handler's
+// Outcome asks the store to write with the finish.
+type Engine[P, W any] struct {
+	store  Store[W]
+	handle Handler[P, W]
+	opt    Options[P]
 	log    zerolog.Logger
 
 	mu         sync.Mutex
@@ -152,18 +165,28 @@ type Engine struct {
 	imu      sync.Mutex
 	inflight map[string]int64
 	stopping bool
+
+	// prefetched holds what Prefetch read for claims queued here and not
+	// started yet, by member; the fence names the claim it was read for.
+	pmu        sync.Mutex
+	prefetched map[string]prefetched[P]
 }
 
-type result struct {
+type prefetched[P any] struct {
+	fence int64
+	value P
+}
+
+type result[W any] struct {
 	member string
 	next   time.Time
-	write  any
+	write  W
 }
 
 // NewEngine returns an engine for the due set opt.Set.
-func NewEngine(store Store, h Handler, opt Options) *Engine {
+func NewEngine[P, W any](store Store[W], h Handler[P, W], opt Options[P]) *Engine[P, W] {
 	opt.defaults()
-	return &Engine{
+	return &Engine[P, W]{
 		store:    store,
 		handle:   h,
 		opt:      opt,
@@ -177,7 +200,7 @@ func NewEngine(store Store, h Handler, opt Options) *Engine {
 
 // Notify makes the engine look for due entries now instead of at its next
 // poll, e.g. after something was scheduled for immediate work.
-func (e *Engine) Notify() {
+func (e *Engine[P, W]) Notify() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -186,7 +209,7 @@ func (e *Engine) Notify() {
 
 // Start launches the engine and returns at once. It is an error to start
 // an engine twice or after Stop.
-func (e *Engine) Start(ctx context.Context) error {
+func (e *Engine[P, W]) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.started || e.stopped {
@@ -198,7 +221,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.stopClaim, e.cancelWork = stopClaim, cancelWork
 	e.done = make(chan struct{})
 
-	results := make(chan result, e.opt.Workers)
+	results := make(chan result[W], e.opt.Workers)
 	var workers sync.WaitGroup
 	for range e.opt.Workers {
 		workers.Add(1)
@@ -227,7 +250,7 @@ func (e *Engine) Start(ctx context.Context) error {
 // Stop stops claiming, hands back entries claimed but not started, and
 // waits for running handlers until ctx is done; then it cancels them and
 // waits for them to return. Stop is idempotent and safe before Start.
-func (e *Engine) Stop(ctx context.Context) error {
+func (e *Engine[P, W]) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	e.stopped = true
 	if !e.started {
@@ -249,7 +272,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (e *Engine) claimLoop(ctx context.Context) {
+func (e *Engine[P, W]) claimLoop(ctx context.Context) {
 	shards := e.store.Shards()
 	capacity := e.opt.Workers + e.opt.Batch
 	bo := backoff.NewExponentialBackOff()
@@ -297,7 +320,7 @@ func (e *Engine) claimLoop(ctx context.Context) {
 			}
 			e.imu.Unlock()
 			if e.opt.Prefetch != nil && len(fresh) > 0 {
-				e.opt.Prefetch(ctx, fresh)
+				e.prefetch(ctx, fresh)
 			}
 			for _, d := range fresh {
 				e.queue <- d
@@ -339,28 +362,72 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	return true
 }
 
-func (e *Engine) inflightLen() int {
+func (e *Engine[P, W]) inflightLen() int {
 	e.imu.Lock()
 	defer e.imu.Unlock()
 	return len(e.inflight)
 }
 
-func (e *Engine) isStopping() bool {
+func (e *Engine[P, W]) isStopping() bool {
 	e.imu.Lock()
 	defer e.imu.Unlock()
 	return e.stopping
 }
 
-func (e *Engine) work(ctx context.Context, results chan<- result) {
+// prefetch runs Options.Prefetch for a claimed batch and keeps what it
+// read with each claim.
+func (e *Engine[P, W]) prefetch(ctx context.Context, batch []Due) {
+	values, err := e.opt.Prefetch(ctx, batch)
+	if err != nil || len(values) != len(batch) {
+		return
+	}
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	if e.prefetched == nil {
+		e.prefetched = make(map[string]prefetched[P], len(batch))
+	}
+	for i, d := range batch {
+		e.prefetched[d.Member] = prefetched[P]{fence: d.Fence, value: values[i]}
+	}
+}
+
+// takePrefetched takes what Prefetch read for the claim d, if anything.
+// A value read for another claim of the member is dropped.
+func (e *Engine[P, W]) takePrefetched(d Due) (P, bool) {
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	p, ok := e.prefetched[d.Member]
+	delete(e.prefetched, d.Member)
+	if !ok || p.fence != d.Fence {
+		var zero P
+		return zero, false
+	}
+	return p.value, true
+}
+
+// TakePrefetched takes what Prefetch read for member's claim, queued here
+// and not started yet, for work on the member outside the handler (the
+// refresher's on-demand refresh that comes before its own pass). The
+// claim's handler then gets none.
+func (e *Engine[P, W]) TakePrefetched(member string) (P, bool) {
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	p, ok := e.prefetched[member]
+	delete(e.prefetched, member)
+	return p.value, ok
+}
+
+func (e *Engine[P, W]) work(ctx context.Context, results chan<- result[W]) {
 	for d := range e.queue {
+		pre, ok := e.takePrefetched(d)
 		if e.isStopping() {
 			// Claimed but not started: hand it back at its due time so
 			// another replica takes it at once.
-			results <- result{member: d.Member, next: d.Due}
+			results <- result[W]{member: d.Member, next: d.Due}
 			continue
 		}
-		out := e.handle(ctx, d)
-		results <- result{member: d.Member, next: out.Next, write: out.Write}
+		out := e.handle(ctx, d, pre, ok)
+		results <- result[W]{member: d.Member, next: out.Next, write: out.Write}
 	}
 }
 
@@ -370,7 +437,7 @@ func (e *Engine) work(ctx context.Context, results chan<- result) {
 // unknown (Redis did not answer) stays in flight, renewed, and is tried
 // again until Redis answers; after results close, until ctx ends (Stop's
 // grace), when the entries are left to run again after their lease.
-func (e *Engine) finish(ctx context.Context, results <-chan result) {
+func (e *Engine[P, W]) finish(ctx context.Context, results <-chan result[W]) {
 	hb := time.NewTicker(e.renewEvery())
 	defer hb.Stop()
 	bo := backoff.NewExponentialBackOff()
@@ -378,11 +445,11 @@ func (e *Engine) finish(ctx context.Context, results <-chan result) {
 	bo.MaxInterval = max(e.renewEvery(), bo.InitialInterval)
 	bo.MaxElapsedTime = 0
 	var (
-		pending []Done
+		pending []Done[W]
 		retry   <-chan time.Time
 		errs    int
 	)
-	batch := make([]Done, 0, 256)
+	batch := make([]Done[W], 0, 256)
 	for results != nil || len(pending) > 0 {
 		var quit <-chan struct{}
 		if results == nil {
@@ -433,20 +500,20 @@ func (e *Engine) finish(ctx context.Context, results <-chan result) {
 }
 
 // renewEvery is the heartbeat period.
-func (e *Engine) renewEvery() time.Duration { return max(e.opt.Lease/3, time.Millisecond) }
+func (e *Engine[P, W]) renewEvery() time.Duration { return max(e.opt.Lease/3, time.Millisecond) }
 
-func (e *Engine) done1(r result) Done {
+func (e *Engine[P, W]) done1(r result[W]) Done[W] {
 	e.imu.Lock()
 	fence := e.inflight[r.member]
 	e.imu.Unlock()
-	return Done{Member: r.member, Fence: fence, Next: r.next, Write: r.write}
+	return Done[W]{Member: r.member, Fence: fence, Next: r.next, Write: r.write}
 }
 
 // storeCtx bounds one write of the finisher, to a heartbeat period so a
 // call Redis does not answer cannot hold back the next renewal. It is not
 // tied to the engine's context: handing work back must still happen while
 // shutting down.
-func (e *Engine) storeCtx() (context.Context, context.CancelFunc) {
+func (e *Engine[P, W]) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), min(10*time.Second, e.renewEvery()))
 }
 
@@ -454,7 +521,7 @@ func (e *Engine) storeCtx() (context.Context, context.CancelFunc) {
 // the batch, when its outcome is unknown. retried says the batch was tried
 // before, so a claim found gone was most likely ended by that attempt.
 // errs counts consecutive failures, for the log.
-func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
+func (e *Engine[P, W]) apply(batch []Done[W], retried bool, errs *int) (again []Done[W]) {
 	defer func() {
 		select {
 		case e.slot <- struct{}{}:
@@ -482,7 +549,7 @@ func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
 			// score and come due again when it passes: late, never lost.
 			e.log.Error().Err(err).Int("entries", len(batch)).Msg("finish failed; entries retry after their lease")
 		}
-		var reclaimed, handback []Done
+		var reclaimed, handback []Done[W]
 		lost, gone := 0, 0
 		now := e.opt.Clock.Now()
 		e.imu.Lock()
@@ -495,7 +562,7 @@ func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
 				// Claimed again after this finish landed, while the
 				// member was still listed here, so the claim loop did not
 				// queue it: hand that claim back so it is claimed afresh.
-				handback = append(handback, Done{Member: d.Member, Fence: cur, Next: now})
+				handback = append(handback, Done[W]{Member: d.Member, Fence: cur, Next: now})
 				delete(e.inflight, d.Member)
 			case held[i]:
 				delete(e.inflight, d.Member)
@@ -503,7 +570,7 @@ func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
 				// Our lease ran out and this engine claimed the member
 				// again before the finish: apply the result under the
 				// new claim (the write already went out).
-				reclaimed = append(reclaimed, Done{Member: d.Member, Fence: cur, Next: d.Next})
+				reclaimed = append(reclaimed, Done[W]{Member: d.Member, Fence: cur, Next: d.Next})
 			case retried:
 				gone++
 				delete(e.inflight, d.Member)
@@ -533,7 +600,7 @@ func (e *Engine) apply(batch []Done, retried bool, errs *int) (again []Done) {
 // heartbeat renews the lease of every claim in flight. A renewal that
 // fails changes nothing here (the fences stay; the next one tries again),
 // whether or not Redis applied it.
-func (e *Engine) heartbeat() {
+func (e *Engine[P, W]) heartbeat() {
 	until := e.opt.Clock.Now().Add(e.opt.Lease)
 	e.imu.Lock()
 	claims := make([]Due, 0, len(e.inflight))

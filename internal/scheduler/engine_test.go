@@ -2,8 +2,10 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,9 +57,12 @@ func (b *bundle) schedule(t *testing.T, n int, at time.Time) []string {
 	return members
 }
 
-func (b *bundle) engine(t *testing.T, h scheduler.Handler, workers int) *scheduler.Engine {
+// none: these engines prefetch nothing, and their finishes write nothing.
+type none = struct{}
+
+func (b *bundle) engine(t *testing.T, h scheduler.Handler[none, none], workers int) *scheduler.Engine[none, none] {
 	t.Helper()
-	e := scheduler.NewEngine(b.newStore(t), h, scheduler.Options{
+	e := scheduler.NewEngine(b.newStore(t), h, scheduler.Options[none]{
 		Set: set, Workers: workers, Batch: 32, Lease: time.Minute, PollInterval: 5 * time.Millisecond,
 		Clock: b.clk, Logger: zerolog.Nop(),
 	})
@@ -76,14 +81,14 @@ func TestEnginesShareWorkWithoutDuplicates(t *testing.T) {
 	counts := make(map[string]int)
 	done := make(chan string, 3*n)
 	next := b.clk.Now().Add(time.Hour)
-	h := func(_ context.Context, d scheduler.Due) scheduler.Outcome {
+	h := func(_ context.Context, d scheduler.Due, _ none, _ bool) scheduler.Outcome[none] {
 		mu.Lock()
 		counts[d.Member]++
 		mu.Unlock()
 		done <- d.Member
-		return scheduler.Outcome{Next: next}
+		return scheduler.Outcome[none]{Next: next}
 	}
-	var engines []*scheduler.Engine
+	var engines []*scheduler.Engine[none, none]
 	for range 3 {
 		engines = append(engines, b.engine(t, h, 8))
 	}
@@ -121,7 +126,10 @@ func TestZeroNextRemoves(t *testing.T) {
 	b := setup(t)
 	members := b.schedule(t, 10, b.clk.Now())
 	done := make(chan struct{}, 10)
-	e := b.engine(t, func(context.Context, scheduler.Due) scheduler.Outcome { done <- struct{}{}; return scheduler.Outcome{} }, 2)
+	e := b.engine(t, func(context.Context, scheduler.Due, none, bool) scheduler.Outcome[none] {
+		done <- struct{}{}
+		return scheduler.Outcome[none]{}
+	}, 2)
 	for range members {
 		<-done
 	}
@@ -140,10 +148,10 @@ func TestStopHandsBackUnstartedClaims(t *testing.T) {
 	due := b.clk.Now().Add(-time.Minute)
 	members := b.schedule(t, 20, due)
 	started := make(chan string, 20)
-	e := b.engine(t, func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
+	e := b.engine(t, func(ctx context.Context, d scheduler.Due, _ none, _ bool) scheduler.Outcome[none] {
 		started <- d.Member
 		<-ctx.Done() // runs until the grace period is over
-		return scheduler.Outcome{Next: d.Due.Add(24 * time.Hour)}
+		return scheduler.Outcome[none]{Next: d.Due.Add(24 * time.Hour)}
 	}, 1)
 	running := <-started
 	// One worker is busy; the rest of the claimed batch waits in the
@@ -170,15 +178,119 @@ func TestStopHandsBackUnstartedClaims(t *testing.T) {
 	}
 }
 
+// TestPrefetchedReachesItsClaim: what Prefetch read for a claim reaches
+// that claim's handler, or TakePrefetched, once; the handlers of a batch
+// whose prefetch failed get none.
+func TestPrefetchedReachesItsClaim(t *testing.T) {
+	b := setup(t)
+	members := b.schedule(t, 10, b.clk.Now())
+	var mu sync.Mutex
+	failed := make(map[string]bool)
+	prefetched := make(chan struct{}, len(members))
+	prefetch := func(_ context.Context, batch []scheduler.Due) ([]string, error) {
+		defer func() {
+			for range batch {
+				prefetched <- struct{}{}
+			}
+		}()
+		if slices.ContainsFunc(batch, func(d scheduler.Due) bool { return d.Member == members[0] }) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range batch {
+				failed[d.Member] = true
+			}
+			return nil, errors.New("prefetch failed")
+		}
+		values := make([]string, len(batch))
+		for i, d := range batch {
+			values[i] = fmt.Sprintf("%s/%d", d.Member, d.Fence)
+		}
+		return values, nil
+	}
+	type handled struct {
+		d   scheduler.Due
+		pre string
+		ok  bool
+	}
+	started, release := make(chan string, 1), make(chan struct{})
+	results := make(chan handled, len(members))
+	h := func(_ context.Context, d scheduler.Due, pre string, ok bool) scheduler.Outcome[none] {
+		select {
+		case started <- d.Member: // the first holds the only worker
+			<-release
+		default:
+		}
+		results <- handled{d, pre, ok}
+		return scheduler.Outcome[none]{}
+	}
+	e := scheduler.NewEngine(b.store, h, scheduler.Options[string]{Set: set, Workers: 1, Batch: 32,
+		PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.Nop(), Prefetch: prefetch})
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	timeout := time.After(10 * time.Second)
+	first := ""
+	for range members {
+		select {
+		case <-prefetched:
+		case <-timeout:
+			t.Fatal("timed out waiting for the prefetches")
+		}
+	}
+	select {
+	case first = <-started:
+	case <-timeout:
+		t.Fatal("timed out waiting for the first handler")
+	}
+	mu.Lock()
+	taken := ""
+	for _, m := range members {
+		if m != first && !failed[m] {
+			taken = m
+			break
+		}
+	}
+	mu.Unlock()
+	if taken == "" {
+		t.Fatal("no member left to take from")
+	}
+	if v, ok := e.TakePrefetched(taken); !ok || !strings.HasPrefix(v, taken+"/") {
+		t.Fatalf("TakePrefetched(%s) = %q %v", taken, v, ok)
+	}
+	if _, ok := e.TakePrefetched(taken); ok {
+		t.Fatalf("TakePrefetched(%s) took a value twice", taken)
+	}
+	close(release)
+	for range members {
+		var r handled
+		select {
+		case r = <-results:
+		case <-timeout:
+			t.Fatal("timed out waiting for the handlers")
+		}
+		want := fmt.Sprintf("%s/%d", r.d.Member, r.d.Fence)
+		switch m := r.d.Member; {
+		case m == taken || failed[m]:
+			if r.ok {
+				t.Errorf("%s: handler got %q, want none", m, r.pre)
+			}
+		case !r.ok || r.pre != want:
+			t.Errorf("%s: handler got %q %v, want %q", m, r.pre, r.ok, want)
+		}
+	}
+}
+
 func TestStartStopConcurrently(t *testing.T) {
 	b := setup(t)
-	e := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) scheduler.Outcome { return scheduler.Outcome{} },
-		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
+	noop := func(context.Context, scheduler.Due, none, bool) scheduler.Outcome[none] {
+		return scheduler.Outcome[none]{}
+	}
+	e := scheduler.NewEngine(b.store, noop, scheduler.Options[none]{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
 	if err := e.Stop(context.Background()); err != nil {
 		t.Fatalf("stop before start: %v", err)
 	}
-	e2 := scheduler.NewEngine(b.store, func(context.Context, scheduler.Due) scheduler.Outcome { return scheduler.Outcome{} },
-		scheduler.Options{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
+	e2 := scheduler.NewEngine(b.store, noop, scheduler.Options[none]{Set: set, Clock: b.clk, PollInterval: time.Millisecond})
 	if err := e2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -240,9 +352,9 @@ func BenchmarkClaim(b *testing.B) {
 		if err != nil || len(ds) != 256 {
 			b.Fatalf("claimed %d: %v", len(ds), err)
 		}
-		done := make([]scheduler.Done, len(ds))
+		done := make([]scheduler.Done[none], len(ds))
 		for i, d := range ds {
-			done[i] = scheduler.Done{Member: d.Member, Fence: d.Fence, Next: now.Add(-time.Second)}
+			done[i] = scheduler.Done[none]{Member: d.Member, Fence: d.Fence, Next: now.Add(-time.Second)}
 		}
 		if _, err := store.FinishDue(ctx, set, done); err != nil {
 			b.Fatal(err)
@@ -254,12 +366,12 @@ func BenchmarkClaim(b *testing.B) {
 // finishWatch wraps the real store and reports each member whose finish
 // (a FinishDue to the handlers' answer) Redis answered.
 type finishWatch struct {
-	scheduler.Store
+	scheduler.Store[none]
 	finished time.Time
 	answered chan string
 }
 
-func (w *finishWatch) FinishDue(ctx context.Context, set string, done []scheduler.Done) ([]bool, error) {
+func (w *finishWatch) FinishDue(ctx context.Context, set string, done []scheduler.Done[none]) ([]bool, error) {
 	held, err := w.Store.FinishDue(ctx, set, done)
 	if err == nil {
 		for _, d := range done {
@@ -285,7 +397,7 @@ func TestRunsFinishedAcrossAnOutageRunOnce(t *testing.T) {
 		srv     *redistest.Server
 		store   *redisstore.Store
 		clk     *clock.Fake
-		engine  *scheduler.Engine
+		engine  *scheduler.Engine[none, none]
 		release chan struct{}
 		mu      sync.Mutex
 		claimed map[string]int
@@ -320,16 +432,16 @@ func TestRunsFinishedAcrossAnOutageRunOnce(t *testing.T) {
 		}
 		started := make(chan struct{}, n)
 		sentinel := make(chan struct{}, 1)
-		h := func(_ context.Context, d scheduler.Due) scheduler.Outcome {
+		h := func(_ context.Context, d scheduler.Due, _ none, _ bool) scheduler.Outcome[none] {
 			if d.Member != "sentinel" {
 				started <- struct{}{}
 				<-b.release
 			}
-			return scheduler.Outcome{Next: finished}
+			return scheduler.Outcome[none]{Next: finished}
 		}
 		// Claims are counted as they are handed to workers: a member
 		// claimed twice runs twice.
-		prefetch := func(_ context.Context, batch []scheduler.Due) {
+		prefetch := func(_ context.Context, batch []scheduler.Due) ([]none, error) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			for _, d := range batch {
@@ -339,9 +451,10 @@ func TestRunsFinishedAcrossAnOutageRunOnce(t *testing.T) {
 					sentinel <- struct{}{}
 				}
 			}
+			return nil, nil
 		}
 		watch := &finishWatch{Store: b.store, finished: finished, answered: make(chan string, 10*n)}
-		b.engine = scheduler.NewEngine(watch, h, scheduler.Options{Set: set, Workers: n + 1, Batch: 64, Lease: lease,
+		b.engine = scheduler.NewEngine(watch, h, scheduler.Options[none]{Set: set, Workers: n + 1, Batch: 64, Lease: lease,
 			PollInterval: 5 * time.Millisecond, Clock: b.clk, Logger: zerolog.Nop(), Prefetch: prefetch})
 		if err := b.engine.Start(ctx); err != nil {
 			t.Fatal(err)

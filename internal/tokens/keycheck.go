@@ -144,45 +144,5 @@ func (k *Keyring) prove(ctx context.Context, s KeyCheckStore, ids []string) erro
 // Verified reports whether Verify matched every key of the keyring
 // against the database. Only then is a record that fails to open under a
 // configured key id known to be damaged rather than the key being wrong
-// (see OpenFailure).
+// (see the refresher's openFailure).
 func (k *Keyring) Verified() bool { return k != nil && k.verified.Load() }
-
-// Reasons a token record did not open: the reason label of
-// syncd_token_open_failures_total.
-const (
-	openUnknownKey    = "unknown_key"    // its key id is not configured
-	openUnverifiedKey = "unverified_key" // its key is not verified against the database
-	openTampered      = "tampered"       // it fails authentication under a verified key
-	openError         = "error"          // anything else (not the record's fault)
-)
-
-// openFailure decides what becomes of a record that OpenRecord refused
-// with err, and names the reason. The rule:
-//
-//   - The key id is not configured (ErrUnknownKey): the operator removed
-//     a key still in use. Keep the record, retry later, alert.
-//   - The record does not authenticate (ErrDecrypt) and the keyring is
-//     not Verified: a wrong key under the right id looks exactly like a
-//     damaged record, so keep it, retry later, alert. Moving it aside
-//     would take every user whose refresh this process claims.
-//   - The record does not authenticate and the keyring is Verified: the
-//     key under that id is the one the database was sealed with (its
-//     check value matched, or it opened the records of a new key id), so
-//     this record alone is corrupt or was altered: its ciphertext, its
-//     user id, or its clear provider field (the provider is bound into the
-//     associated data). Quarantine it (it is never sent to any provider)
-//     and alert.
-//   - Anything else: keep it and retry.
-//
-// Every case is logged at error level and counted by reason.
-func (k *Keyring) openFailure(err error) (reason string, quarantine bool) {
-	switch {
-	case errors.Is(err, ErrUnknownKey):
-		return openUnknownKey, false
-	case errors.Is(err, ErrDecrypt) && k.Verified():
-		return openTampered, true
-	case errors.Is(err, ErrDecrypt):
-		return openUnverifiedKey, false
-	}
-	return openError, false
-}

@@ -1,7 +1,10 @@
 package tokens
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,6 +41,15 @@ func ParseState(s string) (State, error) {
 
 // Runnable reports whether jobs and refreshes run for a user in this state.
 func (s State) Runnable() bool { return s == Active || s == Degraded }
+
+// Errors returned to callers that want a usable token of a user who is
+// not runnable.
+var (
+	// ErrReauthRequired: the user must consent again.
+	ErrReauthRequired = errors.New("user must re-authorize")
+	// ErrDisabled: an operator disabled the user.
+	ErrDisabled = errors.New("user is disabled")
+)
 
 // Reasons recorded with transitions and used as the label of the re-auth
 // counter. They are stable identifiers, never free text from a provider.
@@ -92,4 +104,32 @@ type Record struct {
 	// release (its holder died or stalled, perhaps after the provider had
 	// rotated the token). Cleared by the next commit, failure or flag.
 	LeaseExpired bool
+}
+
+// LeaseHolder returns the refresher (its Options.Owner) that took a
+// lease, from the lease id (Record.LeaseID).
+func LeaseHolder(leaseID string) string {
+	if i := strings.LastIndexByte(leaseID, '/'); i >= 0 {
+		return leaseID[:i]
+	}
+	return leaseID
+}
+
+// CountStates counts every user by state, streaming records in batches.
+// Malformed records are not counted.
+func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
+	counts := make(map[string]int64, len(States))
+	for _, st := range States {
+		counts[string(st)] = 0
+	}
+	err := store.EachUser(ctx, func(refs []UserRef, _ []string) error {
+		for _, r := range refs {
+			counts[string(r.State)]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return counts, nil
 }

@@ -8,6 +8,10 @@ import (
 	"github.com/syncd/syncd/internal/scheduler"
 )
 
+// RefreshSet is the due set of token refreshes: every runnable user has
+// an entry, scored by when its token is next due for a refresh.
+const RefreshSet = "refresh"
+
 // Sentinels for conditions callers branch on.
 var (
 	// ErrNotFound: no token is stored for the user.
@@ -131,6 +135,4 @@ type Store interface {
 	ScheduleDue(ctx context.Context, set string, entries []scheduler.Entry) error
 	// DueAt returns a member's score in a due set (zero if absent).
 	DueAt(ctx context.Context, set, member string) (time.Time, error)
-
-	scheduler.Store
 }

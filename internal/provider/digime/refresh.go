@@ -43,7 +43,7 @@ type tokenField struct {
 }
 
 // Refresh exchanges t's refresh token for new tokens at oauth/token
-// (implements tokens.Provider). It is tried exactly once: the refresher
+// (implements refresher.Provider). It is tried exactly once: the refresher
 // owns retries. digi.me rotates the refresh token on every refresh, so
 // the key set that verifies the answer is fetched (or found cached) first:
 // a JWKS outage then fails the call before the refresh token is spent.

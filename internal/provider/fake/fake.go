@@ -74,7 +74,7 @@ type issued struct {
 	expires time.Time // zero: never
 }
 
-// Provider is the fake. It implements tokens.Provider.
+// Provider is the fake. It implements refresher.Provider.
 type Provider struct {
 	mu         sync.Mutex
 	opt        Options
@@ -203,7 +203,7 @@ func (p *Provider) SetConfigError(code string) {
 	p.mu.Unlock()
 }
 
-// Refresh implements tokens.Provider.
+// Refresh implements refresher.Provider.
 func (p *Provider) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
 	if p.opt.Latency > 0 {
 		timer := time.NewTimer(p.opt.Latency)

@@ -127,7 +127,7 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// Client is the OAuth 2 provider. It implements tokens.Provider,
+// Client is the OAuth 2 provider. It implements refresher.Provider,
 // provider.Authorizer and the pull/push calls jobs make. Safe for
 // concurrent use.
 type Client struct {

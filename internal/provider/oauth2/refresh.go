@@ -39,7 +39,7 @@ var (
 )
 
 // Refresh exchanges t's refresh token for a new token (RFC 6749 §6). It
-// implements tokens.Provider.
+// implements refresher.Provider.
 //
 // The new token keeps t's UserID and ConsentID. When the response omits
 // refresh_token, the old refresh token (and its expiry) is kept.

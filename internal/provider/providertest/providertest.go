@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/syncd/syncd/internal/provider"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Client is what the contract exercises.
 type Client interface {
-	tokens.Provider
+	refresher.Provider
 	Pull(ctx context.Context, user string, src provider.TokenSource, cursor string, deliver func(provider.Item) error) (provider.PullResult, error)
 	Push(ctx context.Context, user string, src provider.TokenSource, item provider.PushItem) error
 }
@@ -66,7 +67,7 @@ type GraceHarness struct {
 // client and counts rejections.
 type Source struct {
 	mu       sync.Mutex
-	Client   tokens.Provider
+	Client   refresher.Provider
 	Tok      tokens.Token
 	Rejects  int
 	Refreshs int

@@ -1,4 +1,4 @@
-package tokens_test
+package refresher_test
 
 import (
 	"bytes"
@@ -20,14 +20,15 @@ import (
 	"github.com/syncd/syncd/internal/provider/fake"
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func testPolicy() tokens.Policy {
-	return tokens.Policy{
+func testPolicy() refresher.Policy {
+	return refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: 2 * time.Minute, DefaultLifetime: time.Hour, Timeout: 5 * time.Second,
 		RetryInitial: 30 * time.Second, RetryMax: 30 * time.Minute, RetryAfterCap: time.Hour,
 		DegradedAfter: 3,
@@ -60,12 +61,12 @@ type bundle struct {
 	prov    *fake.Provider
 	keys    *tokens.Keyring
 	logs    *syncBuffer
-	metrics *tokens.Metrics
-	results chan tokens.Result
-	policy  tokens.Policy
+	metrics *refresher.Metrics
+	results chan refresher.Result
+	policy  refresher.Policy
 }
 
-func setup(t *testing.T, fo fake.Options, policy tokens.Policy) *bundle {
+func setup(t *testing.T, fo fake.Options, policy refresher.Policy) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
 	clk := clock.NewFake(t0)
@@ -75,7 +76,7 @@ func setup(t *testing.T, fo fake.Options, policy tokens.Policy) *bundle {
 		t.Fatal(err)
 	}
 	b := &bundle{srv: srv, clk: clk, prov: fake.New(fo), keys: keys, logs: &syncBuffer{},
-		metrics: tokens.NewMetrics(prometheus.NewRegistry()), results: make(chan tokens.Result, 100000), policy: policy}
+		metrics: refresher.NewMetrics(prometheus.NewRegistry()), results: make(chan refresher.Result, 100000), policy: policy}
 	b.rdb = srv.Client(t)
 	b.store = b.newStore(t)
 	return b
@@ -87,7 +88,7 @@ func (b *bundle) newStore(t *testing.T) *redisstore.Store {
 
 // refresher returns a refresher with its own Redis client, as a separate
 // process would have, calling the fake. It is stopped at cleanup.
-func (b *bundle) refresher(t *testing.T, start bool) *tokens.Refresher {
+func (b *bundle) refresher(t *testing.T, start bool) *refresher.Refresher {
 	t.Helper()
 	if start {
 		return b.startWith(t, nil, b.prov, b.policy, 16, time.Minute)
@@ -95,7 +96,7 @@ func (b *bundle) refresher(t *testing.T, start bool) *tokens.Refresher {
 	return b.newWith(t, nil, b.prov, b.policy, 16, time.Minute)
 }
 
-func (b *bundle) putUsers(t *testing.T, r *tokens.Refresher, n int) []string {
+func (b *bundle) putUsers(t *testing.T, r *refresher.Refresher, n int) []string {
 	t.Helper()
 	users := make([]string, n)
 	for i := range users {
@@ -109,9 +110,9 @@ func (b *bundle) putUsers(t *testing.T, r *tokens.Refresher, n int) []string {
 
 // wait collects results until want of them match outcome, failing on
 // timeout. Other outcomes are returned too, for inspection.
-func (b *bundle) wait(t *testing.T, outcome string, want int) []tokens.Result {
+func (b *bundle) wait(t *testing.T, outcome refresher.Outcome, want int) []refresher.Result {
 	t.Helper()
-	var got []tokens.Result
+	var got []refresher.Result
 	n := 0
 	timeout := time.After(30 * time.Second)
 	for n < want {
@@ -185,7 +186,7 @@ func TestRefreshCyclesAcrossInstances(t *testing.T) {
 	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 1}, testPolicy())
 	const n = 1000
 	users := b.putUsers(t, b.refresher(t, false), n)
-	rs := []*tokens.Refresher{b.refresher(t, true), b.refresher(t, true), b.refresher(t, true)}
+	rs := []*refresher.Refresher{b.refresher(t, true), b.refresher(t, true), b.refresher(t, true)}
 
 	for cycle := 1; cycle <= 3; cycle++ {
 		b.clk.Advance(time.Hour)
@@ -519,7 +520,7 @@ func TestNewerTokenAdoptedInsteadOfFlagging(t *testing.T) {
 }
 
 type racingProvider struct {
-	inner  tokens.Provider
+	inner  refresher.Provider
 	once   sync.Once
 	before func()
 }
@@ -549,10 +550,10 @@ func TestCrashedHolderBlocksOnlyUntilLeaseEnds(t *testing.T) {
 		t.Fatalf("acquire: %v %v", st, err)
 	}
 	// Entries of other users in that shard were claimed too; hand them back.
-	var back []scheduler.Done
+	var back []scheduler.Done[struct{}]
 	for _, c := range claimed {
 		if c.Member != stuck {
-			back = append(back, scheduler.Done{Member: c.Member, Fence: c.Fence, Next: now})
+			back = append(back, scheduler.Done[struct{}]{Member: c.Member, Fence: c.Fence, Next: now})
 		}
 	}
 	if len(back) > 0 {
@@ -619,7 +620,7 @@ func TestMalformedRecordQuarantined(t *testing.T) {
 
 func TestOnUseRefreshIsSingleAcrossReplicas(t *testing.T) {
 	b := setup(t, fake.Options{AccessLifetime: time.Hour, Seed: 10, Latency: 20 * time.Millisecond}, testPolicy())
-	replicas := []*tokens.Refresher{b.refresher(t, false), b.refresher(t, false), b.refresher(t, false)}
+	replicas := []*refresher.Refresher{b.refresher(t, false), b.refresher(t, false), b.refresher(t, false)}
 	users := b.putUsers(t, replicas[0], 1)
 	u := users[0]
 	ctx := context.Background()
@@ -746,7 +747,7 @@ func (b *bundle) stallStore(t *testing.T) *redisstore.Store {
 
 // newWith returns a refresher over store (nil: a store of its own) that
 // calls prov, with workers (0: the default) and lease.
-func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov tokens.Provider, policy tokens.Policy, workers int, lease time.Duration) *tokens.Refresher {
+func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
 	t.Helper()
 	if store == nil {
 		store = b.newStore(t)
@@ -754,9 +755,9 @@ func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov tokens.Prov
 			t.Fatal(err)
 		}
 	}
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
-		tokens.Options{Workers: workers, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: lease, Clock: b.clk,
-			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	r, err := refresher.New(store, b.keys, map[string]refresher.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
+		refresher.Options{Workers: workers, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: lease, Clock: b.clk,
+			Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res refresher.Result) { b.results <- res }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -765,7 +766,7 @@ func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov tokens.Prov
 
 // startWith is newWith, started; it is stopped at cleanup, after the
 // test's deferred calls (which release any gate).
-func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov tokens.Provider, policy tokens.Policy, workers int, lease time.Duration) *tokens.Refresher {
+func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
 	t.Helper()
 	r := b.newWith(t, store, prov, policy, workers, lease)
 	if err := r.Start(context.Background()); err != nil {
@@ -782,7 +783,7 @@ func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov tokens.Pr
 // gatedProvider holds the refresh of one user until released, so a test
 // can act while the refresher is busy with it.
 type gatedProvider struct {
-	inner   tokens.Provider
+	inner   refresher.Provider
 	user    string
 	started chan struct{}
 	release chan struct{}
@@ -790,7 +791,7 @@ type gatedProvider struct {
 	mu      sync.Mutex
 }
 
-func newGate(inner tokens.Provider, user string) *gatedProvider {
+func newGate(inner refresher.Provider, user string) *gatedProvider {
 	return &gatedProvider{inner: inner, user: user, started: make(chan struct{}), release: make(chan struct{})}
 }
 
@@ -935,7 +936,7 @@ func TestRotatedTokenKeptThroughRedisStall(t *testing.T) {
 // countingProvider counts refresh calls and holds them until hold is
 // closed.
 type countingProvider struct {
-	inner   tokens.Provider
+	inner   refresher.Provider
 	calls   atomic.Int64
 	started chan string // the user, when a call starts and there is room
 	hold    chan struct{}
@@ -1003,7 +1004,7 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	// Every user of the batch is handled while Redis takes no writes: the
 	// first one's rotation is lost when its lease ends, the rest fail
 	// before calling the provider. (Claims of other shards fail too.)
-	got := map[string]string{}
+	got := map[string]refresher.Outcome{}
 	deadline := time.After(30 * time.Second)
 	for len(got) < len(batch) {
 		select {
@@ -1111,9 +1112,9 @@ func TestLostAnswerAndGracePeriod(t *testing.T) {
 			b.wait(t, "transient", len(users))
 			// The retries come within RetryEnvelope(1) = 30 s.
 			b.clk.Advance(time.Minute)
-			want := "ok"
+			want := refresher.OutcomeOK
 			if tc.wantFlagged > 0 {
-				want = "reauth"
+				want = refresher.OutcomeReauth
 			}
 			b.wait(t, want, len(users))
 			flagged := 0

@@ -1,38 +1,14 @@
-package tokens
+package refresher
 
 import (
 	"context"
 
 	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
 )
 
-// CountStates counts every user by state, streaming records in batches.
-// Malformed records are not counted.
-func CountStates(ctx context.Context, store Store) (map[string]int64, error) {
-	return eachCounted(ctx, store, func([]UserRef, []string) error { return nil })
-}
-
-// eachCounted walks every user (EachUser), counting them by state, and
-// hands each batch and its malformed records on to fn.
-func eachCounted(ctx context.Context, store Store, fn func(refs []UserRef, malformed []string) error) (map[string]int64, error) {
-	counts := make(map[string]int64, len(States))
-	for _, st := range States {
-		counts[string(st)] = 0
-	}
-	err := store.EachUser(ctx, func(refs []UserRef, malformed []string) error {
-		for _, r := range refs {
-			counts[string(r.State)]++
-		}
-		return fn(refs, malformed)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return counts, nil
-}
-
 // Reconcile walks every record once: it counts users by state (as
-// CountStates) and repairs the refresh due set, the index every other
+// tokens.CountStates) and repairs the refresh due set, the index every other
 // schedule hangs off. A runnable user whose refresh entry is missing (a
 // crash between storing the record and scheduling it) is scheduled for a
 // refresh check now and handed to OnChange, so its jobs are added too.
@@ -42,10 +18,17 @@ func eachCounted(ctx context.Context, store Store, fn func(refs []UserRef, malfo
 // It returns the counts and how many users it repaired.
 func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error) {
 	repaired := 0
-	counts, err := eachCounted(ctx, r.store, func(refs []UserRef, malformed []string) error {
+	counts := make(map[string]int64, len(tokens.States))
+	for _, st := range tokens.States {
+		counts[string(st)] = 0
+	}
+	err := r.store.EachUser(ctx, func(refs []tokens.UserRef, malformed []string) error {
+		for _, u := range refs {
+			counts[string(u.State)]++
+		}
 		r.quarantineMalformed(ctx, malformed)
 		var runnable []string
-		byUser := make(map[string]UserRef, len(refs))
+		byUser := make(map[string]tokens.UserRef, len(refs))
 		for _, u := range refs {
 			if u.State.Runnable() {
 				runnable = append(runnable, u.UserID)
@@ -55,7 +38,7 @@ func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error
 		if len(runnable) == 0 {
 			return nil
 		}
-		missing, err := r.store.MissingDue(ctx, RefreshSet, runnable)
+		missing, err := r.store.MissingDue(ctx, tokens.RefreshSet, runnable)
 		if err != nil || len(missing) == 0 {
 			return err
 		}
@@ -64,7 +47,7 @@ func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error
 		for i, u := range missing {
 			entries[i] = scheduler.Entry{Member: u, At: now}
 		}
-		if err := r.store.ScheduleDue(ctx, RefreshSet, entries); err != nil {
+		if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, entries); err != nil {
 			return err
 		}
 		for _, u := range missing {
@@ -75,5 +58,8 @@ func (r *Refresher) Reconcile(ctx context.Context) (map[string]int64, int, error
 		r.engine.Notify()
 		return nil
 	})
-	return counts, repaired, err
+	if err != nil {
+		return nil, repaired, err
+	}
+	return counts, repaired, nil
 }

@@ -1,4 +1,4 @@
-package tokens_test
+package refresher_test
 
 import (
 	"bytes"
@@ -12,13 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/provider/fake"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
 // waitUsers waits for the refresher's first pass over each of users.
-func (b *bundle) waitUsers(t *testing.T, users ...string) map[string]tokens.Result {
+func (b *bundle) waitUsers(t *testing.T, users ...string) map[string]refresher.Result {
 	t.Helper()
-	got := make(map[string]tokens.Result, len(users))
+	got := make(map[string]refresher.Result, len(users))
 	timeout := time.After(30 * time.Second)
 	for len(got) < len(users) {
 		select {
@@ -45,10 +46,10 @@ func TestProviderRewriteNeverReachesOtherProvider(t *testing.T) {
 	if err := store.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r, err := tokens.NewRefresher(store, b.keys, map[string]tokens.ProviderEntry{
+	r, err := refresher.New(store, b.keys, map[string]refresher.ProviderEntry{
 		"fake": {Provider: b.prov, Policy: b.policy}, "other": {Provider: other, Policy: b.policy},
-	}, tokens.Options{Workers: 2, Batch: 8, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
-		Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res }})
+	}, refresher.Options{Workers: 2, Batch: 8, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk,
+		Logger: zerolog.New(b.logs), Metrics: b.metrics, Observe: func(res refresher.Result) { b.results <- res }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestWrongKeyValueDoesNotQuarantine(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.keys = wrong
-	m := tokens.NewMetrics(prometheus.NewRegistry())
+	m := refresher.NewMetrics(prometheus.NewRegistry())
 	b.metrics = m
 	b.refresher(t, true)
 	b.clk.Advance(time.Hour)

@@ -1,10 +1,12 @@
-package tokens
+package refresher
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Token returns a usable token for user: the stored one if it is valid
@@ -13,9 +15,9 @@ import (
 // waited for). A token refreshed since the call began is returned even if
 // the provider's lifetime is shorter than minValid: refreshing again would
 // not help. Jobs call it before using a token.
-func (r *Refresher) Token(ctx context.Context, user string, minValid time.Duration) (Token, error) {
+func (r *Refresher) Token(ctx context.Context, user string, minValid time.Duration) (tokens.Token, error) {
 	start := r.opt.Clock.Now()
-	return r.fresh(ctx, user, func(rec Record, tok Token, now time.Time) bool {
+	return r.fresh(ctx, user, func(rec tokens.Record, tok tokens.Token, now time.Time) bool {
 		return tok.AccessExpiry.After(now.Add(minValid)) || !rec.LastRefresh.Before(start)
 	})
 }
@@ -23,8 +25,8 @@ func (r *Refresher) Token(ctx context.Context, user string, minValid time.Durati
 // Rejected is called when a provider answered 401 to a data call made
 // with rejected: it returns a newer token, refreshing unless someone else
 // already has (the digi.me SDKs' refresh-and-retry-once).
-func (r *Refresher) Rejected(ctx context.Context, user string, rejected Token) (Token, error) {
-	return r.fresh(ctx, user, func(_ Record, tok Token, _ time.Time) bool {
+func (r *Refresher) Rejected(ctx context.Context, user string, rejected tokens.Token) (tokens.Token, error) {
+	return r.fresh(ctx, user, func(_ tokens.Record, tok tokens.Token, _ time.Time) bool {
 		return tok.AccessToken != rejected.AccessToken
 	})
 }
@@ -38,7 +40,7 @@ func (r *Refresher) Source(user string, minValid time.Duration) *Source {
 // SourceFrom is Source for the user of rec, a record just read: its first
 // Token call uses rec instead of reading it again when the token in it is
 // good for minValid.
-func (r *Refresher) SourceFrom(rec Record, minValid time.Duration) *Source {
+func (r *Refresher) SourceFrom(rec tokens.Record, minValid time.Duration) *Source {
 	return &Source{r: r, user: rec.UserID, minValid: minValid, hint: &rec}
 }
 
@@ -47,11 +49,11 @@ type Source struct {
 	r        *Refresher
 	user     string
 	minValid time.Duration
-	hint     *Record
+	hint     *tokens.Record
 }
 
 // Token implements provider.TokenSource.
-func (s *Source) Token(ctx context.Context) (Token, error) {
+func (s *Source) Token(ctx context.Context) (tokens.Token, error) {
 	if rec := s.hint; rec != nil {
 		s.hint = nil
 		if rec.State.Runnable() && rec.AccessExpiry.After(s.r.opt.Clock.Now().Add(s.minValid)) {
@@ -64,7 +66,7 @@ func (s *Source) Token(ctx context.Context) (Token, error) {
 }
 
 // Rejected implements provider.TokenSource.
-func (s *Source) Rejected(ctx context.Context, t Token) (Token, error) {
+func (s *Source) Rejected(ctx context.Context, t tokens.Token) (tokens.Token, error) {
 	return s.r.Rejected(ctx, s.user, t)
 }
 
@@ -74,35 +76,35 @@ func (s *Source) Rejected(ctx context.Context, t Token) (Token, error) {
 // long as a refresh may take: the provider's timeout, plus time to store
 // the answer. A few rounds cover a concurrent pass that decided not to
 // refresh.
-func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (Token, error) {
+func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (tokens.Token, error) {
 	wait := 50 * time.Millisecond
 	var waitUntil time.Time // real time; set by the first busy answer
 	for round := 0; ; round++ {
 		rec, err := r.store.Load(ctx, user)
 		if err != nil {
-			return Token{}, fmt.Errorf("token for %q: %w", user, err)
+			return tokens.Token{}, fmt.Errorf("token for %q: %w", user, err)
 		}
 		if !rec.State.Runnable() {
-			return Token{}, fmt.Errorf("token for %q: %w", user, stateErr(rec.State))
+			return tokens.Token{}, fmt.Errorf("token for %q: %w", user, stateErr(rec.State))
 		}
 		tok, err := r.keys.OpenRecord(rec)
 		if err != nil {
-			return Token{}, fmt.Errorf("token for %q: %w", user, err)
+			return tokens.Token{}, fmt.Errorf("token for %q: %w", user, err)
 		}
 		if good(rec, tok, r.opt.Clock.Now()) {
 			return tok, nil
 		}
 		if round == 5 {
-			return Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
+			return tokens.Token{}, fmt.Errorf("token for %q: no fresh token after %d refresh attempts", user, round)
 		}
-		o, err := r.refresh(ctx, user, good)
+		o, err := r.refresh(ctx, user, good, nil)
 		switch {
 		case errors.Is(err, errBusy):
 			if waitUntil.IsZero() {
 				waitUntil = time.Now().Add(r.refreshBudget(rec.Provider))
 			}
 			if time.Now().After(waitUntil) {
-				return Token{}, fmt.Errorf("token for %q: %w for longer than a refresh may take", user, errBusy)
+				return tokens.Token{}, fmt.Errorf("token for %q: %w for longer than a refresh may take", user, errBusy)
 			}
 			// Waiting does not use up a round.
 			round--
@@ -110,13 +112,13 @@ func (r *Refresher) fresh(ctx context.Context, user string, good goodFunc) (Toke
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return Token{}, ctx.Err()
+				return tokens.Token{}, ctx.Err()
 			case <-t.C:
 			}
 			wait = min(2*wait, time.Second)
 		case err != nil:
-			return Token{}, fmt.Errorf("token for %q: %w", user, err)
-		case o.result == "ok":
+			return tokens.Token{}, fmt.Errorf("token for %q: %w", user, err)
+		case o.result == OutcomeOK:
 			return o.tok, nil
 		}
 	}

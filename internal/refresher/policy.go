@@ -1,9 +1,11 @@
-package tokens
+package refresher
 
 import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 // Policy is how one provider's tokens are refreshed (config: providers[]).
@@ -35,7 +37,7 @@ type Policy struct {
 // token lapses if that comes first and syncd has not refreshed since that
 // window opened (a provider that never extends the refresh token would
 // otherwise be refreshed in a loop).
-func (p Policy) DueAt(rec Record, jitter time.Duration) time.Time {
+func (p Policy) DueAt(rec tokens.Record, jitter time.Duration) time.Time {
 	due := rec.AccessExpiry.Add(-p.Lead - jitter)
 	if !rec.RefreshExpiry.IsZero() {
 		rd := rec.RefreshExpiry.Add(-p.Lead - jitter)
@@ -48,7 +50,7 @@ func (p Policy) DueAt(rec Record, jitter time.Duration) time.Time {
 
 // isDue reports whether rec is due at now, counting the full jitter
 // window (an entry scheduled with any jitter is due by then).
-func (p Policy) isDue(rec Record, now time.Time) bool {
+func (p Policy) isDue(rec tokens.Record, now time.Time) bool {
 	return !p.DueAt(rec, p.Jitter).After(now)
 }
 

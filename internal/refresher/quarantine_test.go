@@ -1,4 +1,4 @@
-package tokens_test
+package refresher_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/provider/fake"
+	"github.com/syncd/syncd/internal/refresher"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -29,7 +30,7 @@ func TestWrongTypeRecordQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.clk.Advance(time.Hour)
-	var bad *tokens.Result
+	var bad *refresher.Result
 	for _, res := range b.wait(t, "ok", 2) {
 		if res.User == users[1] {
 			bad = &res
@@ -112,10 +113,10 @@ func TestRestoreAfterRepair(t *testing.T) {
 		st             tokens.State
 	}
 	changes := make(chan change, 10)
-	newRefresher := func(keys *tokens.Keyring) *tokens.Refresher {
-		r, err := tokens.NewRefresher(b.newStore(t), keys, map[string]tokens.ProviderEntry{"fake": {Provider: b.prov, Policy: b.policy}},
-			tokens.Options{Workers: 4, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk, Logger: zerolog.New(b.logs),
-				Metrics: b.metrics, Observe: func(res tokens.Result) { b.results <- res },
+	newRefresher := func(keys *tokens.Keyring) *refresher.Refresher {
+		r, err := refresher.New(b.newStore(t), keys, map[string]refresher.ProviderEntry{"fake": {Provider: b.prov, Policy: b.policy}},
+			refresher.Options{Workers: 4, PollInterval: 5 * time.Millisecond, Lease: time.Minute, Clock: b.clk, Logger: zerolog.New(b.logs),
+				Metrics: b.metrics, Observe: func(res refresher.Result) { b.results <- res },
 				OnChange: func(_ context.Context, user, provider string, st tokens.State) error {
 					changes <- change{user, provider, st}
 					return nil
@@ -150,7 +151,7 @@ func TestRestoreAfterRepair(t *testing.T) {
 	if err != nil || len(list) != 2 || list[0].Reason != "malformed_record" {
 		t.Fatalf("quarantined %+v %v", list, err)
 	}
-	if _, err := bad.Restore(ctx, users[0]); !errors.Is(err, tokens.ErrMalformedRecord) || !tokens.RestoreRefused(err) {
+	if _, err := bad.Restore(ctx, users[0]); !errors.Is(err, tokens.ErrMalformedRecord) || !refresher.RestoreRefused(err) {
 		t.Fatalf("restore of a record still damaged: %v", err)
 	}
 	// The operator repairs the quarantined copies.

@@ -1,4 +1,4 @@
-package tokens
+package refresher
 
 import (
 	"context"
@@ -19,10 +19,8 @@ import (
 
 	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/scheduler"
+	"github.com/syncd/syncd/internal/tokens"
 )
-
-// RefreshSet is the due set the refresher serves.
-const RefreshSet = "refresh"
 
 // Provider exchanges a refresh token for a new token. Implementations live
 // in internal/provider/...; failures are *RefreshError built with
@@ -30,7 +28,15 @@ const RefreshSet = "refresh"
 // may leave RefreshToken empty (the old one stays valid) and expiries zero
 // (unknown).
 type Provider interface {
-	Refresh(ctx context.Context, t Token) (Token, error)
+	Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error)
+}
+
+// Store is what the refresher needs from storage (internal/redisstore):
+// the token records, and the refresh due set its engine serves. Finishing
+// a refresh claim writes nothing else.
+type Store interface {
+	tokens.Store
+	scheduler.Store[struct{}]
 }
 
 // ProviderEntry is one configured provider: how to call it and its policy.
@@ -62,18 +68,11 @@ type Options struct {
 	// state change, with the user's provider and new state: the job
 	// runner keeps the user's job schedule in step with it. An error is
 	// logged; the next reconciliation repairs what it missed.
-	OnChange func(ctx context.Context, user, provider string, st State) error
+	OnChange func(ctx context.Context, user, provider string, st tokens.State) error
 }
 
-// Errors returned to callers that want a usable token.
-var (
-	// ErrReauthRequired: the user must consent again.
-	ErrReauthRequired = errors.New("user must re-authorize")
-	// ErrDisabled: an operator disabled the user.
-	ErrDisabled = errors.New("user is disabled")
-	// ErrUnknownProvider: the record names a provider not configured.
-	ErrUnknownProvider = errors.New("unknown provider")
-)
+// ErrUnknownProvider: the record names a provider not configured.
+var ErrUnknownProvider = errors.New("unknown provider")
 
 // Refresher keeps every user's token alive: it serves the "refresh" due
 // set with a scheduler.Engine, and refreshes on demand for jobs (Token,
@@ -82,20 +81,19 @@ var (
 // with writes fenced by the record's version.
 type Refresher struct {
 	store     Store
-	keys      *Keyring
+	keys      *tokens.Keyring
 	providers map[string]*providerState
 	opt       Options
 	log       zerolog.Logger
-	engine    *scheduler.Engine
+	engine    *scheduler.Engine[tokens.Lease, struct{}]
 	sf        singleflight.Group
 
 	leaseSeq    atomic.Uint64
 	storeFailed atomic.Bool // a store call failed since the last that answered
 
-	pmu        sync.Mutex
-	prefetched map[string]Lease  // leases taken with a claimed batch, not used yet
-	orphans    map[string]string // leases this process may still hold, by user
-	pending    map[string]Record // rotated tokens Redis did not take in time, by user
+	pmu     sync.Mutex
+	orphans map[string]string        // leases this process may still hold, by user
+	pending map[string]tokens.Record // rotated tokens Redis did not take in time, by user
 }
 
 type providerState struct {
@@ -104,8 +102,8 @@ type providerState struct {
 	breaker *breaker
 }
 
-// NewRefresher returns a Refresher; Start runs its due-set engine.
-func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
+// New returns a Refresher; Start runs its due-set engine.
+func New(store Store, keys *tokens.Keyring, providers map[string]ProviderEntry, opt Options) (*Refresher, error) {
 	if opt.Owner == "" {
 		opt.Owner = defaultOwner()
 	}
@@ -124,11 +122,15 @@ func NewRefresher(store Store, keys *Keyring, providers map[string]ProviderEntry
 		r.providers[name] = &providerState{name: name, ProviderEntry: e,
 			breaker: &breaker{threshold: e.Policy.CircuitFailures, cooldown: e.Policy.CircuitCooldown}}
 	}
-	handle := func(ctx context.Context, d scheduler.Due) scheduler.Outcome {
-		return scheduler.Outcome{Next: r.handle(ctx, d)}
+	handle := func(ctx context.Context, d scheduler.Due, l tokens.Lease, ok bool) scheduler.Outcome[struct{}] {
+		var pre *tokens.Lease
+		if ok {
+			pre = &l
+		}
+		return scheduler.Outcome[struct{}]{Next: r.handle(ctx, d, pre)}
 	}
-	r.engine = scheduler.NewEngine(store, handle, scheduler.Options{
-		Set: RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
+	r.engine = scheduler.NewEngine(store, handle, scheduler.Options[tokens.Lease]{
+		Set: tokens.RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
 		PollInterval: opt.PollInterval, Clock: opt.Clock, Logger: opt.Logger,
 		Prefetch: r.prefetch,
 	})
@@ -148,16 +150,16 @@ func (r *Refresher) Start(ctx context.Context) error { return r.engine.Start(ctx
 // Stop stops claiming and waits for refreshes in flight until ctx ends.
 func (r *Refresher) Stop(ctx context.Context) error { return r.engine.Stop(ctx) }
 
-// Put validates nothing (see ParseToken) and stores tok for its user under
+// Put validates nothing (see tokens.ParseToken) and stores tok for its user under
 // provider: the user becomes active (unless disabled), leaves the re-auth
 // queue, and is scheduled for refresh.
-func (r *Refresher) Put(ctx context.Context, provider string, tok Token) (*Transition, error) {
-	return r.PutWithReason(ctx, provider, tok, ReasonStored)
+func (r *Refresher) Put(ctx context.Context, provider string, tok tokens.Token) (*tokens.Transition, error) {
+	return r.PutWithReason(ctx, provider, tok, tokens.ReasonStored)
 }
 
 // PutWithReason is Put with the reason the events stream records for the
 // state change (ReasonAuthorized, ...).
-func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Token, reason string) (*Transition, error) {
+func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok tokens.Token, reason string) (*tokens.Transition, error) {
 	ps, ok := r.providers[provider]
 	if !ok {
 		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
@@ -167,14 +169,14 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 		return nil, err
 	}
 	now := r.opt.Clock.Now()
-	rec := Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
+	rec := tokens.Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
 		AccessExpiry: tok.AccessExpiry, RefreshExpiry: tok.RefreshExpiry}
 	st, tr, err := r.store.Put(ctx, rec, reason, now)
 	if err != nil {
 		return nil, err
 	}
 	due := ps.Policy.DueAt(rec, ps.Policy.randomJitter())
-	if err := r.store.ScheduleDue(ctx, RefreshSet, []scheduler.Entry{{Member: tok.UserID, At: due}}); err != nil {
+	if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: tok.UserID, At: due}}); err != nil {
 		return tr, err
 	}
 	r.logTransition(tr)
@@ -185,7 +187,7 @@ func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok Toke
 	return tr, nil
 }
 
-func (r *Refresher) changed(ctx context.Context, user, provider string, st State) {
+func (r *Refresher) changed(ctx context.Context, user, provider string, st tokens.State) {
 	if r.opt.OnChange == nil {
 		return
 	}
@@ -198,27 +200,27 @@ func (r *Refresher) changed(ctx context.Context, user, provider string, st State
 // out of the re-auth queue. Enable brings a disabled user back to active
 // and schedules a refresh check at once; a user whose token died while
 // disabled is flagged by that check.
-func (r *Refresher) Disable(ctx context.Context, user string) (*Transition, error) {
-	return r.setState(ctx, user, Disabled)
+func (r *Refresher) Disable(ctx context.Context, user string) (*tokens.Transition, error) {
+	return r.setState(ctx, user, tokens.Disabled)
 }
 
 // Enable: see Disable.
-func (r *Refresher) Enable(ctx context.Context, user string) (*Transition, error) {
-	return r.setState(ctx, user, Active)
+func (r *Refresher) Enable(ctx context.Context, user string) (*tokens.Transition, error) {
+	return r.setState(ctx, user, tokens.Active)
 }
 
-func (r *Refresher) setState(ctx context.Context, user string, to State) (*Transition, error) {
+func (r *Refresher) setState(ctx context.Context, user string, to tokens.State) (*tokens.Transition, error) {
 	now := r.opt.Clock.Now()
-	tr, err := r.store.SetState(ctx, user, to, ReasonOperator, now)
+	tr, err := r.store.SetState(ctx, user, to, tokens.ReasonOperator, now)
 	if err != nil {
 		return nil, err
 	}
 	at := now // enabled: check now; the handler reschedules by the record
-	if to == Disabled {
+	if to == tokens.Disabled {
 		at = time.Time{}
 	}
 	if tr != nil {
-		if err := r.store.ScheduleDue(ctx, RefreshSet, []scheduler.Entry{{Member: user, At: at}}); err != nil {
+		if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: user, At: at}}); err != nil {
 			return tr, err
 		}
 		r.logTransition(tr)
@@ -231,11 +233,12 @@ func (r *Refresher) setState(ctx context.Context, user string, to State) (*Trans
 
 // prefetch takes the refresh leases of a claimed batch in one round trip,
 // one lease id per user; the first refresh of each user in this process
-// (its handler, or a job's forced refresh that comes first) starts from
-// that lease and the record it returned. If the round trip fails, the
-// leases may or may not have been taken: the ids are kept so that the
-// handlers renew them rather than wait for them to expire.
-func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
+// (its handler, or a job's forced refresh that comes first and takes it
+// from the engine) starts from that lease and the record it returned. If
+// the round trip fails, the leases may or may not have been taken: the
+// ids are kept so that the handlers renew them rather than wait for them
+// to expire. It never fails.
+func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) ([]tokens.Lease, error) {
 	users := make([]string, len(batch))
 	ids := make([]string, len(batch))
 	for i, d := range batch {
@@ -245,44 +248,19 @@ func (r *Refresher) prefetch(ctx context.Context, batch []scheduler.Due) {
 	res, err := r.store.AcquireMany(ctx, users, ids, now, now.Add(r.opt.Lease))
 	if err != nil {
 		r.storeFailed.Store(true)
-		res = make([]Lease, len(batch))
+		res = make([]tokens.Lease, len(batch))
 		for i := range res {
-			res[i] = Lease{ID: ids[i], Err: err}
+			res[i] = tokens.Lease{ID: ids[i], Err: err}
 		}
 	} else {
 		r.storeFailed.Store(false)
 	}
-	r.pmu.Lock()
-	defer r.pmu.Unlock()
-	if r.prefetched == nil || len(r.prefetched) > 100000 {
-		r.prefetched = make(map[string]Lease, len(batch))
-	}
-	for i, d := range batch {
-		r.prefetched[d.Member] = res[i]
-	}
+	return res, nil
 }
 
 // newLeaseID names one acquisition of a refresh lease.
 func (r *Refresher) newLeaseID() string {
 	return r.opt.Owner + "/" + strconv.FormatUint(r.leaseSeq.Add(1), 36)
-}
-
-// LeaseHolder returns the refresher (Options.Owner) that took a lease.
-func LeaseHolder(leaseID string) string {
-	if i := strings.LastIndexByte(leaseID, '/'); i >= 0 {
-		return leaseID[:i]
-	}
-	return leaseID
-}
-
-func (r *Refresher) takePrefetched(user string) (Lease, bool) {
-	r.pmu.Lock()
-	defer r.pmu.Unlock()
-	l, ok := r.prefetched[user]
-	if ok {
-		delete(r.prefetched, user)
-	}
-	return l, ok
 }
 
 // orphan remembers a lease this process may still hold in Redis (its
@@ -305,61 +283,95 @@ func (r *Refresher) takeOrphan(user string) string {
 	return id
 }
 
-// handle serves one claimed entry of the refresh due set.
-func (r *Refresher) handle(ctx context.Context, d scheduler.Due) time.Time {
-	o, err := r.refresh(ctx, d.Member, nil)
+// handle serves one claimed entry of the refresh due set; pre is the lease
+// prefetched with its claim (nil: none).
+func (r *Refresher) handle(ctx context.Context, d scheduler.Due, pre *tokens.Lease) time.Time {
+	o, err := r.refresh(ctx, d.Member, nil, pre)
 	if r.opt.Observe != nil {
 		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
 	}
 	return o.next
 }
 
-type outcome struct {
-	tok    Token
+// pass is how one pass over a user ended: the token it ended with (zero
+// when it has none to give), when the user is next due (zero: leave the
+// due set), and OutcomeOK when it refreshed (or stored a kept token).
+type pass struct {
+	tok    tokens.Token
 	next   time.Time
-	result string
+	result Outcome
 }
 
 // Result describes one pass of the refresher over a claimed user, for
 // Options.Observe.
 type Result struct {
 	User string
-	// Outcome is "ok", "transient", "reauth", "config", "not_due",
-	// "busy", "circuit_open", "not_runnable" or "error" (storage).
-	Outcome string
+	// Outcome is how the pass ended: one of the Outcome constants.
+	Outcome Outcome
 	// Next is when the user is due again; zero when it left the due set.
 	Next time.Time
 	Err  error
 }
 
+// Outcome is how a pass of the refresher over a user ended (Result).
+type Outcome string
+
+// The outcomes. OutcomeTransient, OutcomeReauth and OutcomeConfig are the
+// failure classes (tokens.Class) of a provider's refusal.
+const (
+	OutcomeOK          Outcome = "ok"
+	OutcomeTransient   Outcome = "transient"
+	OutcomeReauth      Outcome = "reauth"
+	OutcomeConfig      Outcome = "config"
+	OutcomeNotDue      Outcome = "not_due"
+	OutcomeBusy        Outcome = "busy"
+	OutcomeCircuitOpen Outcome = "circuit_open"
+	OutcomeNotRunnable Outcome = "not_runnable"
+	OutcomeError       Outcome = "error" // storage
+)
+
 // refresh refreshes user's token if it is due, or, for a caller that
 // needs a token (good != nil), unless the token found under the lease is
 // good (someone refreshed it meanwhile). Concurrent callers in this
-// process share one refresh. It returns the token it ended with (zero
-// when it has none to give), when the user is next due (zero: leave the
-// due set), and why there is no usable token.
-func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc) (outcome, error) {
+// process share one refresh. pre, if not nil, is a lease prefetched for
+// user (see acquire); a caller that joins another's refresh remembers it
+// as an orphan, so the next acquisition renews it. It returns the token it
+// ended with (zero when it has none to give), when the user is next due
+// (zero: leave the due set), and why there is no usable token.
+func (r *Refresher) refresh(ctx context.Context, user string, good goodFunc, pre *tokens.Lease) (pass, error) {
+	ran := false
 	v, err, _ := r.sf.Do(user, func() (any, error) {
-		o, err := r.refreshLocked(ctx, user, good, false)
+		ran = true
+		o, err := r.refreshLocked(ctx, user, good, false, pre)
 		return o, err
 	})
-	o, _ := v.(outcome)
+	if !ran && pre != nil && (pre.Err != nil || pre.Status == tokens.Acquired) {
+		r.orphan(user, pre.ID)
+	}
+	o, _ := v.(pass)
 	return o, err
 }
 
 // acquire returns a lease on user's record that leaves time for a whole
-// refresh: the one prefetched with the claimed batch when it is still
+// refresh: the one prefetched with the claimed batch (pre, or, when pre is
+// nil, one the engine still holds for a queued claim) when it is still
 // good, else a new acquisition (renewing a lease of ours that may still be
 // held). A lease is not good after a store write failed (Redis must answer
 // again before the provider is called), or when less than the provider's
 // timeout plus half the rest of the lease is left.
-func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lease {
-	l, ok := r.takePrefetched(user)
+func (r *Refresher) acquire(ctx context.Context, user string, now time.Time, pre *tokens.Lease) tokens.Lease {
+	var l tokens.Lease
+	var ok bool
+	if pre != nil {
+		l, ok = *pre, true
+	} else {
+		l, ok = r.engine.TakePrefetched(user)
+	}
 	renew := r.takeOrphan(user)
-	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != Acquired || r.enoughLease(l.Record, now)) {
+	if ok && renew == "" && l.Err == nil && !r.storeFailed.Load() && (l.Status != tokens.Acquired || r.enoughLease(l.Record, now)) {
 		return l
 	}
-	if ok && (l.Err != nil || l.Status == Acquired) {
+	if ok && (l.Err != nil || l.Status == tokens.Acquired) {
 		// The batch's lease (taken, or perhaps taken) is the newest this
 		// process may hold: it replaced any older one of ours.
 		renew = l.ID
@@ -373,49 +385,50 @@ func (r *Refresher) acquire(ctx context.Context, user string, now time.Time) Lea
 	} else {
 		r.storeFailed.Store(false)
 	}
-	return Lease{ID: id, Record: rec, Status: st, Err: err}
+	return tokens.Lease{ID: id, Record: rec, Status: st, Err: err}
 }
 
 // enoughLease reports whether a lease ending at rec.LeaseUntil leaves time
 // for the provider call and for storing its answer.
-func (r *Refresher) enoughLease(rec Record, now time.Time) bool {
+func (r *Refresher) enoughLease(rec tokens.Record, now time.Time) bool {
 	return rec.LeaseUntil.Sub(now) >= r.refreshBudget(rec.Provider)
 }
 
 // goodFunc tells whether a token is good enough for a caller.
-type goodFunc func(rec Record, tok Token, now time.Time) bool
+type goodFunc func(rec tokens.Record, tok tokens.Token, now time.Time) bool
 
-func never(Record, Token, time.Time) bool { return false }
+func never(tokens.Record, tokens.Token, time.Time) bool { return false }
 
 // refreshLocked runs one refresh of user under a lease of its own. verify
 // is set when it checks a token that replaced one the provider refused.
-func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool) (outcome, error) {
+// pre: see acquire.
+func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFunc, verify bool, pre *tokens.Lease) (pass, error) {
 	log := r.log.With().Str("user", user).Logger()
 	now := r.opt.Clock.Now()
-	l := r.acquire(ctx, user, now)
+	l := r.acquire(ctx, user, now, pre)
 	rec, st, err := l.Record, l.Status, l.Err
 	switch {
-	case errors.Is(err, ErrMalformedRecord):
+	case errors.Is(err, tokens.ErrMalformedRecord):
 		log.Error().Err(err).Msg("malformed record quarantined")
 		if qerr := r.store.Quarantine(ctx, user, "malformed_record", now); qerr != nil {
 			log.Error().Err(qerr).Msg("quarantine failed")
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		r.opt.Metrics.quarantined()
-		return outcome{}, err
+		return pass{}, err
 	case err != nil:
 		// Storage trouble: hand the entry back for a retry after a lease.
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	switch st {
-	case AcquireMissing:
-		return outcome{}, ErrNotFound
-	case AcquireNotRunnable:
-		return outcome{}, stateErr(rec.State)
-	case AcquireBusy:
+	case tokens.AcquireMissing:
+		return pass{}, tokens.ErrNotFound
+	case tokens.AcquireNotRunnable:
+		return pass{}, stateErr(rec.State)
+	case tokens.AcquireBusy:
 		// Someone else is refreshing; look again when their lease and
 		// its grace end.
-		return outcome{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
+		return pass{next: rec.LeaseUntil.Add(r.opt.Lease)}, errBusy
 	}
 	if kept, ok := r.takePending(user); ok {
 		if o, done, err := r.commitPending(ctx, log, l.ID, rec, kept, now); done {
@@ -433,41 +446,41 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	if !ok {
 		release()
 		log.Error().Str("provider", rec.Provider).Msg("record names an unconfigured provider")
-		return outcome{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
+		return pass{next: now.Add(time.Hour)}, fmt.Errorf("provider %q: %w", rec.Provider, ErrUnknownProvider)
 	}
 	log = log.With().Str("provider", ps.name).Logger()
 	tok, err := r.keys.OpenRecord(rec)
 	if err != nil {
 		// Quarantine only a record that fails under a verified key; a
 		// key not configured or not verified is the operator's to fix
-		// (the rule: Keyring.openFailure).
-		reason, quarantine := r.keys.openFailure(err)
+		// (the rule: openFailure).
+		reason, quarantine := openFailure(r.keys, err)
 		r.opt.Metrics.openFailed(reason)
 		if !quarantine {
 			release()
 			log.Error().Err(err).Str("reason", reason).Msg("token record does not open with the configured keys; fix encryption.keys")
-			return outcome{next: now.Add(ps.Policy.RetryMax)}, err
+			return pass{next: now.Add(ps.Policy.RetryMax)}, err
 		}
 		log.Error().Err(err).Msg("undecryptable record quarantined")
 		if qerr := r.store.Quarantine(ctx, user, "undecryptable_record", now); qerr != nil {
 			release()
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		r.opt.Metrics.quarantined()
-		return outcome{}, err
+		return pass{}, err
 	}
 	if (good == nil && !ps.Policy.isDue(rec, now)) || (good != nil && good(rec, tok, now)) {
 		// A stale index entry (the token was stored or refreshed since),
 		// or a caller whose need another refresh met while it waited.
 		release()
-		return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
+		return pass{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 	}
 	if !rec.RefreshExpiry.IsZero() && !rec.RefreshExpiry.After(now) {
-		return r.flag(ctx, log, l.ID, rec, ps, ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
+		return r.flag(ctx, log, l.ID, rec, ps, tokens.ReasonRefreshTokenExpired, "reauth:refresh_token_expired", verify)
 	}
 	if ok, retry := ps.breaker.allow(now); !ok {
 		release()
-		return outcome{next: retry.Add(ps.Policy.randomJitter())}, errCircuitOpen
+		return pass{next: retry.Add(ps.Policy.randomJitter())}, errCircuitOpen
 	}
 
 	// The call is not cut short by shutdown: once the request is out the
@@ -495,12 +508,12 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		fresh.AccessExpiry = now.Add(ps.Policy.DefaultLifetime)
 	}
 	if fresh.AccessToken == "" {
-		return r.failed(ctx, log, l.ID, rec, ps, NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
+		return r.failed(ctx, log, l.ID, rec, ps, tokens.NewRefreshError(0, "empty_access_token", 0, errors.New("provider returned no access token")), start, verify)
 	}
 	kid, ct, err := r.keys.SealToken(fresh, rec.Provider)
 	if err != nil {
 		release()
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	next := rec
 	next.KeyID, next.Ciphertext = kid, ct
@@ -514,7 +527,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		// counts the loss (result "lost").
 		r.keepPending(next)
 		log.Error().Err(err).Msg("refreshed token not stored yet; kept in memory for the next attempt")
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	if !ok {
 		// A newer token was stored while we refreshed: it wins.
@@ -524,21 +537,21 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	r.opt.Metrics.refreshed(ps.name, "ok", time.Since(start))
 	r.logTransition(tr)
 	log.Debug().Time("access_expiry", fresh.AccessExpiry).Msg("token refreshed")
-	return outcome{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: "ok"}, nil
+	return pass{tok: fresh, next: ps.Policy.DueAt(next, ps.Policy.randomJitter()), result: OutcomeOK}, nil
 }
 
 // commit stores a refreshed token, retrying while the lease and the grace
 // after it last (no other refresher takes the lease over before that): the
 // provider has already rotated the token, so giving up early would lose
 // it. It ignores ctx's cancellation (shutdown) for the same reason.
-func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next Record, now time.Time) (bool, *Transition, error) {
+func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next tokens.Record, now time.Time) (bool, *tokens.Transition, error) {
 	deadline := time.Now().Add(next.LeaseUntil.Add(r.opt.Lease).Sub(r.opt.Clock.Now()))
 	ctx = context.WithoutCancel(ctx)
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 50*time.Millisecond, time.Second, 0
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
-		ok, tr, err := r.store.Commit(cctx, lease, next, ReasonRefreshed, now)
+		ok, tr, err := r.store.Commit(cctx, lease, next, tokens.ReasonRefreshed, now)
 		cancel()
 		if err == nil {
 			if attempt > 1 {
@@ -563,16 +576,16 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 // keepPending keeps next, a record with a rotated token Redis did not
 // take in time (its Version is the one it replaces), for the next
 // acquisition of the user in this process.
-func (r *Refresher) keepPending(next Record) {
+func (r *Refresher) keepPending(next tokens.Record) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	if r.pending == nil {
-		r.pending = make(map[string]Record)
+		r.pending = make(map[string]tokens.Record)
 	}
 	r.pending[next.UserID] = next
 }
 
-func (r *Refresher) takePending(user string) (Record, bool) {
+func (r *Refresher) takePending(user string) (tokens.Record, bool) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	p, ok := r.pending[user]
@@ -584,25 +597,25 @@ func (r *Refresher) takePending(user string) (Record, bool) {
 // lease just acquired, instead of calling the provider again. done is
 // false when the record moved on (a token stored since): the kept token
 // is then of no use, and the refresh goes on as usual.
-func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept Record, now time.Time) (o outcome, done bool, err error) {
+func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o pass, done bool, err error) {
 	if kept.Version != rec.Version {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
-		return outcome{}, false, nil
+		return pass{}, false, nil
 	}
 	next := kept
 	next.LeaseUntil = rec.LeaseUntil
 	ok, tr, err := r.commit(ctx, log, lease, next, now)
 	if err != nil {
 		r.keepPending(next)
-		return outcome{next: now.Add(r.opt.Lease)}, true, err
+		return pass{next: now.Add(r.opt.Lease)}, true, err
 	}
 	if !ok {
-		return outcome{}, false, nil
+		return pass{}, false, nil
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)
 	log.Info().Msg("stored a rotated token kept in memory through the outage")
-	out := outcome{next: now.Add(r.opt.Lease), result: "ok"}
+	out := pass{next: now.Add(r.opt.Lease), result: OutcomeOK}
 	if ps != nil {
 		r.opt.Metrics.refreshed(ps.name, "ok", 0)
 		out.next = ps.Policy.DueAt(next, ps.Policy.randomJitter())
@@ -613,23 +626,23 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 	return out, true, nil
 }
 
-func resultOf(o outcome, err error) string {
-	var re *RefreshError
+func resultOf(o pass, err error) Outcome {
+	var re *tokens.RefreshError
 	switch {
 	case o.result != "":
 		return o.result
 	case err == nil:
-		return "not_due"
+		return OutcomeNotDue
 	case errors.Is(err, errBusy):
-		return "busy"
+		return OutcomeBusy
 	case errors.Is(err, errCircuitOpen):
-		return "circuit_open"
-	case errors.Is(err, ErrReauthRequired), errors.Is(err, ErrDisabled), errors.Is(err, ErrNotFound):
-		return "not_runnable"
+		return OutcomeCircuitOpen
+	case errors.Is(err, tokens.ErrReauthRequired), errors.Is(err, tokens.ErrDisabled), errors.Is(err, tokens.ErrNotFound):
+		return OutcomeNotRunnable
 	case errors.As(err, &re):
-		return re.Class.String()
+		return Outcome(re.Class.String())
 	}
-	return "error"
+	return OutcomeError
 }
 
 var (
@@ -637,29 +650,29 @@ var (
 	errCircuitOpen = errors.New("provider circuit open")
 )
 
-func stateErr(s State) error {
-	if s == Disabled {
-		return ErrDisabled
+func stateErr(s tokens.State) error {
+	if s == tokens.Disabled {
+		return tokens.ErrDisabled
 	}
-	return ErrReauthRequired
+	return tokens.ErrReauthRequired
 }
 
-func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, err error, start time.Time, verify bool) (outcome, error) {
+func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, err error, start time.Time, verify bool) (pass, error) {
 	now := r.opt.Clock.Now()
-	var re *RefreshError
+	var re *tokens.RefreshError
 	if !errors.As(err, &re) {
-		re = NewRefreshError(0, "", 0, err)
+		re = tokens.NewRefreshError(0, "", 0, err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			re.Code = "timeout"
 		}
 	}
 	lastErr := re.Class.String() + ":" + re.Code
 	switch re.Class {
-	case Reauth:
+	case tokens.Reauth:
 		// Counted by flag, which learns whether a token was spent twice.
 		r.opt.Metrics.observe(ps.name, time.Since(start))
-		return r.flag(ctx, log, lease, rec, ps, ReasonInvalidGrant, lastErr, verify)
-	case Config:
+		return r.flag(ctx, log, lease, rec, ps, tokens.ReasonInvalidGrant, lastErr, verify)
+	case tokens.Config:
 		r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 		if ps.breaker.failure(now) {
 			r.opt.Metrics.circuit(ps.name, true)
@@ -671,18 +684,18 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 			log.Warn().Err(err).Msg("lease release failed; it expires by itself")
 		}
 		log.Error().Str("class", "config").Str("code", re.Code).Int("status", re.Status).Msg("provider rejected syncd's credentials; fix the provider configuration")
-		return outcome{next: now.Add(ps.Policy.RetryDelay(99, re.RetryAfter))}, re
+		return pass{next: now.Add(ps.Policy.RetryDelay(99, re.RetryAfter))}, re
 	}
 	r.opt.Metrics.refreshed(ps.name, re.Class.String(), time.Since(start))
 	if ps.breaker.failure(now) {
 		r.opt.Metrics.circuit(ps.name, true)
 		log.Warn().Str("code", re.Code).Msg("provider circuit opened")
 	}
-	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, lease, rec.Version, lastErr, ps.Policy.DegradedAfter, ReasonTransientFailures, now)
+	ok, n, tr, serr := r.store.Fail(ctx, rec.UserID, lease, rec.Version, lastErr, ps.Policy.DegradedAfter, tokens.ReasonTransientFailures, now)
 	if serr != nil {
 		r.storeFailed.Store(true)
 		r.orphan(rec.UserID, lease)
-		return outcome{next: now.Add(r.opt.Lease)}, serr
+		return pass{next: now.Add(r.opt.Lease)}, serr
 	}
 	if !ok {
 		return r.adopt(ctx, rec.UserID, ps)
@@ -690,7 +703,7 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 	r.logTransition(tr)
 	delay := ps.Policy.RetryDelay(n, re.RetryAfter)
 	log.Debug().Str("code", re.Code).Int("failures", n).Dur("retry_in", delay).Msg("refresh failed transiently")
-	return outcome{next: now.Add(delay)}, re
+	return pass{next: now.Add(delay)}, re
 }
 
 // flag marks the user reauth_required after the provider refused the
@@ -700,24 +713,24 @@ func (r *Refresher) failed(ctx context.Context, log zerolog.Logger, lease string
 // and a provider that detects reuse may have revoked the whole grant.
 // The newer token is verified by refreshing it now, under a lease of its
 // own, before the user is kept active.
-func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec Record, ps *providerState, reason, lastErr string, verify bool) (outcome, error) {
+func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, rec tokens.Record, ps *providerState, reason, lastErr string, verify bool) (pass, error) {
 	now := r.opt.Clock.Now()
 	res, tr, err := r.store.Flag(ctx, rec.UserID, lease, rec.Version, reason, lastErr, now)
 	if err != nil {
 		r.storeFailed.Store(true)
 		r.orphan(rec.UserID, lease)
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	switch res {
-	case FlagStale:
+	case tokens.FlagStale:
 		cur, err := r.store.Load(ctx, rec.UserID)
 		if err != nil {
-			return outcome{next: now.Add(r.opt.Lease)}, err
+			return pass{next: now.Add(r.opt.Lease)}, err
 		}
 		if !cur.State.Runnable() {
-			return outcome{}, stateErr(cur.State)
+			return pass{}, stateErr(cur.State)
 		}
-		if reason == ReasonInvalidGrant {
+		if reason == tokens.ReasonInvalidGrant {
 			// Spent twice: a refresh stored a newer token, or our lease
 			// ran out during the call and another acquisition holds the
 			// same version (and presents the same token).
@@ -737,12 +750,12 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			if until := cur.LeaseUntil.Add(r.opt.Lease); until.After(next) {
 				next = until
 			}
-			return outcome{next: next}, errBusy
+			return pass{next: next}, errBusy
 		}
-		return r.refreshLocked(ctx, rec.UserID, never, true)
-	case Flagged:
+		return r.refreshLocked(ctx, rec.UserID, never, true, nil)
+	case tokens.Flagged:
 		result := "reauth"
-		if reason == ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
+		if reason == tokens.ReasonInvalidGrant && (rec.LeaseExpired || strings.HasPrefix(rec.LastError, "transient:timeout")) {
 			// The attempt before this one ended without an answer we
 			// stored (a crash or stall after the request went out, or a
 			// timeout): the provider probably rotated the token then.
@@ -750,44 +763,84 @@ func (r *Refresher) flag(ctx context.Context, log zerolog.Logger, lease string, 
 			log.Warn().Bool("lease_expired", rec.LeaseExpired).Str("last_error", rec.LastError).
 				Msg("refresh rejected after an earlier refresh ended without storing its answer; the rotated token was probably lost")
 		}
-		if reason == ReasonInvalidGrant {
+		if reason == tokens.ReasonInvalidGrant {
 			r.opt.Metrics.refreshed(ps.name, result, 0)
 		}
 		r.opt.Metrics.flagged(reason)
 		r.logTransition(tr)
-		r.changed(ctx, rec.UserID, rec.Provider, ReauthRequired)
-		return outcome{result: "reauth"}, ErrReauthRequired
+		r.changed(ctx, rec.UserID, rec.Provider, tokens.ReauthRequired)
+		return pass{result: OutcomeReauth}, tokens.ErrReauthRequired
 	}
-	if reason == ReasonInvalidGrant {
+	if reason == tokens.ReasonInvalidGrant {
 		r.opt.Metrics.refreshed(ps.name, "reauth", 0)
 	}
-	return outcome{}, ErrReauthRequired
+	return pass{}, tokens.ErrReauthRequired
 }
 
 // adopt re-reads a record that changed under us and schedules it afresh.
-func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (outcome, error) {
+func (r *Refresher) adopt(ctx context.Context, user string, ps *providerState) (pass, error) {
 	now := r.opt.Clock.Now()
 	rec, err := r.store.Load(ctx, user)
 	if err != nil {
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
 	if !rec.State.Runnable() {
-		return outcome{}, stateErr(rec.State)
+		return pass{}, stateErr(rec.State)
 	}
 	tok, err := r.keys.OpenRecord(rec)
 	if err != nil {
-		return outcome{next: now.Add(r.opt.Lease)}, err
+		return pass{next: now.Add(r.opt.Lease)}, err
 	}
-	return outcome{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
+	return pass{tok: tok, next: ps.Policy.DueAt(rec, ps.Policy.randomJitter())}, nil
 }
 
-func (r *Refresher) logTransition(tr *Transition) {
+func (r *Refresher) logTransition(tr *tokens.Transition) {
 	if tr == nil {
 		return
 	}
 	ev := r.log.Info()
-	if tr.To == ReauthRequired {
+	if tr.To == tokens.ReauthRequired {
 		ev = r.log.Warn()
 	}
 	ev.Str("user", tr.UserID).Str("from", string(tr.From)).Str("to", string(tr.To)).Str("reason", tr.Reason).Msg("user state changed")
+}
+
+// Reasons a token record did not open: the reason label of
+// syncd_token_open_failures_total.
+const (
+	openUnknownKey    = "unknown_key"    // its key id is not configured
+	openUnverifiedKey = "unverified_key" // its key is not verified against the database
+	openTampered      = "tampered"       // it fails authentication under a verified key
+	openError         = "error"          // anything else (not the record's fault)
+)
+
+// openFailure decides what becomes of a record that k.OpenRecord refused
+// with err, and names the reason. The rule:
+//
+//   - The key id is not configured (ErrUnknownKey): the operator removed
+//     a key still in use. Keep the record, retry later, alert.
+//   - The record does not authenticate (ErrDecrypt) and the keyring is
+//     not Verified: a wrong key under the right id looks exactly like a
+//     damaged record, so keep it, retry later, alert. Moving it aside
+//     would take every user whose refresh this process claims.
+//   - The record does not authenticate and the keyring is Verified: the
+//     key under that id is the one the database was sealed with (its
+//     check value matched, or it opened the records of a new key id), so
+//     this record alone is corrupt or was altered: its ciphertext, its
+//     user id, or its clear provider field (the provider is bound into the
+//     associated data). Quarantine it (it is never sent to any provider)
+//     and alert.
+//   - Anything else: keep it and retry.
+//
+// Every case is logged at error level and counted by reason.
+func openFailure(k *tokens.Keyring, err error) (reason string, quarantine bool) {
+	switch {
+	case errors.Is(err, tokens.ErrUnknownKey):
+		return openUnknownKey, false
+	case errors.Is(err, tokens.ErrDecrypt) && k.Verified():
+		return openTampered, true
+	case errors.Is(err, tokens.ErrDecrypt):
+		return openUnverifiedKey, false
+	}
+	return openError, false
 }
