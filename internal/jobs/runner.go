@@ -57,7 +57,9 @@ type Options struct {
 	Metrics      *Metrics
 	// HTTPClient is used by webhook sinks.
 	HTTPClient *http.Client
-	// Observe, if set, sees every finished run (tests, the demo).
+	// Observe, if set, sees every finished run once its outcome is
+	// written (tests, the demo). It runs on the engine's finisher and
+	// must not block.
 	Observe func(Run)
 }
 
@@ -469,10 +471,11 @@ func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error 
 func (r *Runner) handler(j *job) scheduler.Handler[Loaded, *SavedRun] {
 	return func(ctx context.Context, d scheduler.Due, pre Loaded, ok bool) scheduler.Outcome[*SavedRun] {
 		run, saved := r.handle(ctx, j, d, pre, ok)
-		if r.opt.Observe != nil {
-			r.opt.Observe(run)
+		out := scheduler.Outcome[*SavedRun]{Next: run.Next, Write: saved}
+		if obs := r.opt.Observe; obs != nil {
+			out.Settled = func() { obs(run) }
 		}
-		return scheduler.Outcome[*SavedRun]{Next: run.Next, Write: saved}
+		return out
 	}
 }
 

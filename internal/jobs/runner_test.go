@@ -53,11 +53,6 @@ type bundle struct {
 	metrics *jobs.Metrics
 	// entry is the provider and limits each instance runs with.
 	entry jobs.ProviderEntry
-	// lease is the runners' claim lease (default 30s). Observe sees a run
-	// before its finish is applied, so a test that moves the clock past
-	// the lease right after collecting runs needs a longer one, or the
-	// last claims lapse and run again, rightly counted as missed.
-	lease time.Duration
 	logs  bytes.Buffer
 	logMu sync.Mutex
 }
@@ -73,7 +68,7 @@ func setup(t *testing.T, jobsYAML string) *bundle {
 	srv := redistest.Start(t)
 	keys, _ := tokens.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{3}, 32)})
 	b := &bundle{t: t, srv: srv, clk: clock.NewFake(t0), keys: keys, jobs: parseJobs(t, jobsYAML),
-		runs: make(chan jobs.Run, 100000), metrics: jobs.NewMetrics(prometheus.NewRegistry()), lease: 30 * time.Second}
+		runs: make(chan jobs.Run, 100000), metrics: jobs.NewMetrics(prometheus.NewRegistry())}
 	b.prov = fake.New(fake.Options{Clock: b.clk, AccessLifetime: time.Hour, Seed: 1})
 	b.entry = jobs.ProviderEntry{Provider: b.prov, Burst: 1, MaxConcurrency: 16}
 	b.rdb = srv.Client(t)
@@ -102,7 +97,7 @@ func (b *bundle) instance(start bool) *instance {
 	var err error
 	in.runner, err = jobs.NewRunner(store, func(rec tokens.Record, d time.Duration) provider.TokenSource { return in.ref.SourceFrom(rec, d) },
 		map[string]jobs.ProviderEntry{"fake": b.entry}, b.jobs,
-		jobs.Options{Workers: 16, Batch: 128, Lease: b.lease, PollInterval: 5 * time.Millisecond, Clock: b.clk,
+		jobs.Options{Workers: 16, Batch: 128, Lease: 30 * time.Second, PollInterval: 5 * time.Millisecond, Clock: b.clk,
 			Logger: zerolog.New(b), Metrics: b.metrics, Observe: func(r jobs.Run) { b.runs <- r }})
 	if err != nil {
 		b.t.Fatal(err)
@@ -474,7 +469,6 @@ func TestSpreadSlotsRunOnTime(t *testing.T) {
   - {name: once, kind: pull, schedule: "%[1]s", spread: %[2]s, missed: once}
 `, tc.schedule, tc.spread))
 			const n = 40
-			b.lease = 3 * tc.period // each step moves the clock one period
 			in := b.instance(true)
 			b.put(in, userIDs(n)...)
 			spread, _ := time.ParseDuration(tc.spread)

@@ -61,8 +61,9 @@ type Options struct {
 	Clock   clock.Clock
 	Logger  zerolog.Logger
 	Metrics *Metrics
-	// Observe, if set, is called after every pass over a claimed user
-	// (tests, the demo's progress view). It must not block.
+	// Observe, if set, is called after every pass over a claimed user,
+	// once its next due time is written (tests, the demo's progress
+	// view). It runs on the engine's finisher and must not block.
 	Observe func(Result)
 	// OnChange, if set, is called after a token is stored and after every
 	// state change, with the user's provider and new state: the job
@@ -127,7 +128,7 @@ func New(store Store, keys *tokens.Keyring, providers map[string]ProviderEntry, 
 		if ok {
 			pre = &l
 		}
-		return scheduler.Outcome[struct{}]{Next: r.handle(ctx, d, pre)}
+		return r.handle(ctx, d, pre)
 	}
 	r.engine = scheduler.NewEngine(store, handle, scheduler.Options[tokens.Lease]{
 		Set: tokens.RefreshSet, Workers: opt.Workers, Batch: opt.Batch, Lease: opt.Lease,
@@ -284,13 +285,16 @@ func (r *Refresher) takeOrphan(user string) string {
 }
 
 // handle serves one claimed entry of the refresh due set; pre is the lease
-// prefetched with its claim (nil: none).
-func (r *Refresher) handle(ctx context.Context, d scheduler.Due, pre *tokens.Lease) time.Time {
+// prefetched with its claim (nil: none). Observe sees the result once the
+// engine has written the entry's next due time.
+func (r *Refresher) handle(ctx context.Context, d scheduler.Due, pre *tokens.Lease) scheduler.Outcome[struct{}] {
 	o, err := r.refresh(ctx, d.Member, nil, pre)
-	if r.opt.Observe != nil {
-		r.opt.Observe(Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err})
+	out := scheduler.Outcome[struct{}]{Next: o.next}
+	if obs := r.opt.Observe; obs != nil {
+		res := Result{User: d.Member, Outcome: resultOf(o, err), Next: o.next, Err: err}
+		out.Settled = func() { obs(res) }
 	}
-	return o.next
+	return out
 }
 
 // pass is how one pass over a user ended: the token it ended with (zero

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -747,13 +748,14 @@ func (b *bundle) stallStore(t *testing.T) *redisstore.Store {
 
 // newWith returns a refresher over store (nil: a store of its own) that
 // calls prov, with workers (0: the default) and lease.
-func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
+func (b *bundle) newWith(t *testing.T, store refresher.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
 	t.Helper()
 	if store == nil {
-		store = b.newStore(t)
-		if err := store.Ping(context.Background()); err != nil {
+		s := b.newStore(t)
+		if err := s.Ping(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		store = s
 	}
 	r, err := refresher.New(store, b.keys, map[string]refresher.ProviderEntry{"fake": {Provider: prov, Policy: policy}},
 		refresher.Options{Workers: workers, Batch: 64, PollInterval: 5 * time.Millisecond, Lease: lease, Clock: b.clk,
@@ -766,7 +768,7 @@ func (b *bundle) newWith(t *testing.T, store *redisstore.Store, prov refresher.P
 
 // startWith is newWith, started; it is stopped at cleanup, after the
 // test's deferred calls (which release any gate).
-func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
+func (b *bundle) startWith(t *testing.T, store refresher.Store, prov refresher.Provider, policy refresher.Policy, workers int, lease time.Duration) *refresher.Refresher {
 	t.Helper()
 	r := b.newWith(t, store, prov, policy, workers, lease)
 	if err := r.Start(context.Background()); err != nil {
@@ -778,6 +780,21 @@ func (b *bundle) startWith(t *testing.T, store *redisstore.Store, prov refresher
 		_ = r.Stop(ctx)
 	})
 	return r
+}
+
+// failedAcquires is a store that reports each user whose lease could not
+// be taken or renewed (the call failed).
+type failedAcquires struct {
+	refresher.Store
+	users chan string
+}
+
+func (s failedAcquires) Acquire(ctx context.Context, user, lease, renew string, now, until time.Time) (tokens.Record, tokens.AcquireStatus, error) {
+	rec, st, err := s.Store.Acquire(ctx, user, lease, renew, now, until)
+	if err != nil {
+		s.users <- user
+	}
+	return rec, st, err
 }
 
 // gatedProvider holds the refresh of one user until released, so a test
@@ -970,7 +987,8 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	prov := &countingProvider{inner: b.prov, started: make(chan string, 1), hold: make(chan struct{})}
 	// A 3 s lease (real seconds: the commit retries in real time) so the
 	// rotated token's commit gives up within the test.
-	b.startWith(t, b.stallStore(t), prov, policy, 1, 3*time.Second)
+	store := failedAcquires{Store: b.stallStore(t), users: make(chan string, 100)}
+	b.startWith(t, store, prov, policy, 1, 3*time.Second)
 	var first string
 	select {
 	case first = <-prov.started:
@@ -1002,16 +1020,19 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	defer unpause()
 	close(prov.hold)
 	// Every user of the batch is handled while Redis takes no writes: the
-	// first one's rotation is lost when its lease ends, the rest fail
-	// before calling the provider. (Claims of other shards fail too.)
-	got := map[string]refresher.Outcome{}
+	// first one's rotation is lost when its lease ends, the rest fail to
+	// renew their lease (a store call failed since the batch's) and do
+	// not call the provider. (Claims of other shards fail too.)
+	failed := map[string]bool{}
 	deadline := time.After(30 * time.Second)
-	for len(got) < len(batch) {
+	for len(failed) < len(batch)-1 {
 		select {
-		case res := <-b.results:
-			got[res.User] = res.Outcome
+		case u := <-store.users:
+			if u != first && slices.Contains(batch, u) {
+				failed[u] = true
+			}
 		case <-deadline:
-			t.Fatalf("handled %d of %d users during the stall: %v", len(got), len(batch), got)
+			t.Fatalf("%d of %d users failed to renew during the stall: %v", len(failed), len(batch)-1, failed)
 		}
 	}
 	if n := prov.calls.Load(); n != 1 {
@@ -1020,9 +1041,22 @@ func TestStoreFailureStopsProviderCalls(t *testing.T) {
 	if !strings.Contains(b.logs.String(), "kept in memory for the next attempt") {
 		t.Fatal("the rotated token was not kept")
 	}
-	// Redis is back: the next attempt stores the token kept in memory
-	// instead of presenting the spent one.
+	// Redis is back: the handled entries are rescheduled (their results
+	// reach Observe once written), and the next attempt stores the token
+	// kept in memory instead of presenting the spent one.
 	unpause()
+	got := map[string]refresher.Outcome{}
+	for len(got) < len(batch) {
+		select {
+		case res := <-b.results:
+			got[res.User] = res.Outcome
+		case <-deadline:
+			t.Fatalf("%d of %d results written after the stall: %v", len(got), len(batch), got)
+		}
+	}
+	if got[first] == refresher.OutcomeOK {
+		t.Fatalf("first user refreshed during the stall: %v", got)
+	}
 	b.clk.Advance(time.Minute)
 	for {
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,6 +87,12 @@ type Outcome[W any] struct {
 	// the batch that re-scores the entry (the job runner's run outcome),
 	// so a handled entry costs no round trip of its own.
 	Write W
+	// Settled, if set, is called once the engine is done with this
+	// outcome: written, or given up (the claim was lost, Redis refused
+	// the batch, shutdown abandoned it). Observers that must see the
+	// stored schedule (tests, the demo) report from here, not from the
+	// handler, which returns before the write.
+	Settled func()
 }
 
 // Options tune an Engine. Zero values take the defaults noted.
@@ -164,6 +171,9 @@ type Engine[P, W any] struct {
 	// changes or deletes.
 	imu      sync.Mutex
 	inflight map[string]int64
+	// settle holds the Settled hooks of outcomes being written; only
+	// the finisher goroutine touches it.
+	settle   map[string]func()
 	stopping bool
 
 	// prefetched holds what Prefetch read for claims queued here and not
@@ -178,9 +188,10 @@ type prefetched[P any] struct {
 }
 
 type result[W any] struct {
-	member string
-	next   time.Time
-	write  W
+	member  string
+	next    time.Time
+	write   W
+	settled func()
 }
 
 // NewEngine returns an engine for the due set opt.Set.
@@ -195,6 +206,7 @@ func NewEngine[P, W any](store Store[W], h Handler[P, W], opt Options[P]) *Engin
 		slot:     make(chan struct{}, 1),
 		queue:    make(chan Due, opt.Workers+opt.Batch),
 		inflight: make(map[string]int64),
+		settle:   make(map[string]func()),
 	}
 }
 
@@ -427,7 +439,7 @@ func (e *Engine[P, W]) work(ctx context.Context, results chan<- result[W]) {
 			continue
 		}
 		out := e.handle(ctx, d, pre, ok)
-		results <- result[W]{member: d.Member, next: out.Next, write: out.Write}
+		results <- result[W]{member: d.Member, next: out.Next, write: out.Write, settled: out.Settled}
 	}
 }
 
@@ -486,6 +498,9 @@ func (e *Engine[P, W]) finish(ctx context.Context, results <-chan result[W]) {
 				delete(e.inflight, d.Member)
 			}
 			e.imu.Unlock()
+			for _, d := range pending {
+				e.settled(d.Member)
+			}
 			e.log.Error().Int("entries", len(pending)).Msg("finish abandoned at shutdown; entries run again after their lease")
 			return
 		}
@@ -503,6 +518,9 @@ func (e *Engine[P, W]) finish(ctx context.Context, results <-chan result[W]) {
 func (e *Engine[P, W]) renewEvery() time.Duration { return max(e.opt.Lease/3, time.Millisecond) }
 
 func (e *Engine[P, W]) done1(r result[W]) Done[W] {
+	if r.settled != nil {
+		e.settle[r.member] = r.settled
+	}
 	e.imu.Lock()
 	fence := e.inflight[r.member]
 	e.imu.Unlock()
@@ -580,6 +598,13 @@ func (e *Engine[P, W]) apply(batch []Done[W], retried bool, errs *int) (again []
 			}
 		}
 		e.imu.Unlock()
+		if len(e.settle) > 0 {
+			for _, d := range batch {
+				if !slices.ContainsFunc(reclaimed, func(r Done[W]) bool { return r.Member == d.Member }) {
+					e.settled(d.Member)
+				}
+			}
+		}
 		if len(handback) > 0 {
 			// If this fails the claim simply expires after its lease.
 			ctx, cancel := e.storeCtx()
@@ -595,6 +620,14 @@ func (e *Engine[P, W]) apply(batch []Done[W], retried bool, errs *int) (again []
 		batch = reclaimed
 	}
 	return again
+}
+
+// settled calls and forgets member's Settled hook, if any.
+func (e *Engine[P, W]) settled(member string) {
+	if f, ok := e.settle[member]; ok {
+		delete(e.settle, member)
+		f()
+	}
 }
 
 // heartbeat renews the lease of every claim in flight. A renewal that

@@ -143,6 +143,38 @@ func TestZeroNextRemoves(t *testing.T) {
 	}
 }
 
+// TestSettledAfterTheWrite: an outcome's Settled hook runs once the
+// engine has written the entry's next due time, so an observer that then
+// moves the clock past the lease cannot find the claim still open.
+func TestSettledAfterTheWrite(t *testing.T) {
+	b := setup(t)
+	members := b.schedule(t, 20, b.clk.Now())
+	next := b.clk.Now().Add(time.Hour)
+	type seen struct {
+		member string
+		due    time.Time
+		err    error
+	}
+	settled := make(chan seen, len(members))
+	b.engine(t, func(_ context.Context, d scheduler.Due, _ none, _ bool) scheduler.Outcome[none] {
+		return scheduler.Outcome[none]{Next: next, Settled: func() {
+			due, err := b.store.DueAt(context.Background(), set, d.Member)
+			settled <- seen{d.Member, due, err}
+		}}
+	}, 4)
+	got := map[string]bool{}
+	for range members {
+		s := <-settled
+		if s.err != nil || !s.due.Equal(next) {
+			t.Fatalf("%s settled while due at %v (%v), want %v", s.member, s.due, s.err, next)
+		}
+		if got[s.member] {
+			t.Fatalf("%s settled twice", s.member)
+		}
+		got[s.member] = true
+	}
+}
+
 func TestStopHandsBackUnstartedClaims(t *testing.T) {
 	b := setup(t)
 	due := b.clk.Now().Add(-time.Minute)
