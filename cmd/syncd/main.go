@@ -1,5 +1,3 @@
-// Command syncd keeps delegated access to users' data alive and uses it in
-// the background. See README.md.
 package main
 
 import (

@@ -1,14 +1,3 @@
-// Package kubernetes_test checks the kustomize base in this directory: every
-// manifest decodes strictly into its Kubernetes API type (a misspelt field
-// fails), kustomization.yaml lists them all, the Deployment wires probes,
-// secrets and config the way syncd expects, the PrometheusRule carries
-// exactly deploy/prometheus/alerts.yml, and the ConfigMap's syncd.yaml
-// passes syncd's own config loader.
-//
-// After editing deploy/prometheus/alerts.yml, regenerate prometheusrule.yaml
-// with
-//
-//	go test ./deploy/kubernetes -update
 package kubernetes_test
 
 import (

@@ -1,10 +1,11 @@
 // Package provider holds what every provider shares: the TokenSource a
 // provider gets a user's token from for data calls, pulled items (Item,
-// PullResult, AccountError), PushItem, the data-call Error, and the
+// PullResult, AccountError), PushItem, the data-call Error
+// (Permanent4xx), the one Retry-After parser (ParseRetryAfter), and the
 // consent-flow interfaces (Authorizer, Reauthorizer, AuthRequest,
 // ExchangeRequest) that internal/authflow drives. The refresh side (a
-// Refresh method returning classified errors) is declared by its consumer,
-// the refresher.
+// Refresh method returning a classified *tokens.RefreshError) is declared
+// by its consumer, refresher.Provider.
 //
 // Implementations live in the sub-packages: digime (the digi.me API),
 // oauth2 (any RFC 6749 API), and fake (in-process: a provider of

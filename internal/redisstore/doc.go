@@ -24,7 +24,7 @@
 //	                                        Restore (renames it back), Put (deletes it)
 //	P{u:ID}:jobs          hash    {u:ID}    per job JOB: JOB:lr last run, JOB:ls last success,
 //	                                        JOB:cf failures, JOB:le last error, JOB:cur cursor,
-//	                                        JOB:a:STREAMID outbox delivery attempts; FinishDue
+//	                                        JOB:a:STREAMID outbox delivery attempts; FinishRuns
 //	                                        (jobs.SavedRun), SaveCursor, Attempt, Delivered (job runner)
 //	P{u:ID}:outbox        stream  {u:ID}    push items: data, mime_type, accounts, tags, id; apps (XADD),
 //	                                        AppendOutbox (demo); entries removed by Delivered
@@ -33,12 +33,13 @@
 //	Pdue:SET:N            zset    own       due set SET ("refresh", "job:NAME"), shard N: member user
 //	                                        id, score due time (unix ms) or, while claimed, the lease
 //	                                        score carrying the claim's fence (claims.go); ScheduleDue,
-//	                                        AddDue, RescoreDue, ClaimDue, RenewDue, FinishDue,
-//	                                        DropDue (engines, job runner), MigrateShards (move)
+//	                                        AddDue, RescoreDue, ClaimDue, RenewDue, FinishDue (refresher),
+//	                                        FinishRuns (job runner), DropDue (engines, job runner),
+//	                                        MigrateShards (move)
 //	Pclaims:{Pdue:SET:N}  hash    due shard claims in flight in that shard: member -> due time (unix ms),
 //	                                        plus a 1 KiB field "" (claim.lua); named Pdue:SET:N:claims
-//	                                        when P has a hash tag; ClaimDue, FinishDue, DropDue,
-//	                                        MigrateShards (move)
+//	                                        when P has a hash tag; ClaimDue, FinishDue, FinishRuns,
+//	                                        DropDue, MigrateShards (move)
 //	Preauth               zset    own       re-auth queue, hints re-checked against the record: member
 //	                                        user id, score flagged at (unix ms); Flag adds; Put,
 //	                                        SetState, Quarantine, ReauthQueue remove; Restore re-adds
@@ -74,4 +75,11 @@
 // sets, the re-auth queue) are hints: they are written before the record
 // when adding and after it when removing, and readers re-check the record,
 // so a crash between two steps leaves a stale hint, never a lost user.
+// Each script in lua/ (shared code in lua/lib/, prepended at load) has a
+// direct test in lua_test.go, and TestEveryScriptIsTested keeps it so.
+//
+// It does not decide when anything is written or what a state means: the
+// consumers do, and declare the interfaces *Store implements
+// (refresher.Store, with scheduler.Store's FinishDue; jobs.Store, with
+// FinishRuns; tokens.KeyCheckStore, authflow.Store, admin.Gauges).
 package redisstore

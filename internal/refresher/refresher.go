@@ -23,10 +23,10 @@ import (
 )
 
 // Provider exchanges a refresh token for a new token. Implementations live
-// in internal/provider/...; failures are *RefreshError built with
-// NewRefreshError so they classify the same everywhere. The returned token
-// may leave RefreshToken empty (the old one stays valid) and expiries zero
-// (unknown).
+// in internal/provider/...; failures are *tokens.RefreshError built with
+// tokens.NewRefreshError so they classify the same everywhere. The
+// returned token may leave RefreshToken empty (the old one stays valid)
+// and expiries zero (unknown).
 type Provider interface {
 	Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error)
 }

@@ -34,8 +34,9 @@ func (c Class) String() string {
 	}
 }
 
-// RefreshError is what a Provider returns when a refresh fails. Providers
-// build it with Classify so every provider sorts failures the same way.
+// RefreshError is what a refresher.Provider returns when a refresh fails.
+// Providers build it with NewRefreshError (Classify) so every provider
+// sorts failures the same way.
 type RefreshError struct {
 	Class Class
 	// Code is the provider's error code (RFC 6749 "invalid_grant", digi.me

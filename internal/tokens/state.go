@@ -106,8 +106,8 @@ type Record struct {
 	LeaseExpired bool
 }
 
-// LeaseHolder returns the refresher (its Options.Owner) that took a
-// lease, from the lease id (Record.LeaseID).
+// LeaseHolder returns the refresher (its refresher.Options.Owner) that
+// took a lease, from the lease id (Record.LeaseID).
 func LeaseHolder(leaseID string) string {
 	if i := strings.LastIndexByte(leaseID, '/'); i >= 0 {
 		return leaseID[:i]
