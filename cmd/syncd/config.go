@@ -23,10 +23,11 @@ func loadConfig(path string, e env) (*config.Config, error) {
 	return cfg, nil
 }
 
-// newLogger builds the root logger from the config.
+// newLogger builds the root logger from the config; an empty or unknown
+// level is info (zerolog parses "" as NoLevel, which drops every line).
 func newLogger(cfg config.LogConfig, w io.Writer) zerolog.Logger {
 	level, err := zerolog.ParseLevel(cfg.Level)
-	if err != nil {
+	if err != nil || cfg.Level == "" {
 		level = zerolog.InfoLevel
 	}
 	console := cfg.Format == "console"

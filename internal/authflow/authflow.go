@@ -68,8 +68,8 @@ type Options struct {
 	// Put stores an exchanged token as `token put` does: the user becomes
 	// active, leaves the re-auth queue and is scheduled for every job.
 	// reason (tokens.ReasonAuthorized or ReasonReauthorized) goes to the
-	// events stream.
-	Put func(ctx context.Context, provider string, tok tokens.Token, reason string) error
+	// events stream. It returns the user's state as stored.
+	Put func(ctx context.Context, provider string, tok tokens.Token, reason string) (tokens.State, error)
 	// StateTTL is how long a link stays usable; default DefaultStateTTL.
 	StateTTL time.Duration
 	// RedirectURI is used when a request names none (links syncd makes on
@@ -399,14 +399,11 @@ func (f *Flow) finish(ctx context.Context, cb Callback) (Result, error) {
 	if p.Flow == FlowReauthorize {
 		reason = tokens.ReasonReauthorized
 	}
-	if err := f.opt.Put(ctx, p.Provider, tok, reason); err != nil {
+	st, err := f.opt.Put(ctx, p.Provider, tok, reason)
+	if err != nil {
 		return res, fmt.Errorf("store the exchanged token: %w", err)
 	}
-	rec, err := f.opt.Store.Load(ctx, p.User)
-	if err != nil {
-		return res, err
-	}
-	res.State = rec.State
+	res.State = st
 	f.log.Info().Str("user", p.User).Str("provider", p.Provider).Str("flow", p.Flow).Msg("authorization finished; token stored")
 	return res, nil
 }

@@ -69,10 +69,10 @@ func setup(t *testing.T) *bundle {
 	b.flow = authflow.New(authflow.Options{
 		Store: store, Keys: keys, Clock: clk, Logger: log, RedirectURI: redirect,
 		Providers: map[string]authflow.Provider{"ex": {Authorizer: client, DefaultLifetime: time.Hour}},
-		Put: func(ctx context.Context, prov string, tok tokens.Token, reason string) error {
+		Put: func(ctx context.Context, prov string, tok tokens.Token, reason string) (tokens.State, error) {
 			b.puts++
-			_, err := ref.PutWithReason(ctx, prov, tok, reason)
-			return err
+			st, _, err := ref.PutWithReason(ctx, prov, tok, reason)
+			return st, err
 		},
 	})
 	return b
@@ -173,6 +173,20 @@ func TestAuthorizeWalk(t *testing.T) {
 		if s != "" && strings.Contains(b.logs.String(), s) {
 			t.Fatal("a secret reached the log")
 		}
+	}
+
+	// A disabled user's new consent stores the token and reports the
+	// state as stored: still disabled.
+	if _, err := b.ref.Disable(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	link, err = b.flow.Authorize(ctx, authflow.Request{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.flow.Finish(ctx, authflow.ParseCallback(consent(t, link.URL, url.Values{"user": {"alice"}})))
+	if err != nil || res.State != tokens.Disabled {
+		t.Fatalf("disabled user's consent: %+v %v", res, err)
 	}
 }
 

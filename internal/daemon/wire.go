@@ -81,10 +81,10 @@ func (e *engines) userChanged(ctx context.Context, user, prov string, st tokens.
 }
 
 // putAuthorized stores a token the flow exchanged (authflow.Options.Put),
-// as `token put` stores one.
-func (e *engines) putAuthorized(ctx context.Context, prov string, tok tokens.Token, reason string) error {
-	_, err := e.ref.PutWithReason(ctx, prov, tok, reason)
-	return err
+// as `token put` stores one, and returns the user's state as stored.
+func (e *engines) putAuthorized(ctx context.Context, prov string, tok tokens.Token, reason string) (tokens.State, error) {
+	st, _, err := e.ref.PutWithReason(ctx, prov, tok, reason)
+	return st, err
 }
 
 // buildOptions are what the running daemon adds to engines; the zero

@@ -155,37 +155,39 @@ func (r *Refresher) Stop(ctx context.Context) error { return r.engine.Stop(ctx) 
 // provider: the user becomes active (unless disabled), leaves the re-auth
 // queue, and is scheduled for refresh.
 func (r *Refresher) Put(ctx context.Context, provider string, tok tokens.Token) (*tokens.Transition, error) {
-	return r.PutWithReason(ctx, provider, tok, tokens.ReasonStored)
+	_, tr, err := r.PutWithReason(ctx, provider, tok, tokens.ReasonStored)
+	return tr, err
 }
 
 // PutWithReason is Put with the reason the events stream records for the
-// state change (ReasonAuthorized, ...).
-func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok tokens.Token, reason string) (*tokens.Transition, error) {
+// state change (ReasonAuthorized, ...). It also returns the user's state
+// as stored (active, or disabled), so callers need not read it back.
+func (r *Refresher) PutWithReason(ctx context.Context, provider string, tok tokens.Token, reason string) (tokens.State, *tokens.Transition, error) {
 	ps, ok := r.providers[provider]
 	if !ok {
-		return nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
+		return "", nil, fmt.Errorf("provider %q: %w", provider, ErrUnknownProvider)
 	}
 	kid, ct, err := r.keys.SealToken(tok, provider)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	now := r.opt.Clock.Now()
 	rec := tokens.Record{UserID: tok.UserID, Provider: provider, KeyID: kid, Ciphertext: ct,
 		AccessExpiry: tok.AccessExpiry, RefreshExpiry: tok.RefreshExpiry}
 	st, tr, err := r.store.Put(ctx, rec, reason, now)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	due := ps.Policy.DueAt(rec, ps.Policy.randomJitter())
 	if err := r.store.ScheduleDue(ctx, tokens.RefreshSet, []scheduler.Entry{{Member: tok.UserID, At: due}}); err != nil {
-		return tr, err
+		return st, tr, err
 	}
 	r.logTransition(tr)
 	r.changed(ctx, tok.UserID, provider, st)
 	if !due.After(now) {
 		r.engine.Notify()
 	}
-	return tr, nil
+	return st, tr, nil
 }
 
 func (r *Refresher) changed(ctx context.Context, user, provider string, st tokens.State) {
