@@ -26,8 +26,10 @@ type Flag struct {
 
 // Options configure a Notifier.
 type Options struct {
-	URL    string
-	Secret []byte
+	URL string
+	// Secrets sign each request (webhook.Sign): the current secret, and
+	// during a rotation the previous one.
+	Secrets [][]byte
 	// Batch is the most flags per request (default 100); Wait is how
 	// long a flag waits for company (default 2s).
 	Batch      int
@@ -75,7 +77,7 @@ func New(opt Options) *Notifier {
 		opt.Clock = clock.Real{}
 	}
 	n := &Notifier{opt: opt, in: make(chan Flag, opt.MaxQueue), done: make(chan struct{}),
-		client: &webhook.Client{HTTP: opt.HTTPClient, Secret: opt.Secret, Clock: opt.Clock, Initial: time.Second, Max: time.Minute}}
+		client: &webhook.Client{HTTP: opt.HTTPClient, Secrets: opt.Secrets, Clock: opt.Clock, Initial: time.Second, Max: time.Minute}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.loop()
 	return n

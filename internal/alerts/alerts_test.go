@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,9 +19,16 @@ import (
 	"github.com/syncd/syncd/internal/webhook"
 )
 
+// hookSecret and oldHookSecret are webhook secrets of the minimum length.
+const (
+	hookSecret    = "hook-secret-0123456789abcdefghij"
+	oldHookSecret = "old-hook-secret-0123456789abcdef"
+)
+
 func TestBatchesSignsAndRetries(t *testing.T) {
 	var mu sync.Mutex
 	var got [][]alerts.Flag
+	var ids []string // delivery ids of the verified requests
 	calls := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -33,12 +39,15 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
-		sig := r.Header.Get("X-Syncd-Signature")
-		ts, _ := strconv.ParseInt(strings.TrimPrefix(strings.Split(sig, ",")[0], "t="), 10, 64)
-		if sig != webhook.Sign([]byte("s3cret"), body, time.Unix(ts, 0)) {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
+		// Either secret verifies during a rotation; each batch is one
+		// delivery, with one id on all its attempts.
+		for _, secret := range []string{hookSecret, oldHookSecret} {
+			if webhook.Verify([][]byte{[]byte(secret)}, r.Header, body, time.Now(), time.Minute) != nil {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
 		}
+		ids = append(ids, r.Header.Get(webhook.DeliveryHeader))
 		var doc struct {
 			Event string
 			Users []alerts.Flag
@@ -47,7 +56,7 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 		got = append(got, doc.Users)
 	}))
 	defer srv.Close()
-	n := alerts.New(alerts.Options{URL: srv.URL, Secret: []byte("s3cret"), Batch: 3, Wait: time.Hour, Logger: zerolog.Nop()})
+	n := alerts.New(alerts.Options{URL: srv.URL, Secrets: [][]byte{[]byte(hookSecret), []byte(oldHookSecret)}, Batch: 3, Wait: time.Hour, Logger: zerolog.Nop()})
 	for _, u := range []string{"a", "b", "c", "d"} {
 		n.Notify(alerts.Flag{User: u, Provider: "digime", At: time.Now()})
 	}
@@ -62,6 +71,9 @@ func TestBatchesSignsAndRetries(t *testing.T) {
 	if calls != 3 {
 		t.Fatalf("%d calls, want 3 (one retried 502)", calls)
 	}
+	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
+		t.Fatalf("delivery ids %q, want one per batch", ids)
+	}
 }
 
 func TestCloseEndsWithCtx(t *testing.T) {
@@ -75,7 +87,7 @@ func TestCloseEndsWithCtx(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // runs first: lets srv.Close return
 	// logs is read only once Close has returned: the notifier writes no more.
 	var logs bytes.Buffer
-	n := alerts.New(alerts.Options{URL: srv.URL, Secret: []byte("s3cret"), Batch: 1, Wait: time.Hour, Logger: zerolog.New(&logs)})
+	n := alerts.New(alerts.Options{URL: srv.URL, Secrets: [][]byte{[]byte(hookSecret)}, Batch: 1, Wait: time.Hour, Logger: zerolog.New(&logs)})
 	for _, u := range []string{"a", "b", "c"} {
 		n.Notify(alerts.Flag{User: u, Provider: "digime", At: time.Now()})
 	}

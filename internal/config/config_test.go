@@ -942,7 +942,7 @@ func TestJobSinks(t *testing.T) {
 	doc := keyConfig + `jobs:
   - {name: a, kind: pull, schedule: "@every 1m"}
   - {name: b, kind: pull, schedule: "@every 1m", sink: {kind: dir, path: out}}
-  - {name: c, kind: pull, schedule: "@every 1m", sink: {kind: webhook, url: "https://app.example.com/hook", secret: s}}
+  - {name: c, kind: pull, schedule: "@every 1m", sink: {kind: webhook, url: "https://app.example.com/hook", secret: ` + hookSecret + `}}
   - {name: d, kind: push, schedule: "@every 1m", batch: 10}
 `
 	cfg, err := Parse(strings.NewReader(doc), dir, env())
@@ -969,6 +969,65 @@ func TestJobSinks(t *testing.T) {
 		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// hookSecret is a webhook secret of the minimum length, 32 bytes.
+const hookSecret = "hook-secret-0123456789abcdefghij"
+
+// TestWebhookSecrets: the sink's and the alerts' secrets are at least 32
+// bytes, inline or from a file, and a previous secret may be added while
+// receivers switch to a new one (Secrets lists both, the current first).
+func TestWebhookSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"new": hookSecret, "old": "old-" + hookSecret, "short": "tooshort\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := func(s string) string {
+		return `jobs: [{name: a, kind: pull, schedule: "@every 1m", sink: {kind: webhook, url: "https://x/h", ` + s + `}}]` + "\n"
+	}
+	alerts := func(s string) string { return `alerts: {webhook_url: "https://x/alerts", ` + s + `}` + "\n" }
+
+	cfg, err := Parse(strings.NewReader(keyConfig+sink("secret_file: new, previous_secret: old-"+hookSecret)+alerts("secret: "+hookSecret+", previous_secret_file: old")), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{[]byte(hookSecret), []byte("old-" + hookSecret)}
+	if got := cfg.Jobs[0].Sink.Secrets(); !reflect.DeepEqual(got, want) {
+		t.Errorf("sink secrets %q, want %q", got, want)
+	}
+	if got := cfg.Alerts.Secrets(); !reflect.DeepEqual(got, want) {
+		t.Errorf("alerts secrets %q, want %q", got, want)
+	}
+	cfg, err = Parse(strings.NewReader(keyConfig+sink("secret: "+hookSecret)), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Jobs[0].Sink.Secrets(); !reflect.DeepEqual(got, want[:1]) {
+		t.Errorf("sink secrets %q, want the current one only", got)
+	}
+
+	for _, tc := range []struct{ doc, want string }{
+		{sink("secret: s"), "jobs[0].sink.secret: must be at least 32 bytes, got 1"},
+		{sink("secret_file: short"), "jobs[0].sink.secret_file: must be at least 32 bytes, got 8"},
+		{sink("secret: " + hookSecret + ", previous_secret: old"), "jobs[0].sink.previous_secret: must be at least 32 bytes, got 3"},
+		{sink("secret: " + hookSecret + ", previous_secret_file: short"), "jobs[0].sink.previous_secret_file: must be at least 32 bytes, got 8"},
+		{sink("secret: " + hookSecret + ", previous_secret: " + hookSecret + ", previous_secret_file: old"), "jobs[0].sink.previous_secret: give previous_secret or previous_secret_file, not both"},
+		{sink("previous_secret: " + hookSecret), "jobs[0].sink.secret: required for a webhook sink"},
+		{alerts("secret: s"), "alerts.secret: must be at least 32 bytes, got 1"},
+		{alerts("secret_file: short"), "alerts.secret_file: must be at least 32 bytes, got 8"},
+		{alerts("secret: " + hookSecret + ", previous_secret: old"), "alerts.previous_secret: must be at least 32 bytes, got 3"},
+		{alerts("secret: " + hookSecret + ", previous_secret_file: missing"), "alerts.previous_secret_file: "},
+	} {
+		_, err := Parse(strings.NewReader(keyConfig+tc.doc), dir, env())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "tooshort") {
+			t.Errorf("%s: the error shows the secret: %v", tc.doc, err)
 		}
 	}
 }

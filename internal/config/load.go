@@ -218,9 +218,11 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	}
 	abs(&cfg.Admin.TokenFile)
 	abs(&cfg.Alerts.SecretFile)
+	abs(&cfg.Alerts.PreviousSecretFile)
 	for i := range cfg.Jobs {
 		abs(&cfg.Jobs[i].Sink.Path)
 		abs(&cfg.Jobs[i].Sink.SecretFile)
+		abs(&cfg.Jobs[i].Sink.PreviousSecretFile)
 	}
 	for i := range cfg.Providers {
 		abs(&cfg.Providers[i].Digime.PrivateKeyFile)

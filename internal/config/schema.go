@@ -87,8 +87,12 @@ type AdminConfig struct {
 type AlertsConfig struct {
 	// WebhookURL; empty (the default) disables the webhook.
 	WebhookURL string `yaml:"webhook_url"`
-	Secret     string `yaml:"secret"`
-	SecretFile string `yaml:"secret_file"`
+	// Secret signs the webhook, as the webhook sink's: at least 32 bytes,
+	// inline or a file; PreviousSecret, optional, during a rotation.
+	Secret             string `yaml:"secret"`
+	SecretFile         string `yaml:"secret_file"`
+	PreviousSecret     string `yaml:"previous_secret"`
+	PreviousSecretFile string `yaml:"previous_secret_file"`
 	// Links adds a fresh re-authorization link per user to the webhook
 	// (needs authorize.redirect_uri). A link lives authorize.state_ttl.
 	Links bool `yaml:"links"`
@@ -406,15 +410,37 @@ type SinkConfig struct {
 	Kind string `yaml:"kind"`
 	// Path (dir): items are written to Path/<user>/<job>/<item>, atomically.
 	Path string `yaml:"path"`
-	// URL (webhook): each item is POSTed here, signed with Secret
-	// (X-Syncd-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">).
-	URL        string `yaml:"url"`
-	Secret     string `yaml:"secret"`
-	SecretFile string `yaml:"secret_file"`
+	// URL (webhook): each item is POSTed here, signed with Secret (see
+	// README "Webhook signatures"). Secret is at least 32 bytes, inline or
+	// a file (not both). PreviousSecret, optional, is the secret being
+	// rotated out: deliveries are signed with both until it is removed.
+	URL                string `yaml:"url"`
+	Secret             string `yaml:"secret"`
+	SecretFile         string `yaml:"secret_file"`
+	PreviousSecret     string `yaml:"previous_secret"`
+	PreviousSecretFile string `yaml:"previous_secret_file"`
 	// Stream (redis): items are XADDed to <prefix>Stream, capped at MaxLen
 	// (default 100000).
 	Stream string `yaml:"stream"`
 	MaxLen int64  `yaml:"max_len"`
+}
+
+// Secrets are the webhook sink's signing secrets, the current one first;
+// set by Validate (secret_file read).
+func (s SinkConfig) Secrets() [][]byte { return webhookSecrets(s.Secret, s.PreviousSecret) }
+
+// Secrets are the re-auth webhook's signing secrets, the current one
+// first; set by Validate (secret_file read).
+func (a AlertsConfig) Secrets() [][]byte { return webhookSecrets(a.Secret, a.PreviousSecret) }
+
+func webhookSecrets(current, previous string) [][]byte {
+	var out [][]byte
+	for _, s := range []string{current, previous} {
+		if s != "" {
+			out = append(out, []byte(s))
+		}
+	}
+	return out
 }
 
 // RetryConfig is an exponential retry policy.

@@ -506,6 +506,40 @@ func (c *Config) validateJobs(p *problems) {
 
 var sinkKinds = []string{"dir", "webhook", "redis"}
 
+// minWebhookSecret is the shortest webhook signing secret accepted: as
+// long as the HMAC-SHA256 key it becomes, so it cannot be guessed.
+const minWebhookSecret = 32
+
+// webhookSecret resolves the webhook signing secret field f (its file
+// is f+"_file"): inline or the file's content, not both, into *secret,
+// at least minWebhookSecret bytes. An absent secret adds missing, unless
+// missing is "" (optional).
+func webhookSecret(p *problems, f string, secret *string, file, missing string) {
+	name := f
+	switch {
+	case *secret != "" && file != "":
+		short := f[strings.LastIndex(f, ".")+1:]
+		p.add(f, "give %s or %s_file, not both", short, short)
+		return
+	case file != "":
+		name = f + "_file"
+		v, err := readSecretFile(file)
+		if err != nil {
+			p.add(name, "%v", err)
+			return
+		}
+		*secret = v
+	case *secret == "":
+		if missing != "" {
+			p.add(f, "%s", missing)
+		}
+		return
+	}
+	if len(*secret) < minWebhookSecret {
+		p.add(name, "must be at least %d bytes, got %d", minWebhookSecret, len(*secret))
+	}
+}
+
 func (j *JobConfig) validateSink(p *problems, f string) {
 	s := &j.Sink
 	if j.Kind == JobPush {
@@ -527,18 +561,8 @@ func (j *JobConfig) validateSink(p *problems, f string) {
 		}
 	case "webhook":
 		checkURL(p, f+".url", s.URL)
-		switch {
-		case s.Secret != "" && s.SecretFile != "":
-			p.add(f+".secret", "give secret or secret_file, not both")
-		case s.SecretFile != "":
-			v, err := readSecretFile(s.SecretFile)
-			if err != nil {
-				p.add(f+".secret_file", "%v", err)
-			}
-			s.Secret = v
-		case s.Secret == "":
-			p.add(f+".secret", "required for a webhook sink (the receiver checks the signature with it)")
-		}
+		webhookSecret(p, f+".secret", &s.Secret, s.SecretFile, "required for a webhook sink (the receiver checks the signature with it)")
+		webhookSecret(p, f+".previous_secret", &s.PreviousSecret, s.PreviousSecretFile, "")
 	case "redis":
 		if s.Stream == "" {
 			p.add(f+".stream", "required for a redis sink")
@@ -801,18 +825,8 @@ func (c *Config) validateDaemon(p *problems) {
 	a := &c.Alerts
 	if a.WebhookURL != "" {
 		checkURL(p, "alerts.webhook_url", a.WebhookURL)
-		switch {
-		case a.Secret != "" && a.SecretFile != "":
-			p.add("alerts.secret", "give secret or secret_file, not both")
-		case a.SecretFile != "":
-			v, err := readSecretFile(a.SecretFile)
-			if err != nil {
-				p.add("alerts.secret_file", "%v", err)
-			}
-			a.Secret = v
-		case a.Secret == "":
-			p.add("alerts.secret", "required with alerts.webhook_url (the receiver checks the signature with it)")
-		}
+		webhookSecret(p, "alerts.secret", &a.Secret, a.SecretFile, "required with alerts.webhook_url (the receiver checks the signature with it)")
+		webhookSecret(p, "alerts.previous_secret", &a.PreviousSecret, a.PreviousSecretFile, "")
 	}
 	au := &c.Authorize
 	if a.Links && au.RedirectURI == "" {

@@ -212,7 +212,7 @@ func TestAuthorizeDigime(t *testing.T) {
 jobs:
   - {name: pull, kind: pull, schedule: "@every 1s"}
 authorize: {redirect_uri: %q, callback_path: /authorize/callback}
-alerts: {webhook_url: %q, secret: webhook-secret, links: true}
+alerts: {webhook_url: %q, secret: webhook-secret-0123456789abcdefghij, links: true}
 `, hs.URL+digimefake.PathPrefix, hs.URL+digimefake.OnboardPrefix, appRedirect, hooks.URL))
 
 	// 1. The app asks for a link; the user consents; the app forwards the

@@ -120,7 +120,7 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 		tokMetrics: refresher.NewMetrics(reg), jobMetrics: jobs.NewMetrics(reg), authMetrics: authflow.NewMetrics(reg),
 		ctx: ctx, cancel: cancel, errc: make(chan error, 2), failed: make(chan error, 1), startDone: make(chan struct{})}
 	if cfg.Alerts.WebhookURL != "" {
-		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secret: []byte(cfg.Alerts.Secret), Logger: log}
+		ao := alerts.Options{URL: cfg.Alerts.WebhookURL, Secrets: cfg.Alerts.Secrets(), Logger: log}
 		if cfg.Alerts.Links {
 			ao.Enrich = d.addLinks
 		}

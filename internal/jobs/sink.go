@@ -34,7 +34,7 @@ func NewSink(cfg config.SinkConfig, store Store, hc *http.Client, clk clock.Cloc
 		if hc == nil {
 			hc = &http.Client{Timeout: 30 * time.Second}
 		}
-		return &webhookSink{url: cfg.URL, client: &webhook.Client{HTTP: hc, Secret: []byte(cfg.Secret), Clock: clk,
+		return &webhookSink{url: cfg.URL, client: &webhook.Client{HTTP: hc, Secrets: cfg.Secrets(), Clock: clk,
 			Initial: 500 * time.Millisecond, Max: 30 * time.Second}}, nil
 	case "redis", "":
 		stream, maxLen := cfg.Stream, cfg.MaxLen
@@ -81,8 +81,9 @@ func (s *dirSink) Deliver(_ context.Context, user, job string, it provider.Item)
 	return nil
 }
 
-// webhookSink POSTs each item, signed (webhook.Sign). 5xx, 429 and
-// network errors are retried with backoff until the job's timeout.
+// webhookSink POSTs each item, signed (webhook.Sign) over the body and
+// the user, job, item and update time headers. 5xx, 429 and network
+// errors are retried with backoff until the job's timeout.
 type webhookSink struct {
 	url    string
 	client *webhook.Client
