@@ -387,6 +387,11 @@ func TestJobCommands(t *testing.T) {
 	if code, _, errOut := c.run("", "config", "check"); code != 2 || !strings.Contains(errOut, `jobs[0].schedule: invalid cron spec "*/61 * * * *"`) {
 		t.Fatalf("bad config check: %d %q", code, errOut)
 	}
+	c.jobs = "jobs: [{name: hook, kind: pull, schedule: \"@hourly\", sink: {kind: webhook, url: \"https://app.example.com/h\", secret: sh0rt}}]\n"
+	c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+	if code, _, errOut := c.run("", "config", "check"); code != 2 || !strings.Contains(errOut, "jobs[0].sink.secret: must be at least 32 bytes, got 5") || strings.Contains(errOut, "sh0rt") {
+		t.Fatalf("short webhook secret: %d %q", code, errOut)
+	}
 }
 
 // The README's digi.me walk-through: the fake digi.me server onboards a
