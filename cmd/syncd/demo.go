@@ -33,7 +33,8 @@ import (
 // embedded Redis (miniredis), the fake digi.me server on loopback, users
 // with short-lived tokens, pull and push jobs every few seconds, and a
 // few users whose consent is revoked so the re-auth path shows. The admin
-// server listens on loopback (curl /metrics works).
+// server listens on loopback (curl /metrics works); its /v1 API takes the
+// read and write tokens generated for the run, which it prints.
 func cmdDemo(ctx context.Context, args []string, e env) error {
 	fs, _ := flags("demo", e)
 	users := fs.Int("users", 25, "number of demo users")
@@ -106,10 +107,18 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 	jobTimeout := min(4*time.Second, *lifetime/4)
 	ekey := make([]byte, 32)
 	_, _ = rand.Read(ekey)
+	// The admin API is closed without a credential, as in syncd run: this
+	// run's read and write tokens, printed below for the curl commands.
+	readToken, writeToken := rand.Text(), rand.Text()
+	for name, tok := range map[string]string{"read-token": readToken, "write-token": writeToken} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(tok), 0o600); err != nil {
+			return err
+		}
+	}
 	doc := fmt.Sprintf(`redis: {url: %q, prefix: "syncd-demo-%d:", shards: 4}
 log: {level: error, format: console}
 encryption: {keys: [{id: demo, secret: %q}]}
-admin: {listen: %q}
+admin: {listen: %q, read_token_file: read-token, write_token_file: write-token}
 shutdown_grace: 3s
 stats_interval: 2s
 refresher: {poll_interval: 200ms, lease: 10s}
@@ -176,8 +185,12 @@ jobs:
 	err = serve(ctx, d, nil, func() {
 		fmt.Fprintf(e.stdout, "syncd demo: %d users (%d will have their consent revoked), tokens live %s, pull and push every %s\n",
 			*users, *revoked, *lifetime, *every)
-		fmt.Fprintf(e.stdout, "  fake digi.me at http://%s%s; admin at http://%s (try: curl http://%s/metrics, /v1/jobs, /v1/reauth)\n",
-			fln.Addr(), digimefake.PathPrefix, d.Addr(), d.Addr())
+		fmt.Fprintf(e.stdout, "  fake digi.me at http://%s%s; admin at http://%s, its /v1 API behind this run's tokens (read %s, write %s); try:\n",
+			fln.Addr(), digimefake.PathPrefix, d.Addr(), readToken, writeToken)
+		fmt.Fprintf(e.stdout, "    curl http://%s/metrics\n", d.Addr())
+		for _, p := range []string{"jobs", "reauth"} {
+			fmt.Fprintf(e.stdout, "    curl -H 'Authorization: Bearer %s' http://%s/v1/%s\n", readToken, d.Addr(), p)
+		}
 		wg.Add(2)
 		go func() { defer wg.Done(); demoDriver(gctx, d, o.Store, log, fake, *users, *revoked, *every) }()
 		go func() {

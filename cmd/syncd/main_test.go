@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -480,4 +481,74 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// lineWriter hands what is written to a channel too.
+type lineWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	c   chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	select {
+	case w.c <- w.buf.String():
+	default:
+	}
+	return len(p), nil
+}
+
+// TestDemoAdminToken: the demo's /v1 is closed like syncd run's, and the
+// curl commands it prints (with this run's read token) work.
+func TestDemoAdminToken(t *testing.T) {
+	out := &lineWriter{c: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--users", "2", "--revoked", "0", "--duration", "60s", "--admin", "127.0.0.1:0"},
+			env{stdin: strings.NewReader(""), stdout: out, stderr: io.Discard, getenv: func(string) string { return "" }})
+	}()
+	curl := regexp.MustCompile(`curl -H 'Authorization: Bearer (\S+)' http://(\S+)/v1/jobs\n`)
+	var m []string
+	deadline := time.After(30 * time.Second)
+	for m == nil {
+		select {
+		case s := <-out.c:
+			m = curl.FindStringSubmatch(s)
+		case code := <-done:
+			t.Fatalf("demo exited %d before printing a curl command with a token", code)
+		case <-deadline:
+			t.Fatal("the demo printed no curl command with a token")
+		}
+	}
+	token, addr := m[1], m[2]
+	get := func(path, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/v1/jobs", ""); code != 401 {
+		t.Errorf("GET /v1/jobs without the token: %d, want 401", code)
+	}
+	for _, p := range []string{"/v1/jobs", "/v1/reauth"} {
+		if code := get(p, token); code != 200 {
+			t.Errorf("GET %s with the printed token: %d, want 200", p, code)
+		}
+	}
+	if code := get("/metrics", ""); code != 200 {
+		t.Errorf("GET /metrics: %d, want 200", code)
+	}
+	cancel()
+	<-done
 }

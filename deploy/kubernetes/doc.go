@@ -3,8 +3,11 @@
 // check that every manifest decodes strictly into its Kubernetes API type
 // (a misspelt field fails), kustomization.yaml lists them all, the
 // Deployment wires probes, secrets and config the way syncd expects, the
-// PrometheusRule carries exactly deploy/prometheus/alerts.yml, and the
-// ConfigMap's syncd.yaml passes syncd's own config loader.
+// PrometheusRule carries exactly deploy/prometheus/alerts.yml, the
+// NetworkPolicy admits only the admin port from labelled namespaces and
+// lets out only DNS, Redis and HTTPS, the ConfigMap's syncd.yaml passes
+// syncd's own config loader, and the example secret.yaml's admin token
+// placeholders are refused by it.
 //
 // After editing deploy/prometheus/alerts.yml, regenerate prometheusrule.yaml
 // with

@@ -23,6 +23,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
@@ -178,6 +179,7 @@ type objects struct {
 	pdb            *policyv1.PodDisruptionBudget
 	serviceMonitor *serviceMonitor
 	prometheusRule *prometheusRule
+	networkPolicy  *networkingv1.NetworkPolicy
 }
 
 // decodeStrict decodes one document into v, failing on unknown or
@@ -217,6 +219,8 @@ func load(t *testing.T) objects {
 			set(d, &o.serviceMonitor, &serviceMonitor{})
 		case "monitoring.coreos.com/v1 PrometheusRule":
 			set(d, &o.prometheusRule, &prometheusRule{})
+		case "networking.k8s.io/v1 NetworkPolicy":
+			set(d, &o.networkPolicy, &networkingv1.NetworkPolicy{})
 		default:
 			t.Fatalf("%s: unexpected kind (add it to load)", d)
 		}
@@ -224,6 +228,7 @@ func load(t *testing.T) objects {
 	for name, v := range map[string]any{
 		"Deployment": o.deployment, "ConfigMap": o.configMap, "Secret": o.secret, "Service": o.service,
 		"PodDisruptionBudget": o.pdb, "ServiceMonitor": o.serviceMonitor, "PrometheusRule": o.prometheusRule,
+		"NetworkPolicy": o.networkPolicy,
 	} {
 		if reflect.ValueOf(v).IsNil() {
 			t.Fatalf("no %s manifest", name)
@@ -235,7 +240,7 @@ func load(t *testing.T) objects {
 func TestManifestsDecodeStrictly(t *testing.T) {
 	o := load(t)
 	for _, name := range []string{o.deployment.Name, o.configMap.Name, o.secret.Name, o.service.Name,
-		o.pdb.Name, o.serviceMonitor.Metadata.Name, o.prometheusRule.Metadata.Name} {
+		o.pdb.Name, o.serviceMonitor.Metadata.Name, o.prometheusRule.Metadata.Name, o.networkPolicy.Name} {
 		if name == "" {
 			t.Error("a manifest has no metadata.name")
 		}
@@ -461,8 +466,10 @@ func TestDeployment(t *testing.T) {
 	// The files syncd.yaml names must be items of the mounted Secret.
 	var sy struct {
 		Admin struct {
-			Listen    string `json:"listen"`
-			TokenFile string `json:"token_file"`
+			Listen         string `json:"listen"`
+			TokenFile      string `json:"token_file"`
+			ReadTokenFile  string `json:"read_token_file"`
+			WriteTokenFile string `json:"write_token_file"`
 		} `json:"admin"`
 		Providers []struct {
 			Digime struct {
@@ -477,7 +484,15 @@ func TestDeployment(t *testing.T) {
 	if err != nil || port != strconv.Itoa(int(adminPort)) {
 		t.Errorf("syncd.yaml admin.listen %q: want the admin port %d on all interfaces", sy.Admin.Listen, adminPort)
 	}
-	files := []string{sy.Admin.TokenFile}
+	if sy.Admin.ReadTokenFile == "" || sy.Admin.WriteTokenFile == "" {
+		t.Error("syncd.yaml: want admin.read_token_file and admin.write_token_file")
+	}
+	var files []string
+	for _, f := range []string{sy.Admin.TokenFile, sy.Admin.ReadTokenFile, sy.Admin.WriteTokenFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
 	for _, p := range sy.Providers {
 		if f := p.Digime.PrivateKeyFile; f != "" {
 			files = append(files, f)
@@ -659,14 +674,117 @@ func TestConfigMapParses(t *testing.T) {
 	if !kinds[config.JobPull] || !kinds[config.JobPush] {
 		t.Errorf("jobs: want a pull and a push job, got %d jobs", len(cfg.Jobs))
 	}
-	if cfg.Admin.Token == "" {
-		t.Error("admin.token_file: want the admin API's token")
+	if cfg.Admin.ReadToken == "" || cfg.Admin.WriteToken == "" {
+		t.Error("admin: want the admin API's read and write tokens")
+	}
+	if len(cfg.Admin.AllowedHosts) == 0 {
+		t.Error("admin.allowed_hosts: want the Service's name, which in-cluster clients use")
+	}
+}
+
+// TestSecretPlaceholdersRefused: the example secret.yaml, applied
+// unchanged, must not open the admin API: syncd refuses its token
+// placeholders (and its encryption key placeholder).
+func TestSecretPlaceholdersRefused(t *testing.T) {
+	o := load(t)
+	files := map[string][]byte{}
+	for _, key := range []string{"admin-read-token", "admin-write-token"} {
+		v, ok := o.secret.StringData[key]
+		if !ok {
+			t.Fatalf("secret.yaml has no %s", key)
+		}
+		files[key] = []byte(v)
+	}
+	_, err := loadConfigMap(t, o, files, o.secret.StringData["encryption-key"])
+	if err == nil {
+		t.Fatal("syncd accepts the example secret's placeholders")
+	}
+	for _, want := range []string{"admin.read_token_file: the token is the example placeholder", "admin.write_token_file: the token is the example placeholder", "encryption.keys[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want it to contain %q", err, want)
+		}
+	}
+}
+
+// TestNetworkPolicy: the syncd pods take connections only on the admin
+// port, only from the namespaces labelled for Prometheus and operators,
+// and connect out only to DNS, Redis and HTTPS (the providers).
+func TestNetworkPolicy(t *testing.T) {
+	o := load(t)
+	np := o.networkPolicy
+	if sel := np.Spec.PodSelector.MatchLabels; len(sel) == 0 || sel["app.kubernetes.io/name"] != "syncd" {
+		t.Errorf("podSelector %v: want the syncd pods", sel)
+	}
+	for k, v := range np.Spec.PodSelector.MatchLabels {
+		if o.deployment.Spec.Template.Labels[k] != v {
+			t.Errorf("podSelector %s=%s does not match the pods", k, v)
+		}
+	}
+	types := map[networkingv1.PolicyType]bool{}
+	for _, pt := range np.Spec.PolicyTypes {
+		types[pt] = true
+	}
+	if !types[networkingv1.PolicyTypeIngress] || !types[networkingv1.PolicyTypeEgress] {
+		t.Errorf("policyTypes %v: want Ingress and Egress", np.Spec.PolicyTypes)
+	}
+	if len(np.Spec.Ingress) == 0 {
+		t.Fatal("no ingress rule: nothing (not even the kubelet's probes through the CNI, nor Prometheus) reaches the admin port")
+	}
+	for i, r := range np.Spec.Ingress {
+		if len(r.Ports) != 1 || r.Ports[0].Port == nil || r.Ports[0].Port.String() != "admin" && r.Ports[0].Port.IntValue() != 9464 {
+			t.Errorf("ingress[%d]: want the admin port only, got %v", i, r.Ports)
+		}
+		if len(r.From) == 0 {
+			t.Errorf("ingress[%d]: from everywhere", i)
+		}
+		for j, f := range r.From {
+			if f.NamespaceSelector == nil || len(f.NamespaceSelector.MatchLabels)+len(f.NamespaceSelector.MatchExpressions) == 0 || f.IPBlock != nil {
+				t.Errorf("ingress[%d].from[%d]: want a namespaceSelector with labels", i, j)
+			}
+		}
+	}
+	egress := map[string]bool{}
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.Ports {
+			proto := corev1.ProtocolTCP
+			if p.Protocol != nil {
+				proto = *p.Protocol
+			}
+			egress[fmt.Sprintf("%s/%s", proto, p.Port.String())] = true
+		}
+		if len(r.Ports) == 0 {
+			t.Errorf("an egress rule without ports: %v", r)
+		}
+	}
+	for _, want := range []string{"UDP/53", "TCP/53", "TCP/6379", "TCP/443"} {
+		if !egress[want] {
+			t.Errorf("egress: %s is not allowed (got %v)", want, egress)
+		}
 	}
 }
 
 // parseConfigMap runs the ConfigMap's syncd.yaml through syncd's own config
-// loader, with the files it names and the environment the Deployment gives.
+// loader, with the files it names (real-looking secrets) and the
+// environment the Deployment gives.
 func parseConfigMap(t *testing.T, o objects) *config.Config {
+	t.Helper()
+	encKey := make([]byte, 32)
+	if _, err := rand.Read(encKey); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfigMap(t, o, map[string][]byte{
+		"admin-read-token":  []byte("test-admin-read-token-0123456789\n"),
+		"admin-write-token": []byte("test-admin-write-token-0123456789\n"),
+	}, base64.StdEncoding.EncodeToString(encKey))
+	if err != nil {
+		t.Fatalf("syncd.yaml: %v", err)
+	}
+	return cfg
+}
+
+// loadConfigMap loads the ConfigMap's syncd.yaml with these secret files
+// (and a generated contract.pem) and encryption key.
+func loadConfigMap(t *testing.T, o objects, secretFiles map[string][]byte, encryptionKey string) (*config.Config, error) {
 	t.Helper()
 	doc, ok := o.configMap.Data["syncd.yaml"]
 	if !ok {
@@ -687,27 +805,17 @@ func parseConfigMap(t *testing.T, o objects) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{
-		"contract.pem": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		"admin-token":  []byte("test-admin-token-0123456789\n"),
-	} {
+	secretFiles["contract.pem"] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for name, data := range secretFiles {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	encKey := make([]byte, 32)
-	if _, err := rand.Read(encKey); err != nil {
-		t.Fatal(err)
-	}
 	getenv := func(name string) string {
 		if name == "SYNCD_ENCRYPTION_KEY" {
-			return base64.StdEncoding.EncodeToString(encKey)
+			return encryptionKey
 		}
 		return ""
 	}
-	cfg, err := config.Parse(strings.NewReader(doc), dir, getenv)
-	if err != nil {
-		t.Fatalf("syncd.yaml: %v", err)
-	}
-	return cfg
+	return config.Parse(strings.NewReader(doc), dir, getenv)
 }

@@ -2,14 +2,13 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,11 +60,16 @@ type Backend interface {
 
 // Options configure a Server.
 type Options struct {
-	// Token is the bearer token writes need; empty disables writes.
-	Token    string
-	Backend  Backend
-	Gatherer prometheus.Gatherer
-	Logger   zerolog.Logger
+	// Credentials are the bearer tokens /v1 accepts (SetCredentials
+	// replaces them); none: every /v1 request is answered 401.
+	Credentials []Credential
+	// Listen is the address served (admin.listen) and AllowedHosts more
+	// names (admin.allowed_hosts): the Host check (see hosts) passes them.
+	Listen       string
+	AllowedHosts []string
+	Backend      Backend
+	Gatherer     prometheus.Gatherer
+	Logger       zerolog.Logger
 	// CallbackPath, if set, serves the public authorization callback
 	// (GET, no bearer token: the state is the credential).
 	CallbackPath string
@@ -79,55 +83,69 @@ const MaxBody = 64 << 10
 
 // Server is the admin HTTP server.
 type Server struct {
-	opt Options
-	mux *http.ServeMux
-	log zerolog.Logger
+	opt   Options
+	mux   *http.ServeMux
+	log   zerolog.Logger
+	creds atomic.Pointer[[]credential]
+	hosts hosts
 }
 
 // New returns a Server.
 func New(opt Options) *Server {
-	s := &Server{opt: opt, mux: http.NewServeMux(), log: opt.Logger.With().Str("component", "admin").Logger()}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	s.mux.HandleFunc("GET /readyz", s.ready)
+	s := &Server{opt: opt, mux: http.NewServeMux(), log: opt.Logger.With().Str("component", "admin").Logger(),
+		hosts: newHosts(opt.Listen, opt.AllowedHosts)}
+	s.SetCredentials(opt.Credentials)
+	s.handle("GET /healthz", open, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.handle("GET /readyz", open, s.ready)
 	if opt.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{}))
+		s.handle("GET /metrics", open, promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
-	s.mux.HandleFunc("GET /v1/users/{id}", s.user)
-	s.mux.HandleFunc("GET /v1/users", s.users)
-	s.mux.HandleFunc("PUT /v1/users/{id}/token", s.write(s.putToken))
-	s.mux.HandleFunc("GET /v1/reauth", s.reauth)
-	s.mux.HandleFunc("GET /v1/quarantine", s.quarantine)
-	s.mux.HandleFunc("POST /v1/users/{id}/restore", s.write(s.restore))
-	s.mux.HandleFunc("GET /v1/jobs", s.jobs)
-	s.mux.HandleFunc("POST /v1/jobs/{name}/trigger", s.write(s.trigger))
-	s.mux.HandleFunc("POST /v1/jobs/{name}/pause", s.write(s.pause(true)))
-	s.mux.HandleFunc("POST /v1/jobs/{name}/resume", s.write(s.pause(false)))
-	s.mux.HandleFunc("POST /v1/users/{id}/authorize", s.write(s.link(false)))
-	s.mux.HandleFunc("POST /v1/users/{id}/reauthorize", s.write(s.link(true)))
-	s.mux.HandleFunc("POST /v1/authorize/callback", s.write(s.callback))
+	s.handle("GET /v1/users/{id}", read, s.user)
+	s.handle("GET /v1/users", read, s.users)
+	s.handle("PUT /v1/users/{id}/token", write, s.putToken)
+	s.handle("GET /v1/reauth", read, s.reauth)
+	s.handle("GET /v1/quarantine", read, s.quarantine)
+	s.handle("POST /v1/users/{id}/restore", write, s.restore)
+	s.handle("GET /v1/jobs", read, s.jobs)
+	s.handle("POST /v1/jobs/{name}/trigger", write, s.trigger)
+	s.handle("POST /v1/jobs/{name}/pause", write, s.pause(true))
+	s.handle("POST /v1/jobs/{name}/resume", write, s.pause(false))
+	s.handle("POST /v1/users/{id}/authorize", write, s.link(false))
+	s.handle("POST /v1/users/{id}/reauthorize", write, s.link(true))
+	s.handle("POST /v1/authorize/callback", write, s.callback)
 	if opt.CallbackPath != "" {
-		s.mux.HandleFunc("GET "+opt.CallbackPath, s.publicCallback)
+		s.handle("GET "+opt.CallbackPath, public, s.publicCallback)
 	}
-	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+	// Any other /v1 request: the read credential first, so an anonymous
+	// caller learns nothing of the routes.
+	s.handle("/v1/", read, func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
 	return s
 }
 
 // Handler returns the server's handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return nosniff(s.mux) }
 
-// Serve serves on ln until ctx ends, then shuts down within 5s.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error { return serve(ctx, ln, s.mux) }
-
-// ServePublic serves only the public callback path on ln (for
-// authorize.public_listen) until ctx ends.
-func (s *Server) ServePublic(ctx context.Context, ln net.Listener) error {
+// PublicHandler serves only the public callback path (for
+// authorize.public_listen).
+func (s *Server) PublicHandler() http.Handler {
 	m := http.NewServeMux()
 	if s.opt.CallbackPath != "" {
 		m.HandleFunc("GET "+s.opt.CallbackPath, s.publicCallback)
 	}
-	return serve(ctx, ln, m)
+	return nosniff(m)
+}
+
+// Serve serves on ln until ctx ends, then shuts down within 5s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return serve(ctx, ln, s.Handler())
+}
+
+// ServePublic serves PublicHandler on ln (for authorize.public_listen)
+// until ctx ends.
+func (s *Server) ServePublic(ctx context.Context, ln net.Listener) error {
+	return serve(ctx, ln, s.PublicHandler())
 }
 
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
@@ -154,24 +172,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeErr(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-// write guards a write endpoint with the bearer token.
-func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.opt.Token == "" {
-			writeErr(w, http.StatusForbidden, "writes are disabled: set admin.token_file")
-			return
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.Token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="syncd"`)
-			writeErr(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-		h(w, r)
-	}
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {

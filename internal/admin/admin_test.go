@@ -103,9 +103,15 @@ func (b *backend) FinishAuthorization(_ context.Context, cb authflow.Callback) (
 	return authflow.Result{User: "carol", State: tokens.Active, Flow: authflow.FlowAuthorize}, nil
 }
 
+// writeCred is a write credential named "write".
+func writeCred(token string) []admin.Credential {
+	return []admin.Credential{{Name: "write", Token: token, Scope: admin.Write}}
+}
+
 func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Host = "127.0.0.1:9464"
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -118,7 +124,7 @@ func do(t *testing.T, h http.Handler, method, path, token, body string) (int, st
 func TestAPI(t *testing.T) {
 	be := &backend{paused: map[string]bool{}}
 	const token = "an-admin-token-123456"
-	h := admin.New(admin.Options{Token: token, Backend: be, Gatherer: prometheus.NewRegistry(), Logger: zerolog.Nop()}).Handler()
+	h := admin.New(admin.Options{Credentials: writeCred(token), Backend: be, Gatherer: prometheus.NewRegistry(), Logger: zerolog.Nop()}).Handler()
 	tests := []struct {
 		method, path, token, body string
 		code                      int
@@ -127,14 +133,14 @@ func TestAPI(t *testing.T) {
 		{"GET", "/healthz", "", "", 200, `"ok"`},
 		{"GET", "/readyz", "", "", 200, `"ready"`},
 		{"GET", "/metrics", "", "", 200, ""},
-		{"GET", "/v1/users/alice", "", "", 200, `"user":"alice"`},
-		{"GET", "/v1/users/zed", "", "", 404, `"error"`},
-		{"GET", "/v1/users?state=active&limit=10", "", "", 200, `"next_cursor":"42"`},
-		{"GET", "/v1/users?state=sleepy", "", "", 400, `unknown state \"sleepy\"`},
-		{"GET", "/v1/users?limit=0", "", "", 400, "limit: want 1..10000"},
-		{"GET", "/v1/reauth", "", "", 200, `"size":1`},
-		{"GET", "/v1/jobs", "", "", 200, `"name":"pull"`},
-		{"GET", "/v1/quarantine", "", "", 200, `"users":[{"user":"dan","reason":"wrong_type","since":"2026-05-28T20:26:40Z"}]`},
+		{"GET", "/v1/users/alice", token, "", 200, `"user":"alice"`},
+		{"GET", "/v1/users/zed", token, "", 404, `"error"`},
+		{"GET", "/v1/users?state=active&limit=10", token, "", 200, `"next_cursor":"42"`},
+		{"GET", "/v1/users?state=sleepy", token, "", 400, `unknown state \"sleepy\"`},
+		{"GET", "/v1/users?limit=0", token, "", 400, "limit: want 1..10000"},
+		{"GET", "/v1/reauth", token, "", 200, `"size":1`},
+		{"GET", "/v1/jobs", token, "", 200, `"name":"pull"`},
+		{"GET", "/v1/quarantine", token, "", 200, `"users":[{"user":"dan","reason":"wrong_type","since":"2026-05-28T20:26:40Z"}]`},
 		{"POST", "/v1/users/dan/restore", token, "", 200, `"state":"active"`},
 		{"POST", "/v1/users/eve/restore", token, "", 409, `field \"ae\"`},
 		{"POST", "/v1/users/zed/restore", token, "", 404, "not quarantined"},
@@ -160,7 +166,7 @@ func TestAPI(t *testing.T) {
 		{"POST", "/v1/authorize/callback?state=s1&code=c", "", "", 401, "bearer token"},
 		{"GET", "/cb?state=s1&code=c", "", "", 404, ""},
 		{"DELETE", "/v1/users/alice", token, "", 404, "no route DELETE /v1/users/alice"},
-		{"GET", "/v1/nothing", "", "", 404, "no route"},
+		{"GET", "/v1/nothing", token, "", 404, "no route"},
 	}
 	for _, tc := range tests {
 		code, body := do(t, h, tc.method, tc.path, tc.token, tc.body)
@@ -174,11 +180,6 @@ func TestAPI(t *testing.T) {
 	be.ready = errors.New("not ready: redis unavailable")
 	if code, body := do(t, h, "GET", "/readyz", "", ""); code != 503 || !strings.Contains(body, "redis unavailable") {
 		t.Fatalf("readyz: %d %s", code, body)
-	}
-	// Without a token file, writes are refused outright.
-	h2 := admin.New(admin.Options{Backend: be}).Handler()
-	if code, body := do(t, h2, "POST", "/v1/jobs/pull/resume", "anything", ""); code != 403 || !strings.Contains(body, "admin.token_file") {
-		t.Fatalf("writes without a token file: %d %s", code, body)
 	}
 }
 
@@ -214,7 +215,7 @@ func TestPublicCallback(t *testing.T) {
 func TestErrorStatus(t *testing.T) {
 	be := &backend{paused: map[string]bool{}}
 	const token = "an-admin-token-123456"
-	h := admin.New(admin.Options{Token: token, Backend: be, Logger: zerolog.Nop()}).Handler()
+	h := admin.New(admin.Options{Credentials: writeCred(token), Backend: be, Logger: zerolog.Nop()}).Handler()
 	const internal = "10.9.8.7:6379"
 	for _, tc := range []struct {
 		name string

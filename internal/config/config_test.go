@@ -1041,7 +1041,7 @@ func TestDaemonSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Admin.Token != "0123456789abcdef-token" || cfg.ShutdownGrace != 10*time.Second || cfg.StatsInterval != time.Minute {
+	if cfg.Admin.WriteToken != "0123456789abcdef-token" || cfg.ShutdownGrace != 10*time.Second || cfg.StatsInterval != time.Minute {
 		t.Fatalf("admin %+v grace %v", cfg.Admin, cfg.ShutdownGrace)
 	}
 	for _, tc := range []struct{ doc, want string }{

@@ -217,6 +217,8 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 		abs(&cfg.Encryption.Keys[i].SecretFile)
 	}
 	abs(&cfg.Admin.TokenFile)
+	abs(&cfg.Admin.ReadTokenFile)
+	abs(&cfg.Admin.WriteTokenFile)
 	abs(&cfg.Alerts.SecretFile)
 	abs(&cfg.Alerts.PreviousSecretFile)
 	for i := range cfg.Jobs {

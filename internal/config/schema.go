@@ -70,16 +70,30 @@ type AuthorizeConfig struct {
 	DoneURL string `yaml:"done_url"`
 }
 
-// AdminConfig is the admin HTTP server.
+// AdminConfig is the admin HTTP server. Every /v1 request needs a bearer
+// token: the read token for reads, the write token for everything; with
+// neither, /v1 answers 401 (README "Security").
 type AdminConfig struct {
 	// Listen is host:port; default 127.0.0.1:9464 (loopback only). Empty
 	// disables the server.
 	Listen string `yaml:"listen"`
-	// TokenFile holds the bearer token every /v1 write must carry. Empty
-	// (the default) disables /v1 writes.
+	// AllowedHosts are more host names (or IP addresses), without a port,
+	// that requests may carry in their Host header besides the listen
+	// address and loopback names: the DNS rebinding check (README
+	// "Security"). Example: [syncd, syncd.ops.svc].
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// ReadTokenFile holds the bearer token for /v1 reads (GET) only.
+	ReadTokenFile string `yaml:"read_token_file"`
+	// WriteTokenFile holds the bearer token for every /v1 request, reads
+	// and writes.
+	WriteTokenFile string `yaml:"write_token_file"`
+	// TokenFile is WriteTokenFile's older name, still read; set one, not
+	// both.
 	TokenFile string `yaml:"token_file"`
-	// Token is TokenFile's content, read by Validate.
-	Token string `yaml:"-"`
+	// ReadToken and WriteToken are the files' contents, read by Validate
+	// and again by ReadTokens.
+	ReadToken  string `yaml:"-"`
+	WriteToken string `yaml:"-"`
 }
 
 // AlertsConfig is the re-auth webhook: a signed POST (X-Syncd-Signature,

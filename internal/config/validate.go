@@ -804,22 +804,7 @@ func orList(list []string) string {
 }
 
 func (c *Config) validateDaemon(p *problems) {
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			p.add("admin.listen", "invalid address %q: want host:port", c.Admin.Listen)
-		}
-	}
-	if c.Admin.TokenFile != "" {
-		s, err := readSecretFile(c.Admin.TokenFile)
-		switch {
-		case err != nil:
-			p.add("admin.token_file", "%v", err)
-		case len(s) < 16:
-			p.add("admin.token_file", "the token must be at least 16 characters, got %d", len(s))
-		default:
-			c.Admin.Token = s
-		}
-	}
+	c.Admin.validate(p)
 	positive(p, "shutdown_grace", c.ShutdownGrace)
 	positive(p, "stats_interval", c.StatsInterval)
 	a := &c.Alerts

@@ -82,6 +82,8 @@ type Daemon struct {
 	// The admin servers outlive ctx: they stop last, after the engines.
 	serverCtx   context.Context
 	stopServers context.CancelFunc
+	// api is the admin server; nil without admin.listen.
+	api *admin.Server
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -210,8 +212,14 @@ func (d *Daemon) listen(cfg *config.Config) error {
 	if err != nil {
 		return errkind.Errorf(errkind.Invalid, "admin.listen: %w", err)
 	}
-	srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: d.reg, Logger: d.log,
+	// The Host check knows the configured name with the port listened on
+	// (admin.listen may say port 0).
+	host, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	srv := admin.New(admin.Options{Credentials: adminCredentials(cfg.Admin), Listen: net.JoinHostPort(host, port),
+		AllowedHosts: cfg.Admin.AllowedHosts, Backend: d, Gatherer: d.reg, Logger: d.log,
 		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
+	d.api = srv
 	d.serve(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	d.life.Lock()
 	d.addr = ln.Addr().String()
@@ -243,9 +251,15 @@ func (d *Daemon) serve(run func(context.Context) error) {
 // until Stop; a server error is handed to Failed.
 func (d *Daemon) loop() {
 	defer close(d.loopDone)
-	var changes <-chan struct{}
+	var changes, tokenChanges <-chan struct{}
 	if d.opt.ConfigPath != "" {
-		changes = watchConfig(d.ctx, d.opt.ConfigPath, d.log)
+		changes = watchFiles(d.ctx, []string{d.opt.ConfigPath}, d.log)
+	}
+	d.mu.RLock()
+	tokenFiles := adminTokenFiles(d.cfg.Admin)
+	d.mu.RUnlock()
+	if d.api != nil && len(tokenFiles) > 0 {
+		tokenChanges = watchFiles(d.ctx, tokenFiles, d.log)
 	}
 	var watchdog <-chan time.Time
 	if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {
@@ -262,6 +276,8 @@ func (d *Daemon) loop() {
 			return
 		case <-changes:
 			_ = d.reloadFile(false)
+		case <-tokenChanges:
+			d.reloadTokens()
 		case <-watchdog:
 			_, _ = sd.SdNotify(false, sd.SdNotifyWatchdog)
 		}

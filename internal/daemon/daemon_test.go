@@ -60,6 +60,22 @@ func httpGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// httpGetAuth is httpGet with a bearer token (every /v1 route needs one).
+func httpGetAuth(url, token string) (int, string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func metric(body, name string) float64 {
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`)
 	m := re.FindStringSubmatch(body)
@@ -234,7 +250,10 @@ jobs:
 		}
 		resp.Body.Close()
 	}
-	// Without the token, writes are refused.
+	// Without the token, reads and writes are refused.
+	if code, _ := httpGet("http://" + admins[0] + "/v1/users"); code != 401 {
+		t.Fatalf("unauthenticated read: %d", code)
+	}
 	if resp, err := http.DefaultClient.Do(must(http.NewRequest(http.MethodPut, "http://"+admins[0]+"/v1/users/x/token", strings.NewReader("{}")))); err != nil || resp.StatusCode != 401 {
 		t.Fatalf("unauthenticated write: %v %v", err, resp)
 	}
@@ -264,7 +283,7 @@ jobs:
 	fake.Revoke("cat")
 	fake.InvalidateAccess("cat")
 	ev.waitFor(t, "cat in the re-auth queue", 20*time.Second, func() bool {
-		_, body := httpGet("http://" + admins[1] + "/v1/reauth")
+		_, body := httpGetAuth("http://"+admins[1]+"/v1/reauth", adminToken)
 		return strings.Contains(body, `"user":"cat"`) && strings.Contains(body, `"reason":"invalid_grant"`)
 	})
 	flagged := 0.0
@@ -281,7 +300,7 @@ jobs:
 		return metric(m0, "syncd_reauth_queue_size") == 1 && metric(m1, "syncd_reauth_queue_size") == 1 &&
 			metric(m0, `syncd_users{state="active"}`) == 3 && metric(m1, `syncd_users{state="reauth_required"}`) == 1
 	})
-	code, body := httpGet("http://" + admins[0] + "/v1/users/ann")
+	code, body := httpGetAuth("http://"+admins[0]+"/v1/users/ann", adminToken)
 	var view struct {
 		State string
 		Jobs  []struct{ Job, LastError string }
@@ -295,7 +314,7 @@ jobs:
 	if err := ds[0].ReloadFile(); err != nil {
 		t.Fatal(err)
 	}
-	_, b := httpGet("http://" + admins[0] + "/v1/jobs")
+	_, b := httpGetAuth("http://"+admins[0]+"/v1/jobs", adminToken)
 	_, m := httpGet("http://" + admins[0] + "/metrics")
 	if !strings.Contains(b, `"schedule":"@every 1h"`) || metric(m, `syncd_config_reload_total{result="ok"}`) < 1 {
 		t.Fatalf("after the reload the jobs are %s", b)
@@ -310,7 +329,7 @@ jobs:
 	if _, m := httpGet("http://" + admins[0] + "/metrics"); metric(m, `syncd_config_reload_total{result="error"}`) < 1 {
 		t.Fatal("the rejected reload was not counted")
 	}
-	if _, b := httpGet("http://" + admins[0] + "/v1/jobs"); !strings.Contains(b, `"schedule":"@every 1h"`) {
+	if _, b := httpGetAuth("http://"+admins[0]+"/v1/jobs", adminToken); !strings.Contains(b, `"schedule":"@every 1h"`) {
 		t.Fatalf("after a broken reload the jobs are %s", b)
 	}
 	if c, _ := httpGet("http://" + admins[0] + "/readyz"); c != 200 {

@@ -2,7 +2,9 @@
 // the providers, the token refresher, the job runner and the
 // authorization flow, wired to each other (wire.go, providers.go);
 // starts and stops them with the admin server; reloads the config
-// (SIGHUP, a changed file: reload.go); runs housekeeping (state gauges,
+// (SIGHUP, a changed file: reload.go) and the admin token files (with the
+// config, or alone when one changes: the admin server's credentials are
+// swapped without a restart); runs housekeeping (state gauges,
 // re-auth queue repair, quarantine, due-set shard migration); sends the
 // re-auth webhook (alerts), flushed at Stop within what is left of the
 // one shutdown grace; and implements admin.Backend (backend.go). It

@@ -83,7 +83,8 @@ func TestDamagedRecordsAPI(t *testing.T) {
 	o := offline(t, srv, fakeProvider)
 	damage(t, srv, o)
 	d := &Daemon{store: o.Store, log: zerolog.Nop(), cfg: o.Config}
-	h := admin.New(admin.Options{Backend: d, Logger: zerolog.Nop()}).Handler()
+	const token = "read-token-0123456789"
+	h := admin.New(admin.Options{Credentials: []admin.Credential{{Name: "read", Token: token, Scope: admin.Read}}, Backend: d, Logger: zerolog.Nop()}).Handler()
 	for _, tc := range []struct {
 		path string
 		code int
@@ -95,7 +96,7 @@ func TestDamagedRecordsAPI(t *testing.T) {
 		{"/v1/users/bad", 409, "not a hash"},
 		{"/v1/users/half", 409, `field \"v\"`},
 	} {
-		code, body := serveHTTP(t, h, "GET", tc.path, "", "")
+		code, body := serveHTTP(t, h, "GET", tc.path, token, "")
 		if code != tc.code || !strings.Contains(body, tc.want) {
 			t.Errorf("GET %s: %d %s, want %d containing %s", tc.path, code, body, tc.code, tc.want)
 		}
@@ -108,6 +109,7 @@ func TestDamagedRecordsAPI(t *testing.T) {
 func serveHTTP(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Host = "localhost"
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -116,7 +118,7 @@ func serveHTTP(t *testing.T, h http.Handler, method, path, token, body string) (
 	return rec.Code, rec.Body.String()
 }
 
-// TestQuarantineAPI: listing is open, restoring needs the bearer token;
+// TestQuarantineAPI: listing needs a credential, restoring the write one;
 // a restore is refused while the record does not read or opens only as
 // another user's, and a user not quarantined is not found.
 func TestQuarantineAPI(t *testing.T) {
@@ -133,8 +135,11 @@ func TestQuarantineAPI(t *testing.T) {
 	}
 	d := &Daemon{store: o.Store, log: zerolog.Nop(), cfg: o.Config, ref: e.ref, runner: e.runner}
 	const token = "restore-token-0123456789"
-	h := admin.New(admin.Options{Token: token, Backend: d, Logger: zerolog.Nop()}).Handler()
-	if code, body := serveHTTP(t, h, "GET", "/v1/quarantine", "", ""); code != 200 || !strings.Contains(body, `"size":1`) || !strings.Contains(body, `"user":"bad","reason":"wrong_type"`) {
+	h := admin.New(admin.Options{Credentials: []admin.Credential{{Name: "write", Token: token, Scope: admin.Write}}, Backend: d, Logger: zerolog.Nop()}).Handler()
+	if code, body := serveHTTP(t, h, "GET", "/v1/quarantine", "", ""); code != 401 {
+		t.Fatalf("GET /v1/quarantine without the token: %d %s", code, body)
+	}
+	if code, body := serveHTTP(t, h, "GET", "/v1/quarantine", token, ""); code != 200 || !strings.Contains(body, `"size":1`) || !strings.Contains(body, `"user":"bad","reason":"wrong_type"`) {
 		t.Fatalf("GET /v1/quarantine: %d %s", code, body)
 	}
 	if code, body := serveHTTP(t, h, "POST", "/v1/users/bad/restore", "", ""); code != 401 {

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 
+	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/config"
 )
 
@@ -73,9 +75,10 @@ func (d *Daemon) reload(cfg *config.Config) error {
 	d.mu.RLock()
 	old := d.cfg
 	d.mu.RUnlock()
-	if cfg.Redis.URL != old.Redis.URL || cfg.Redis.Prefix != old.Redis.Prefix || cfg.Redis.Shards != old.Redis.Shards || cfg.Admin != old.Admin {
-		d.log.Warn().Msg("config reload: redis and admin settings take effect on restart only")
-		cfg.Redis, cfg.Admin = old.Redis, old.Admin
+	if cfg.Redis.URL != old.Redis.URL || cfg.Redis.Prefix != old.Redis.Prefix || cfg.Redis.Shards != old.Redis.Shards ||
+		cfg.Admin.Listen != old.Admin.Listen || !slices.Equal(cfg.Admin.AllowedHosts, old.Admin.AllowedHosts) {
+		d.log.Warn().Msg("config reload: redis settings, admin.listen and admin.allowed_hosts take effect on restart only")
+		cfg.Redis, cfg.Admin.Listen, cfg.Admin.AllowedHosts = old.Redis, old.Admin.Listen, old.Admin.AllowedHosts
 	}
 	// A keyring whose keys do not match the database is rejected like an
 	// invalid config: the running one stays.
@@ -93,9 +96,53 @@ func (d *Daemon) reload(cfg *config.Config) error {
 		d.log.Error().Err(err).Msg("config reload failed to apply")
 		return err
 	}
+	// The token files were read again by the config's Validate.
+	if d.api != nil {
+		d.api.SetCredentials(adminCredentials(cfg.Admin))
+	}
 	d.reloads.WithLabelValues("ok").Inc()
 	d.log.Info().Int("jobs", len(cfg.Jobs)).Msg("config reloaded")
 	return nil
+}
+
+// reloadTokens reads the admin token files of the running config again
+// (one changed) and applies them; tokens the config would refuse are
+// rejected, logged and counted as a failed reload, and the running ones
+// kept.
+func (d *Daemon) reloadTokens() {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.mu.RLock()
+	a := d.cfg.Admin
+	d.mu.RUnlock()
+	if err := a.ReadTokens(); err != nil {
+		d.reloads.WithLabelValues("error").Inc()
+		d.log.Error().Err(err).Msg("admin token files rejected; keeping the running credentials")
+		return
+	}
+	d.api.SetCredentials(adminCredentials(a))
+	d.reloads.WithLabelValues("ok").Inc()
+	d.log.Info().Msg("admin credentials reloaded")
+}
+
+// adminCredentials are the admin API's credentials: the read and write
+// tokens, named by their scope in the audit log.
+func adminCredentials(a config.AdminConfig) []admin.Credential {
+	return []admin.Credential{
+		{Name: "read", Token: a.ReadToken, Scope: admin.Read},
+		{Name: "write", Token: a.WriteToken, Scope: admin.Write},
+	}
+}
+
+// adminTokenFiles are the token files a config names.
+func adminTokenFiles(a config.AdminConfig) []string {
+	var files []string
+	for _, f := range []string{a.ReadTokenFile, a.WriteTokenFile, a.TokenFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files
 }
 
 func fileSum(path string) [32]byte {
@@ -103,21 +150,31 @@ func fileSum(path string) [32]byte {
 	return sha256.Sum256(raw)
 }
 
-// watchConfig signals changes of the config file. It watches the
-// directory, so an editor's rename and a Kubernetes ConfigMap update
-// (which swaps a symlink) are both seen; bursts are debounced.
-func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan struct{} {
+// watchFiles signals changes of the files (the config file, the admin
+// token files). It watches their directories, so an editor's rename and a
+// Kubernetes ConfigMap or Secret update (which swaps a symlink) are both
+// seen; bursts are debounced. The files are those named at Start: a token
+// file moved by a reload is watched from the next restart (SIGHUP reads it
+// either way).
+func watchFiles(ctx context.Context, paths []string, log zerolog.Logger) <-chan struct{} {
 	out := make(chan struct{}, 1)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
+		log.Warn().Err(err).Msg("file watching unavailable; SIGHUP still reloads")
 		return out
 	}
-	base := filepath.Base(path)
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		log.Warn().Err(err).Msg("config file watching unavailable; SIGHUP still reloads")
-		_ = w.Close()
-		return out
+	// names: directory -> the base names watched in it.
+	names := map[string]map[string]bool{}
+	for _, p := range paths {
+		dir := filepath.Clean(filepath.Dir(p))
+		if names[dir] == nil {
+			if err := w.Add(dir); err != nil {
+				log.Warn().Err(err).Str("path", p).Msg("file watching unavailable; SIGHUP still reloads")
+				continue
+			}
+			names[dir] = map[string]bool{"..data": true}
+		}
+		names[dir][filepath.Base(p)] = true
 	}
 	go func() {
 		defer w.Close()
@@ -130,10 +187,10 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan st
 				if !ok {
 					return
 				}
-				// Only the config file itself, or Kubernetes' ..data
+				// Only the files themselves, or Kubernetes' ..data
 				// symlink swap; other files in the directory (a log file,
-				// an editor's swap file) are not the config.
-				if name := filepath.Base(ev.Name); ev.Has(fsnotify.Chmod) || (name != base && name != "..data") {
+				// an editor's swap file) are not watched.
+				if ev.Has(fsnotify.Chmod) || !names[filepath.Dir(ev.Name)][filepath.Base(ev.Name)] {
 					continue
 				}
 				debounce = time.After(300 * time.Millisecond)
@@ -141,7 +198,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger) <-chan st
 				if !ok {
 					return
 				}
-				log.Warn().Err(err).Msg("config watch error")
+				log.Warn().Err(err).Msg("file watch error")
 			case <-debounce:
 				debounce = nil
 				select {
