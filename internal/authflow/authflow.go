@@ -82,8 +82,8 @@ type Options struct {
 	// still checks its own registration).
 	AllowedRedirectURIs []string
 	Clock               clock.Clock
-	Logger      zerolog.Logger
-	Metrics     *Metrics
+	Logger              zerolog.Logger
+	Metrics             *Metrics
 }
 
 // Flow starts and finishes authorizations. Safe for concurrent use.
