@@ -76,12 +76,12 @@ func TestRedisTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		for tls, want := range map[string]string{
-			"{ca_file: " + junk + "}":                                       "redis.tls.ca_file: no PEM certificate in " + junk,
-			"{ca_file: " + srv.KeyFile + "}":                                "redis.tls.ca_file: no PEM certificate in ",
-			"{cert_file: " + junk + ", key_file: " + srv.KeyFile + "}":      "redis.tls.cert_file: ",
-			"{cert_file: " + srv.CertFile + ", key_file: " + junk + "}":     "redis.tls.key_file: ",
+			"{ca_file: " + junk + "}":                                        "redis.tls.ca_file: no PEM certificate in " + junk,
+			"{ca_file: " + srv.KeyFile + "}":                                 "redis.tls.ca_file: no PEM certificate in ",
+			"{cert_file: " + junk + ", key_file: " + srv.KeyFile + "}":       "redis.tls.cert_file: ",
+			"{cert_file: " + srv.CertFile + ", key_file: " + junk + "}":      "redis.tls.key_file: ",
 			"{cert_file: " + srv.CAFile + ", key_file: " + srv.KeyFile + "}": "redis.tls.key_file: ",
-			"{cert_file: rel.pem, key_file: " + srv.KeyFile + "}":           "redis.tls.cert_file: ",
+			"{cert_file: rel.pem, key_file: " + srv.KeyFile + "}":            "redis.tls.cert_file: ",
 		} {
 			_, err := parseString(t, doc(srv.URL, tls), env())
 			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "PRIVATE KEY") {
