@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/admin"
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/provider"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -271,5 +274,88 @@ func FuzzPublicCallback(f *testing.F) {
 				t.Fatalf("a failure shows %q: %d %q", secret, rec.Code, out)
 			}
 		}
+	})
+}
+
+// callbackPathOK says whether config accepts p as authorize.callback_path.
+func callbackPathOK(p string) bool {
+	cfg := config.DefaultConfig()
+	cfg.Encryption.Keys = []config.KeyConfig{{ID: "k1", Secret: "O0Nsm/A/uTufnXBMX9/72PPt6667YXKFEl0HJFwwdDY="}}
+	cfg.Authorize.CallbackPath = p
+	err := cfg.Validate()
+	var fe *config.FieldError
+	for _, e := range unwrapAll(err) {
+		if errors.As(e, &fe) && fe.Field == "authorize.callback_path" {
+			return false
+		}
+	}
+	return true
+}
+
+func unwrapAll(err error) []error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		return u.Unwrap()
+	}
+	return nil
+}
+
+// newServer builds the admin server with callback path p, turning a
+// panic (a ServeMux pattern conflict) into an error.
+func newServer(p string) (h http.Handler, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return admin.New(admin.Options{Backend: &backend{}, CallbackPath: p, Gatherer: prometheus.NewRegistry()}).Handler(), nil
+}
+
+// TestCallbackPathConfigChecked: the callback paths that made the admin
+// server panic at start are refused by config; every path config accepts
+// builds a server whose own routes still answer.
+func TestCallbackPathConfigChecked(t *testing.T) {
+	for _, p := range []string{"/", "/a/../v1/users", "/v1/users", "/healthz"} {
+		if _, err := newServer(p); err == nil && p != "/healthz" {
+			t.Errorf("%q: the server built; this test's premise is gone", p)
+		}
+		if callbackPathOK(p) {
+			t.Errorf("%q: config accepts it", p)
+		}
+	}
+	for _, p := range []string{"/authorize/callback", "/cb", "/v1x", "/healthzz", "/a-b_c.d~e/f"} {
+		checkCallbackPath(t, p)
+	}
+}
+
+// checkCallbackPath: if config accepts p, the server builds and its
+// health route and callback answer as themselves.
+func checkCallbackPath(t *testing.T, p string) {
+	t.Helper()
+	if !callbackPathOK(p) {
+		return
+	}
+	h, err := newServer(p)
+	if err != nil {
+		t.Fatalf("%q: config accepts it, the server does not: %v", p, err)
+	}
+	if rec := get(h, "/healthz"); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"ok"`) {
+		t.Fatalf("%q: /healthz answers %d %s", p, rec.Code, rec.Body)
+	}
+	if rec := get(h, p+"?state=s1&code=c"); rec.Code != 200 || !strings.Contains(rec.Body.String(), "Authorization complete") {
+		t.Fatalf("%q: the callback answers %d %s", p, rec.Code, rec.Body)
+	}
+}
+
+// FuzzCallbackPath: whatever callback path config accepts, the admin
+// server builds (no ServeMux panic) and keeps its own routes.
+func FuzzCallbackPath(f *testing.F) {
+	for _, s := range []string{"/", "/cb", "/a/../v1/users", "/v1", "/healthz/", "/{x}", "/a b", "/%41", "/metrics", "//", "/cb/."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if p == "" {
+			return
+		}
+		checkCallbackPath(t, p)
 	})
 }
