@@ -106,6 +106,9 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 		opt.Getenv = func(string) string { return "" }
 	}
 	log := opt.Logger
+	if cfg.Redis.TLS.InsecureSkipVerify {
+		log.Warn().Msg("REDIS TLS IS NOT VERIFIED (redis.tls.insecure_skip_verify: true): anyone on the network path can read and change the traffic to Redis, tokens included; set redis.tls.ca_file instead")
+	}
 	rdb := redis.NewClient(redisOptions(cfg))
 	store := newStore(rdb, cfg, log)
 	reg := prometheus.NewRegistry()
@@ -211,7 +214,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 		return errkind.Errorf(errkind.Invalid, "admin.listen: %w", err)
 	}
 	srv := admin.New(admin.Options{Token: cfg.Admin.Token, Backend: d, Gatherer: d.reg, Logger: d.log,
-		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
+		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL, DoneURLSecret: cfg.Authorize.DoneURLSecret})
 	d.serve(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	d.life.Lock()
 	d.addr = ln.Addr().String()
