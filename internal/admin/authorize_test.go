@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,18 +48,42 @@ func get(h http.Handler, target string) *httptest.ResponseRecorder {
 	return rec
 }
 
-// verifyDone is the app's check of a done_url redirect, as the README
-// gives it: recompute the HMAC over "<t>.<result>.<error>.<user>",
-// compare in constant time, refuse an old t.
-func verifyDone(q url.Values, secret string, now time.Time) bool {
+// verifyDone is the app's check of a done_url redirect, verbatim from
+// the README (TestREADMEVerifyDone keeps them equal): recompute the HMAC
+// over "<t>.<result>.<error>.<user>", compare in constant time, refuse
+// an old t.
+func verifyDone(q url.Values, secret []byte, now time.Time) bool {
 	t, err := strconv.ParseInt(q.Get("t"), 10, 64)
 	if err != nil || now.Sub(time.Unix(t, 0)).Abs() > 5*time.Minute {
 		return false
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
+	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(q.Get("t") + "." + q.Get("result") + "." + q.Get("error") + "." + q.Get("user")))
-	got, err := hex.DecodeString(q.Get("sig"))
-	return err == nil && hmac.Equal(got, mac.Sum(nil))
+	sig, err := hex.DecodeString(q.Get("sig"))
+	return err == nil && hmac.Equal(sig, mac.Sum(nil))
+}
+
+// TestREADMEVerifyDone: the README's verification recipe is the
+// verifyDone these tests check signed results with.
+func TestREADMEVerifyDone(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(readme), "### Authorization callback")
+	_, block, ok := strings.Cut(sec, "```go\n")
+	block, _, _ = strings.Cut(block, "```")
+	src, err := os.ReadFile("authorize_test.go")
+	if !ok || err != nil {
+		t.Fatalf("no go block in the README's Authorization callback section: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(block, " \n"), "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	if recipe := strings.Join(lines, "\n"); !strings.Contains(string(src), recipe) {
+		t.Fatalf("the README's recipe is not verifyDone:\n%s", recipe)
+	}
 }
 
 // TestPublicCallbackFailureHidesUser: a failed or expired link sends the
@@ -124,7 +149,7 @@ func TestPublicCallbackSignsDone(t *testing.T) {
 	if rec.Code != http.StatusSeeOther || q.Get("result") != "ok" || q.Get("user") != "carol" || q.Get("t") != strconv.FormatInt(clk.Now().Unix(), 10) || len(q.Get("sig")) != 64 {
 		t.Fatalf("ok redirect: %d %s", rec.Code, loc)
 	}
-	if !verifyDone(q, doneSecret, clk.Now()) {
+	if !verifyDone(q, []byte(doneSecret), clk.Now()) {
 		t.Fatalf("the ok result does not verify: %s", loc)
 	}
 	for name, change := range map[string]func(url.Values){
@@ -139,17 +164,17 @@ func TestPublicCallbackSignsDone(t *testing.T) {
 			c[k] = append([]string(nil), v...)
 		}
 		change(c)
-		if verifyDone(c, doneSecret, clk.Now()) {
+		if verifyDone(c, []byte(doneSecret), clk.Now()) {
 			t.Errorf("%s: verifies", name)
 		}
 	}
-	if verifyDone(q, doneSecret, clk.Now().Add(6*time.Minute)) {
+	if verifyDone(q, []byte(doneSecret), clk.Now().Add(6*time.Minute)) {
 		t.Error("an old result verifies")
 	}
 
 	rec = get(h, "/cb?state=never&code=c")
 	loc, _ = url.Parse(rec.Header().Get("Location"))
-	if q := loc.Query(); q.Get("result") != "error" || q.Get("error") != "state_unknown" || !verifyDone(q, doneSecret, clk.Now()) {
+	if q := loc.Query(); q.Get("result") != "error" || q.Get("error") != "state_unknown" || !verifyDone(q, []byte(doneSecret), clk.Now()) {
 		t.Fatalf("error redirect: %s", loc)
 	}
 }
@@ -260,7 +285,7 @@ func FuzzPublicCallback(f *testing.F) {
 		ok := rec.Code == http.StatusOK
 		if done {
 			u, err := url.Parse(loc)
-			if rec.Code != http.StatusSeeOther || err != nil || !verifyDone(u.Query(), doneSecret, clk.Now()) {
+			if rec.Code != http.StatusSeeOther || err != nil || !verifyDone(u.Query(), []byte(doneSecret), clk.Now()) {
 				t.Fatalf("redirect %d %q does not verify", rec.Code, loc)
 			}
 			ok = u.Query().Get("result") == "ok"
