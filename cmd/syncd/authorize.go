@@ -31,7 +31,7 @@ func cmdAuthorizeStart(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&req.User, "user", "", "the user to authorize (required)")
 	fs.StringVar(&req.Provider, "provider", "", "provider name (default: the only one)")
 	fs.StringVar(&req.RedirectURI, "redirect-uri", "", "where the provider sends the user back (default authorize.redirect_uri)")
-	fs.StringVar(&req.State, "state", "", "state to use (default: random)")
+	fs.StringVar(&req.State, "state", "", "state to use: 32 to 256 characters of A-Z a-z 0-9 _ - (default: random)")
 	reauth := fs.Bool("reauth", false, "a re-authorization link for a user in reauth_required")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {

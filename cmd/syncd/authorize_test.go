@@ -86,3 +86,32 @@ authorize: {redirect_uri: %q}
 		t.Fatalf("exchange after reauth: %d %q %q", code, out, errOut)
 	}
 }
+
+// TestConfigCheckRefusesPanickingCallbackPaths: callback paths that made
+// syncd run panic at start (a ServeMux conflict with the admin routes, an
+// unclean pattern) and a skip_verify Redis URL fail config check with one
+// line, exit 2.
+func TestConfigCheckRefusesPanickingCallbackPaths(t *testing.T) {
+	c := newCLI(t)
+	for extra, want := range map[string]string{
+		"authorize: {callback_path: /}\n":               `authorize.callback_path: want a clean absolute path other than "/"`,
+		"authorize: {callback_path: /a/../v1/users}\n":  `authorize.callback_path: want a clean absolute path`,
+		"authorize: {callback_path: /v1/users}\n":       `authorize.callback_path: "/v1/users" is under /v1, an admin route`,
+		"authorize: {done_url: \"https://app/done\"}\n": `authorize.done_url_secret: required with authorize.done_url`,
+	} {
+		c.jobs = extra
+		c.writeConfig("k1", "- {id: k1, secret: "+key1+"}")
+		code, out, errOut := c.run("", "config", "check")
+		if code != 2 || !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || strings.Contains(errOut, "goroutine") {
+			t.Errorf("%s: %d %q %q", extra, code, out, errOut)
+		}
+	}
+	doc, _ := os.ReadFile(c.config)
+	doc = []byte(strings.Replace(string(doc), "redis: {url: \""+c.srv.URL+"\"", "redis: {url: \"rediss://127.0.0.1:1/0?skip_verify=true\"", 1))
+	if err := os.WriteFile(c.config, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := c.run("", "config", "check"); code != 2 || !strings.Contains(errOut, "redis.url: skip_verify=true turns off TLS certificate verification") {
+		t.Errorf("skip_verify: %d %q", code, errOut)
+	}
+}

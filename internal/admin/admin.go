@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/authflow"
+	"github.com/syncd/syncd/internal/clock"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/tokens"
 )
@@ -76,6 +77,11 @@ type Options struct {
 	// DoneURL is where the public callback sends the browser afterwards;
 	// empty shows a short page.
 	DoneURL string
+	// DoneURLSecret, if set, signs the results added to DoneURL (t and
+	// sig, see authorize.go doneQuery).
+	DoneURLSecret string
+	// Clock dates signed results; default the real clock.
+	Clock clock.Clock
 }
 
 // MaxBody bounds request bodies.

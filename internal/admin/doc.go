@@ -16,7 +16,9 @@
 // Request bodies are limited to MaxBody; errors are
 // JSON {"error": "..."}. The error kinds a Backend returns (invalid, not
 // found, conflict, unavailable) are mapped to HTTP statuses here, in one
-// place (errors.go), and no response ever holds a token value.
+// place (errors.go), and no response ever holds a token value. The
+// public callback shows a failure by its code only and never names the
+// user; results sent to done_url are signed (authorize.go).
 //
 // It does not own what a request does (users, tokens, jobs, consent: the
 // Backend and the packages behind it), the metrics other components

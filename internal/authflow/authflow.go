@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -75,15 +76,23 @@ type Options struct {
 	// RedirectURI is used when a request names none (links syncd makes on
 	// its own: `reauth list --links`, the re-auth webhook).
 	RedirectURI string
-	Clock       clock.Clock
-	Logger      zerolog.Logger
-	Metrics     *Metrics
+	// AllowedRedirectURIs, when not empty, are the only redirect URIs a
+	// request may name besides RedirectURI, compared after
+	// NormalizeRedirectURI. Empty allows any absolute URI (the provider
+	// still checks its own registration).
+	AllowedRedirectURIs []string
+	Clock               clock.Clock
+	Logger              zerolog.Logger
+	Metrics             *Metrics
 }
 
 // Flow starts and finishes authorizations. Safe for concurrent use.
 type Flow struct {
 	opt Options
 	log zerolog.Logger
+	// allowed is the normalised allow-list (RedirectURI included); nil
+	// allows any redirect URI.
+	allowed map[string]bool
 }
 
 // New returns a Flow.
@@ -94,7 +103,16 @@ func New(opt Options) *Flow {
 	if opt.Clock == nil {
 		opt.Clock = clock.Real{}
 	}
-	return &Flow{opt: opt, log: opt.Logger.With().Str("component", "authflow").Logger()}
+	f := &Flow{opt: opt, log: opt.Logger.With().Str("component", "authflow").Logger()}
+	if len(opt.AllowedRedirectURIs) > 0 {
+		f.allowed = map[string]bool{}
+		for _, u := range append([]string{opt.RedirectURI}, opt.AllowedRedirectURIs...) {
+			if n, err := NormalizeRedirectURI(u); err == nil {
+				f.allowed[n] = true
+			}
+		}
+	}
+	return f
 }
 
 // Request asks for a link.
@@ -220,8 +238,12 @@ func (f *Flow) check(req *Request) (string, Provider, error) {
 	if req.RedirectURI == "" {
 		return "", Provider{}, errorf(KindBadRequest, "redirect_uri: required (or set authorize.redirect_uri)")
 	}
-	if err := checkRedirect(req.RedirectURI); err != nil {
-		return "", Provider{}, err
+	n, err := NormalizeRedirectURI(req.RedirectURI)
+	if err != nil {
+		return "", Provider{}, errorf(KindBadRequest, "redirect_uri: %q is not an absolute URI without a fragment", req.RedirectURI)
+	}
+	if f.allowed != nil && !f.allowed[n] {
+		return "", Provider{}, errorf(KindBadRequest, "redirect_uri: %q is not in authorize.allowed_redirect_uris", req.RedirectURI)
 	}
 	if req.State != "" {
 		if err := checkState(req.State); err != nil {
@@ -247,22 +269,50 @@ func (f *Flow) check(req *Request) (string, Provider, error) {
 	return name, p, nil
 }
 
-func checkRedirect(raw string) error {
+// NormalizeRedirectURI returns raw in the form allow-list entries are
+// compared in: scheme and host lower-cased, the scheme's default port
+// (http 80, https 443) dropped; path and query are kept exactly (they are
+// case-sensitive, and a provider compares them exactly). raw must be an
+// absolute URI without a fragment.
+func NormalizeRedirectURI(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Fragment != "" || (u.Host == "" && u.Opaque == "" && u.Path == "") {
-		return errorf(KindBadRequest, "redirect_uri: %q is not an absolute URI without a fragment", raw)
+	if err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(raw, "#") || (u.Host == "" && u.Opaque == "" && u.Path == "") {
+		return "", errors.New("not an absolute URI without a fragment")
 	}
-	return nil
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		u.Host = strings.TrimSuffix(u.Host, ":"+p)
+	}
+	return u.String(), nil
 }
 
+// Caller-chosen states: the state is the only secret of a pending
+// consent until its callback, so it must be unguessable.
+const (
+	minStateLen      = 32
+	minStateDistinct = 8
+)
+
+// checkState refuses a caller's state that is short, outside the
+// base64url alphabet or plainly low-entropy (a few characters repeated).
+// It never echoes the state.
 func checkState(s string) error {
-	if len(s) > maxStateLen {
-		return errorf(KindBadRequest, "state: %d characters, limit is %d", len(s), maxStateLen)
+	if len(s) < minStateLen || len(s) > maxStateLen {
+		return errorf(KindBadRequest, "state: %d characters, want %d to %d of A-Z a-z 0-9 _ - (or none: syncd picks a random one)", len(s), minStateLen, maxStateLen)
 	}
+	var seen [128]bool
+	distinct := 0
 	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
-			return errorf(KindBadRequest, "state: %q: want only letters, digits and -._~", s)
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return errorf(KindBadRequest, "state: want only A-Z a-z 0-9 _ - (or none: syncd picks a random one)")
 		}
+		if !seen[c] {
+			seen[c], distinct = true, distinct+1
+		}
+	}
+	if distinct < minStateDistinct {
+		return errorf(KindBadRequest, "state: %d distinct characters, want at least %d: use a random state (or none: syncd picks one)", distinct, minStateDistinct)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncd/syncd/internal/authflow"
 	"github.com/syncd/syncd/internal/clock"
+	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/provider/oauth2"
 	"github.com/syncd/syncd/internal/provider/oauth2fake"
 	"github.com/syncd/syncd/internal/redisstore"
@@ -39,7 +40,9 @@ type bundle struct {
 	puts  int
 }
 
-func setup(t *testing.T) *bundle {
+// setup builds a flow against the OAuth2 fake; opts adjust the flow's
+// options before it is made.
+func setup(t *testing.T, opts ...func(*authflow.Options)) *bundle {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	fake := oauth2fake.New(oauth2fake.Options{ClientID: "syncd", ClientSecret: "s3cret-client", Clock: clk})
@@ -66,7 +69,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	b := &bundle{rdb: rdb, store: store, keys: keys, ref: ref, fake: fake, srv: srv, clk: clk, logs: logs}
-	b.flow = authflow.New(authflow.Options{
+	o := authflow.Options{
 		Store: store, Keys: keys, Clock: clk, Logger: log, RedirectURI: redirect,
 		Providers: map[string]authflow.Provider{"ex": {Authorizer: client, DefaultLifetime: time.Hour}},
 		Put: func(ctx context.Context, prov string, tok tokens.Token, reason string) (tokens.State, error) {
@@ -74,7 +77,11 @@ func setup(t *testing.T) *bundle {
 			st, _, err := ref.PutWithReason(ctx, prov, tok, reason)
 			return st, err
 		},
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	b.flow = authflow.New(o)
 	return b
 }
 
@@ -287,7 +294,7 @@ func TestRefusals(t *testing.T) {
 		}{
 			{authflow.Request{User: ""}, authflow.KindBadRequest, "user: user id is empty"},
 			{authflow.Request{User: "u", RedirectURI: "/relative"}, authflow.KindBadRequest, `redirect_uri: "/relative"`},
-			{authflow.Request{User: "u", State: "has space"}, authflow.KindBadRequest, `state: "has space"`},
+			{authflow.Request{User: "u", State: "has space"}, authflow.KindBadRequest, "state: 9 characters"},
 			{authflow.Request{User: "u", Provider: "nope"}, authflow.KindBadRequest, `provider: "nope" is not configured`},
 		} {
 			_, err := b.flow.Authorize(ctx, tc.req)
@@ -295,13 +302,13 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("%+v: %v, want %s %q", tc.req, err, tc.kind, tc.want)
 			}
 		}
-		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "u", State: "mine-1"}); err != nil {
+		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "u", State: mine}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "v", State: "mine-1"}); !authflow.IsKind(err, authflow.KindConflict) {
+		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "v", State: mine}); !authflow.IsKind(err, authflow.KindConflict) {
 			t.Fatalf("state reuse: %v", err)
 		}
-		if _, err := b.flow.Finish(ctx, authflow.Callback{State: "mine-1"}); !authflow.IsKind(err, authflow.KindBadRequest) {
+		if _, err := b.flow.Finish(ctx, authflow.Callback{State: mine}); !authflow.IsKind(err, authflow.KindBadRequest) {
 			t.Fatalf("no code: %v", err)
 		}
 		if _, err := b.flow.Reauthorize(ctx, authflow.Request{User: "nobody"}); !authflow.IsKind(err, authflow.KindNotFound) {
@@ -311,6 +318,67 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("reauthorize: %v", err)
 		}
 	})
+}
+
+// mine is a caller-chosen state that follows the rules: 32 or more
+// characters of [A-Za-z0-9_-].
+const mine = "app-session-7Qx2_kP9mZ4rT8vW1yB6nD3f"
+
+// TestCallerState: a caller-chosen state is the only secret of a pending
+// consent until the callback, so a short or low-entropy one (guessable:
+// anyone could burn or race the consent) is refused before anything is
+// asked of the provider or stored.
+func TestCallerState(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for _, s := range []string{
+		"a",                                 // guessable
+		"mine-1",                            // the old minimum was 1
+		strings.Repeat("x", 31),             // one short
+		strings.Repeat("a", 40),             // long but one character
+		strings.Repeat("ab", 20),            // long but two characters
+		"has.dot~and.tilde.but.32.chars.ok", // outside [A-Za-z0-9_-]
+		"has space has space has space has space",
+		strings.Repeat("Ab1_", 65), // 260 > 256
+	} {
+		_, err := b.flow.Authorize(ctx, authflow.Request{User: "u", State: s})
+		if !authflow.IsKind(err, authflow.KindBadRequest) || !errors.Is(err, errkind.Invalid) || !strings.HasPrefix(err.Error(), "state: ") {
+			t.Errorf("state %q: %v, want a bad_request naming state", s, err)
+		}
+	}
+	if keys := b.rdb.Keys(ctx, "t:authstate:*").Val(); len(keys) != 0 {
+		t.Fatalf("a refused state was stored: %v", keys)
+	}
+	l, err := b.flow.Authorize(ctx, authflow.Request{User: "u", State: mine})
+	if err != nil || l.State != mine {
+		t.Fatalf("a good state: %+v %v", l, err)
+	}
+}
+
+// TestAllowedRedirectURIs: with an allow-list, a caller's redirect_uri
+// outside it is refused (compared after normalising scheme, host and
+// default port), the configured default is used as before.
+func TestAllowedRedirectURIs(t *testing.T) {
+	b := setup(t, func(o *authflow.Options) {
+		o.AllowedRedirectURIs = []string{redirect, "https://other.example:443/cb?x=1"}
+	})
+	ctx := context.Background()
+	for _, u := range []string{"", redirect, "HTTPS://App.Example/callback", "https://app.example:443/callback", "https://other.example/cb?x=1"} {
+		if _, err := b.flow.Authorize(ctx, authflow.Request{User: "u", RedirectURI: u}); err != nil {
+			t.Errorf("%q: %v", u, err)
+		}
+	}
+	for _, u := range []string{"https://evil.example/callback", "https://app.example/callback/", "https://app.example/Callback",
+		"http://app.example/callback", "https://app.example:8443/callback", "https://other.example/cb", "https://app.example/callback?x=1"} {
+		_, err := b.flow.Authorize(ctx, authflow.Request{User: "u", RedirectURI: u})
+		if !authflow.IsKind(err, authflow.KindBadRequest) || !strings.Contains(err.Error(), "authorize.allowed_redirect_uris") {
+			t.Errorf("%q: %v, want refused", u, err)
+		}
+	}
+	// Without a list any absolute URI goes (the provider checks its own).
+	if _, err := setup(t).flow.Authorize(ctx, authflow.Request{User: "u", RedirectURI: "https://evil.example/callback"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestReauthorize: a flagged user gets a fresh link (OAuth2 has no

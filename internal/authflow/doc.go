@@ -7,7 +7,10 @@
 // A pending authorization is kept in Redis under its state, sealed with
 // the token keyring (the state is the associated data), for StateTTL; it
 // holds the PKCE verifier, which never leaves syncd. The callback takes it
-// out atomically, so a state works once.
+// out atomically, so a state works once. A state the caller chooses must
+// be unguessable (32 to 256 characters of A-Z a-z 0-9 _ -), and with an
+// allow-list (Options.AllowedRedirectURIs) a link names only those
+// redirect URIs.
 //
 // It does not own the providers' wire formats (internal/provider/digime,
 // internal/provider/oauth2 implement provider.Authorizer), the HTTP

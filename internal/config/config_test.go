@@ -198,6 +198,12 @@ func TestValidationErrors(t *testing.T) {
 		{"redis scheme", "redis: {url: \"http://x\"}", `redis.url: invalid URL "http://x": redis: invalid URL scheme: http`},
 		{"redis db", "redis: {url: \"redis://h:6379/x\"}", `redis.url: invalid URL "redis://h:6379/x": redis: invalid database number: "x"`},
 		{"prefix empty", "redis: {prefix: \"\"}", `redis.prefix: required`},
+		{"redis skip_verify", "redis: {url: \"rediss://h:6380/0?skip_verify=true\"}", `redis.url: skip_verify=true turns off TLS certificate verification: set redis.tls.insecure_skip_verify: true if that is meant`},
+		{"redis tls without rediss", "redis: {url: \"redis://h:6379/0\", tls: {ca_file: /nope}}", `redis.tls: needs a rediss:// URL`},
+		{"redis insecure without rediss", "redis: {tls: {insecure_skip_verify: true}}", `redis.tls: needs a rediss:// URL`},
+		{"redis ca missing", "redis: {url: \"rediss://h:6380/0\", tls: {ca_file: /nonexistent/ca.pem}}", `redis.tls.ca_file: `},
+		{"redis cert without key", "redis: {url: \"rediss://h:6380/0\", tls: {cert_file: /nonexistent/c.pem}}", `redis.tls.key_file: required with redis.tls.cert_file`},
+		{"redis key without cert", "redis: {url: \"rediss://h:6380/0\", tls: {key_file: /nonexistent/k.pem}}", `redis.tls.cert_file: required with redis.tls.key_file`},
 		{"prefix space", "redis: {prefix: \"a b\"}", `redis.prefix: invalid prefix "a b": must not contain whitespace, '{' or '}'`},
 		{"prefix brace", "redis: {prefix: \"{a}\"}", `redis.prefix: invalid prefix "{a}"`},
 		{"shards 0", "redis: {shards: 0}", `redis.shards: must be between 1 and 1024, got 0`},
@@ -277,14 +283,19 @@ func TestValidationErrors(t *testing.T) {
 		{"links without redirect", "alerts: {links: true}", `alerts.links: needs authorize.redirect_uri`},
 		{"redirect relative", "authorize: {redirect_uri: /cb}", `authorize.redirect_uri: must be an absolute URI without a fragment, got "/cb"`},
 		{"state_ttl", "authorize: {state_ttl: 0s}", `authorize.state_ttl: must be positive, got 0s`},
-		{"callback path", "authorize: {callback_path: /v1/cb}", `authorize.callback_path: want an absolute path outside /v1/`},
+		{"callback path", "authorize: {callback_path: /v1/cb}", `authorize.callback_path: "/v1/cb" is under /v1, an admin route`},
 		{"public listen alone", "authorize: {public_listen: \"127.0.0.1:9\"}", `authorize.public_listen: needs authorize.callback_path`},
-		{"done url", "authorize: {done_url: ftp://x}", `authorize.done_url: must be an http(s) URL, got "ftp://x"`},
+		{"done url", "authorize: {done_url: ftp://x, done_url_secret: " + doneSecret + "}", `authorize.done_url: must be an http(s) URL, got "ftp://x"`},
+		{"done url unsigned", "authorize: {done_url: \"https://app.example/done\"}", `authorize.done_url_secret: required with authorize.done_url`},
+		{"done url secret short", "authorize: {done_url: \"https://app.example/done\", done_url_secret: short-secret}", `authorize.done_url_secret: must be at least 32 characters, got 12`},
+		{"done url secret both", "authorize: {done_url: \"https://app.example/done\", done_url_secret: " + doneSecret + ", done_url_secret_file: f}", `authorize.done_url_secret: give done_url_secret or done_url_secret_file, not both`},
+		{"allowed redirect relative", "authorize: {allowed_redirect_uris: [\"https://app.example/cb\", /cb]}", `authorize.allowed_redirect_uris[1]: must be an absolute URI without a fragment, got "/cb"`},
+		{"allowed redirect fragment", "authorize: {allowed_redirect_uris: [\"https://app.example/cb#x\"]}", `authorize.allowed_redirect_uris[0]: must be an absolute URI without a fragment`},
 		{"auth_url", "providers: [{name: a, kind: oauth2, oauth2: {token_url: \"https://t\", client_id: c, auth_url: nope}}]", `providers[0].oauth2.auth_url: must be an http(s) URL, got "nope"`},
 
 		// decoding
 		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts, authorize)`},
-		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout)`},
+		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout, tls)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},
 		{"unknown odd key", "redis: {\"a b\": 1}", `redis: unknown key "a b" (line 5; `},
@@ -640,6 +651,64 @@ func TestRedisURL(t *testing.T) {
 				t.Errorf("got %q", err)
 			}
 		})
+	}
+}
+
+// doneSecret is a done_url secret of the minimum length.
+const doneSecret = "0123456789abcdef0123456789abcdef"
+
+// TestCallbackPath: a callback path that would make the admin server
+// panic at start (a ServeMux conflict or an unclean pattern), or shadow
+// an admin route, is refused by config check with one line. The admin
+// package's TestCallbackPathConfigChecked builds the server with every
+// path accepted here.
+func TestCallbackPath(t *testing.T) {
+	for _, p := range []string{
+		"/", "/a/../v1/users", "/a/..", "/a//b", "/a/./b", "/cb/", "cb", "",
+		"/v1", "/v1/users", "/V1/users", "/healthz", "/healthz/x", "/readyz", "/metrics", "/metrics/x",
+		"/cb?x=1", "/cb#x", "/cb/{id}", "/cb/{$}", "/a b", "/a\tb", "/a%2Fb", "/é", "/cb\x00",
+	} {
+		if p == "" {
+			continue // empty disables the callback
+		}
+		cfg := DefaultConfig()
+		cfg.Encryption.Keys = []KeyConfig{{ID: "k1", Secret: testKey}}
+		cfg.Authorize.CallbackPath = p
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "authorize.callback_path: ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: got %v", p, err)
+		}
+	}
+	for _, p := range []string{"/authorize/callback", "/cb", "/oauth/callback", "/v1x", "/healthzz", "/a-b_c.d~e/f"} {
+		cfg := DefaultConfig()
+		cfg.Encryption.Keys = []KeyConfig{{ID: "k1", Secret: testKey}}
+		cfg.Authorize.CallbackPath = p
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+}
+
+func TestAuthorizeSecrets(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "done"), []byte(doneSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(strings.NewReader(keyConfig+`authorize:
+  done_url: https://app.example/done
+  done_url_secret_file: done
+  redirect_uri: https://app.example/cb
+  allowed_redirect_uris: [https://app.example/other]
+`), dir, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Authorize.DoneURLSecret != doneSecret || len(cfg.Authorize.AllowedRedirectURIs) != 1 {
+		t.Fatalf("authorize %+v", cfg.Authorize)
+	}
+	_, err = Parse(strings.NewReader(keyConfig+"authorize: {done_url: \"https://app.example/done\", done_url_secret: tooshort-secret-value}\n"), dir, env())
+	if err == nil || strings.Contains(err.Error(), "tooshort-secret-value") {
+		t.Fatalf("the secret is in the error: %v", err)
 	}
 }
 

@@ -221,6 +221,10 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	abs(&cfg.Admin.WriteTokenFile)
 	abs(&cfg.Alerts.SecretFile)
 	abs(&cfg.Alerts.PreviousSecretFile)
+	abs(&cfg.Authorize.DoneURLSecretFile)
+	abs(&cfg.Redis.TLS.CAFile)
+	abs(&cfg.Redis.TLS.CertFile)
+	abs(&cfg.Redis.TLS.KeyFile)
 	for i := range cfg.Jobs {
 		abs(&cfg.Jobs[i].Sink.Path)
 		abs(&cfg.Jobs[i].Sink.SecretFile)

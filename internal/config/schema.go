@@ -65,9 +65,21 @@ type AuthorizeConfig struct {
 	// only CallbackPath, so the admin API can stay private.
 	PublicListen string `yaml:"public_listen"`
 	// DoneURL is where the public callback sends the browser afterwards,
-	// with result=ok|error, user and error added to its query; empty
-	// shows a short page instead.
+	// with result=ok&user=ID or result=error&error=CODE (never the user)
+	// added to its query, signed (t, sig) with DoneURLSecret; empty shows
+	// a short page instead.
 	DoneURL string `yaml:"done_url"`
+	// DoneURLSecret signs the results sent to DoneURL (HMAC-SHA256, see
+	// README "Authorization callback"); inline or a file, not both, at
+	// least 32 characters. Required with DoneURL: an unsigned result=ok
+	// could be forged by anyone.
+	DoneURLSecret     string `yaml:"done_url_secret"`
+	DoneURLSecretFile string `yaml:"done_url_secret_file"`
+	// AllowedRedirectURIs, if not empty, are the only redirect URIs an
+	// API request may name besides RedirectURI (compared with scheme and
+	// host lower-cased and the default port dropped; path and query
+	// exactly). Empty allows any absolute URI.
+	AllowedRedirectURIs []string `yaml:"allowed_redirect_uris"`
 }
 
 // AdminConfig is the admin HTTP server. Every /v1 request needs a bearer
@@ -130,8 +142,27 @@ type RedisConfig struct {
 	// DialTimeout bounds connecting to Redis; default 5s. It overrides a
 	// dial_timeout parameter in URL.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// TLS configures a rediss:// connection.
+	TLS RedisTLSConfig `yaml:"tls"`
 
 	opts *redis.Options // parsed URL, set by Validate
+}
+
+// RedisTLSConfig configures TLS to Redis (a rediss:// URL only). The
+// server's certificate is always verified unless InsecureSkipVerify.
+type RedisTLSConfig struct {
+	// InsecureSkipVerify turns off the server certificate check (anyone
+	// on the path can read the traffic, passwords and tokens included);
+	// syncd run logs a warning. The URL's skip_verify=true is refused
+	// without it.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CAFile is a PEM bundle of the CAs that sign the server's
+	// certificate; empty uses the system's.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// a server that requires one (tls-auth-clients); both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Options returns go-redis options for URL with DialTimeout applied, or nil

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -8,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -107,6 +110,7 @@ func (r *RedisConfig) validate(p *problems) {
 		p.add("redis.url", "invalid URL %q: %s", redactURL(r.URL), urlErrorText(r.URL, err))
 	} else {
 		r.opts = opts
+		r.TLS.apply(p, opts, r.URL)
 	}
 	switch {
 	case r.Prefix == "":
@@ -118,6 +122,82 @@ func (r *RedisConfig) validate(p *problems) {
 		p.add("redis.shards", "must be between 1 and 1024, got %d", r.Shards)
 	}
 	positive(p, "redis.dial_timeout", r.DialTimeout)
+}
+
+// maxPEMFile bounds a CA bundle, certificate or key file.
+const maxPEMFile = 1 << 20
+
+// apply checks the TLS settings against the parsed URL and sets them on
+// its options: a rediss:// URL's server certificate is verified unless
+// InsecureSkipVerify says otherwise (the URL's skip_verify=true alone is
+// refused), with CAFile's CAs and CertFile/KeyFile's client certificate.
+func (t *RedisTLSConfig) apply(p *problems, o *redis.Options, raw string) {
+	tc := o.TLSConfig
+	if tc == nil {
+		if t.InsecureSkipVerify || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
+			p.add("redis.tls", "needs a rediss:// URL, got %q", redactURL(raw))
+		}
+		return
+	}
+	if tc.InsecureSkipVerify && !t.InsecureSkipVerify {
+		p.add("redis.url", "skip_verify=true turns off TLS certificate verification: set redis.tls.insecure_skip_verify: true if that is meant")
+	}
+	tc.InsecureSkipVerify = t.InsecureSkipVerify
+	if t.CAFile != "" {
+		if b, err := readPEMFile(t.CAFile); err != nil {
+			p.add("redis.tls.ca_file", "%v", err)
+		} else if pool := x509.NewCertPool(); !pool.AppendCertsFromPEM(b) {
+			p.add("redis.tls.ca_file", "no PEM certificate in %s", t.CAFile)
+		} else {
+			tc.RootCAs = pool
+		}
+	}
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.KeyFile == "":
+		p.add("redis.tls.key_file", "required with redis.tls.cert_file")
+	case t.CertFile == "":
+		p.add("redis.tls.cert_file", "required with redis.tls.key_file")
+	default:
+		cert, cerr := readPEMFile(t.CertFile)
+		if cerr != nil {
+			p.add("redis.tls.cert_file", "%v", cerr)
+		}
+		key, kerr := readPEMFile(t.KeyFile)
+		if kerr != nil {
+			p.add("redis.tls.key_file", "%v", kerr)
+		}
+		if cerr != nil || kerr != nil {
+			return
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		switch {
+		case err == nil:
+			tc.Certificates = []tls.Certificate{pair}
+		case strings.Contains(err.Error(), "key"):
+			// tls names the key input, or a key that does not match.
+			p.add("redis.tls.key_file", "%s with redis.tls.cert_file %s: %v", t.KeyFile, t.CertFile, err)
+		default:
+			p.add("redis.tls.cert_file", "%s: %v", t.CertFile, err)
+		}
+	}
+}
+
+// readPEMFile reads a certificate or key file, bounded like a secret.
+func readPEMFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPEMFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPEMFile)
+	}
+	return b, nil
 }
 
 // redactURL hides the password of a Redis URL, even one url.Parse rejects.
@@ -823,9 +903,15 @@ func (c *Config) validateDaemon(p *problems) {
 		}
 	}
 	positive(p, "authorize.state_ttl", au.StateTTL)
-	if au.CallbackPath != "" && (!strings.HasPrefix(au.CallbackPath, "/") || strings.HasPrefix(au.CallbackPath, "/v1/") ||
-		strings.ContainsAny(au.CallbackPath, " ?#{}") || au.CallbackPath == "/metrics" || au.CallbackPath == "/healthz" || au.CallbackPath == "/readyz") {
-		p.add("authorize.callback_path", "want an absolute path outside /v1/ and the health and metrics paths, got %q", au.CallbackPath)
+	for i, u := range au.AllowedRedirectURIs {
+		if pu, err := url.Parse(u); err != nil || !pu.IsAbs() || strings.Contains(u, "#") {
+			p.add(fmt.Sprintf("authorize.allowed_redirect_uris[%d]", i), "must be an absolute URI without a fragment, got %q", u)
+		}
+	}
+	if au.CallbackPath != "" {
+		if msg := checkCallbackPath(au.CallbackPath); msg != "" {
+			p.add("authorize.callback_path", "%s", msg)
+		}
 	}
 	if au.PublicListen != "" {
 		if au.CallbackPath == "" {
@@ -837,7 +923,54 @@ func (c *Config) validateDaemon(p *problems) {
 			p.add("authorize.public_listen", "must differ from admin.listen %q", c.Admin.Listen)
 		}
 	}
+	switch {
+	case au.DoneURLSecret != "" && au.DoneURLSecretFile != "":
+		p.add("authorize.done_url_secret", "give done_url_secret or done_url_secret_file, not both")
+	case au.DoneURLSecretFile != "":
+		v, err := readSecretFile(au.DoneURLSecretFile)
+		if err != nil {
+			p.add("authorize.done_url_secret_file", "%v", err)
+		}
+		au.DoneURLSecret = v
+	}
 	if au.DoneURL != "" {
 		checkURL(p, "authorize.done_url", au.DoneURL)
+		if au.DoneURLSecret == "" && au.DoneURLSecretFile == "" {
+			p.add("authorize.done_url_secret", "required with authorize.done_url (the app checks the signed result with it)")
+		}
 	}
+	if n := len(au.DoneURLSecret); n > 0 && n < minDoneURLSecret {
+		p.add("authorize.done_url_secret", "must be at least %d characters, got %d", minDoneURLSecret, n)
+	}
+}
+
+// minDoneURLSecret is the shortest done_url secret: 32 characters.
+const minDoneURLSecret = 32
+
+// adminRoutes are the paths the admin server owns, each with everything
+// under it (internal/admin New registers them). A callback path among
+// them would conflict with a route (http.ServeMux panics at start) or
+// shadow one. admin's TestCallbackPathConfigChecked builds the server
+// with the paths accepted here.
+var adminRoutes = []string{"/healthz", "/readyz", "/metrics", "/v1"}
+
+// checkCallbackPath says what is wrong with a callback path, or "": it is
+// served as the ServeMux pattern "GET <path>", so it must be a clean
+// absolute path of plain characters (no wildcard, escape or space) other
+// than "/" and outside the admin routes.
+func checkCallbackPath(cp string) string {
+	if !strings.HasPrefix(cp, "/") || path.Clean(cp) != cp || cp == "/" {
+		return fmt.Sprintf("want a clean absolute path other than \"/\" (no trailing slash, \"//\", \".\" or \"..\"), got %q", cp)
+	}
+	for _, c := range []byte(cp) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/-._~", c) >= 0) {
+			return fmt.Sprintf("%q: want only A-Z a-z 0-9 and /-._~", cp)
+		}
+	}
+	for _, r := range adminRoutes {
+		if lc := strings.ToLower(cp); lc == r || strings.HasPrefix(lc, r+"/") {
+			return fmt.Sprintf("%q is under %s, an admin route", cp, r)
+		}
+	}
+	return ""
 }

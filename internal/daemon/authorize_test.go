@@ -254,8 +254,10 @@ alerts: {webhook_url: %q, secret: webhook-secret-0123456789abcdefghij, links: tr
 	}
 
 	// 2. A denied consent changes nothing.
-	code, link = d.api("POST", "/v1/users/zoe/authorize", `{"state":"zoe-state-1"}`)
-	if code != 200 || link["state"] != "zoe-state-1" {
+	// The app chose the state (32+ characters of A-Z a-z 0-9 _ -).
+	const zoeState = "zoe-state-1-Kq7vX2mP9sL4tR8wY3nB"
+	code, link = d.api("POST", "/v1/users/zoe/authorize", `{"state":"`+zoeState+`"}`)
+	if code != 200 || link["state"] != zoeState {
 		t.Fatalf("authorize zoe: %d %v", code, link)
 	}
 	deny := visit(t, link["url"].(string), url.Values{"consent": {"deny"}})

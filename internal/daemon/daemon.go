@@ -108,6 +108,9 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 		opt.Getenv = func(string) string { return "" }
 	}
 	log := opt.Logger
+	if cfg.Redis.TLS.InsecureSkipVerify {
+		log.Warn().Msg("REDIS TLS IS NOT VERIFIED (redis.tls.insecure_skip_verify: true): anyone on the network path can read and change the traffic to Redis, tokens included; set redis.tls.ca_file instead")
+	}
 	rdb := redis.NewClient(redisOptions(cfg))
 	store := newStore(rdb, cfg, log)
 	reg := prometheus.NewRegistry()
@@ -218,7 +221,7 @@ func (d *Daemon) listen(cfg *config.Config) error {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	srv := admin.New(admin.Options{Credentials: adminCredentials(cfg.Admin), Listen: net.JoinHostPort(host, port),
 		AllowedHosts: cfg.Admin.AllowedHosts, Backend: d, Gatherer: d.reg, Logger: d.log,
-		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL})
+		CallbackPath: cfg.Authorize.CallbackPath, DoneURL: cfg.Authorize.DoneURL, DoneURLSecret: cfg.Authorize.DoneURLSecret})
 	d.api = srv
 	d.serve(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	d.life.Lock()

@@ -118,7 +118,8 @@ func build(cfg *config.Config, store *redisstore.Store, keys *tokens.Keyring, ps
 	e.ref, e.runner = ref, runner
 	e.flow = authflow.New(authflow.Options{
 		Store: store, Keys: keys, Providers: ps.auth, Put: e.putAuthorized,
-		StateTTL: cfg.Authorize.StateTTL, RedirectURI: cfg.Authorize.RedirectURI, Logger: log, Metrics: o.authMetrics,
+		StateTTL: cfg.Authorize.StateTTL, RedirectURI: cfg.Authorize.RedirectURI, AllowedRedirectURIs: cfg.Authorize.AllowedRedirectURIs,
+		Logger: log, Metrics: o.authMetrics,
 	})
 	return e, nil
 }

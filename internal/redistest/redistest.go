@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -26,6 +27,9 @@ type Server struct {
 	URL string
 	// Prefix is a key prefix unique to this test; use it for every key.
 	Prefix string
+	// CAFile, CertFile and KeyFile are, for a server started with TLS,
+	// the PEM files of its CA and of a client certificate it accepts.
+	CAFile, CertFile, KeyFile string
 
 	// proc is the redis-server this test started; nil for a server from
 	// SYNCD_TEST_REDIS_URL, which is never killed, restarted or paused.
@@ -39,6 +43,8 @@ type process struct {
 	args []string
 	port int
 	dir  string
+	// tls is the client config for a TLS server (nil: plain).
+	tls *tls.Config
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -50,6 +56,7 @@ type Option func(*config)
 
 type config struct {
 	appendOnly bool
+	tls        bool
 }
 
 // AppendOnly runs the server with an append-only file fsynced before every
@@ -64,6 +71,9 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	opt, err := redis.ParseURL(s.URL)
 	if err != nil {
 		t.Fatalf("redistest: parse url: %v", err)
+	}
+	if s.proc != nil && s.proc.tls != nil {
+		opt.TLSConfig = s.proc.tls.Clone()
 	}
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
@@ -110,9 +120,18 @@ func StartPrivate(t testing.TB, opts ...Option) *Server {
 	if c.appendOnly {
 		p.args = append(p.args, "--appendfsync", "always")
 	}
+	srv := &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", p.port), Prefix: "t" + randomHex(t) + ":", proc: p}
+	if c.tls {
+		files, client := tlsFiles(t, p.dir)
+		p.tls = client
+		p.args = append(p.args, "--port", "0", "--tls-port", strconv.Itoa(p.port), "--tls-auth-clients", "yes",
+			"--tls-cert-file", files["server-cert"], "--tls-key-file", files["server-key"], "--tls-ca-cert-file", files["ca"])
+		srv.URL = fmt.Sprintf("rediss://127.0.0.1:%d/0", p.port)
+		srv.CAFile, srv.CertFile, srv.KeyFile = files["ca"], files["client-cert"], files["client-key"]
+	}
 	t.Cleanup(func() { p.kill() })
 	p.start(t)
-	return &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", p.port), Prefix: "t" + randomHex(t) + ":", proc: p}
+	return srv
 }
 
 // start runs redis-server and waits until it answers PING (after loading
@@ -129,7 +148,7 @@ func (p *process) start(t testing.TB) {
 	p.cmd, p.exited = cmd, exited
 	p.mu.Unlock()
 
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", p.port), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", p.port), MaxRetries: -1, TLSConfig: p.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -208,6 +227,9 @@ func (s *Server) Pause(t testing.TB, d time.Duration) <-chan struct{} {
 	opt, err := redis.ParseURL(s.URL)
 	if err != nil {
 		t.Fatalf("redistest: parse url: %v", err)
+	}
+	if s.proc.tls != nil {
+		opt.TLSConfig = s.proc.tls.Clone()
 	}
 	opt.MaxRetries = -1
 	opt.ReadTimeout = -1 // the probe below waits out the pause

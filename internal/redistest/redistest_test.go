@@ -2,8 +2,11 @@ package redistest_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/syncd/syncd/internal/redistest"
 )
@@ -52,5 +55,24 @@ func TestPauseStallsEveryClient(t *testing.T) {
 	case <-over:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the pause never ended")
+	}
+}
+
+// TestTLS: a TLS server answers a client that trusts its CA and shows
+// the client certificate, and refuses one that does not verify it.
+func TestTLS(t *testing.T) {
+	srv := redistest.StartPrivate(t, redistest.TLS())
+	if !strings.HasPrefix(srv.URL, "rediss://") || srv.CAFile == "" || srv.CertFile == "" || srv.KeyFile == "" {
+		t.Fatalf("server %+v", srv)
+	}
+	if err := srv.Client(t).Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	opt, _ := redis.ParseURL(srv.URL)
+	opt.MaxRetries = -1
+	c := redis.NewClient(opt)
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client without the CA: %v", err)
 	}
 }
