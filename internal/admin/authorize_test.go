@@ -332,7 +332,8 @@ func newServer(p string) (h http.Handler, err error) {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return admin.New(admin.Options{Backend: &backend{}, CallbackPath: p, Gatherer: prometheus.NewRegistry()}).Handler(), nil
+	return admin.New(admin.Options{Backend: &backend{}, CallbackPath: p, Gatherer: prometheus.NewRegistry(),
+		AllowedHosts: []string{"example.com"}}).Handler(), nil // httptest.NewRequest's Host
 }
 
 // TestCallbackPathConfigChecked: the callback paths that made the admin
