@@ -18,6 +18,7 @@ import (
 	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/provider/digime"
 	"github.com/syncd/syncd/internal/provider/digimefake"
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 // cmdFakeDigime runs the fake digi.me server alone, for trying syncd (or
@@ -40,6 +41,18 @@ func cmdFakeDigime(ctx context.Context, args []string, e env) error {
 	if *issue != "" && *tokensDir == "" {
 		return badInput("fake-digime: --issue needs --tokens-dir (tokens are never printed)")
 	}
+	// Each id names a file in --tokens-dir: the user id grammar keeps it
+	// there (no separators, no "." or "..").
+	var users []string
+	for _, u := range strings.Split(*issue, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if err := tokens.ValidateUserID(u); err != nil {
+			return badInput("fake-digime: --issue: %v", err)
+		}
+		users = append(users, u)
+	}
 	key, err := contractKey(*keyFile)
 	if err != nil {
 		return err
@@ -48,10 +61,7 @@ func cmdFakeDigime(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return errkind.Errorf(errkind.Invalid, "fake-digime: %w", err)
 	}
-	for _, u := range strings.Split(*issue, ",") {
-		if u = strings.TrimSpace(u); u == "" {
-			continue
-		}
+	for _, u := range users {
 		t := srv.Issue(u)
 		doc := map[string]any{
 			"accessToken":  map[string]any{"value": t.AccessToken, "expiry": t.AccessExpiry.Unix()},

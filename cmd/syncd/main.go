@@ -17,7 +17,6 @@ import (
 	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/errkind"
-	"github.com/syncd/syncd/internal/tokens"
 )
 
 // defaultGOGC is the collector's target unless GOGC is set: syncd's live
@@ -93,12 +92,15 @@ func exitCode(err error) int {
 	return exitError
 }
 
-// requireUser checks a command's --user: given, and a valid user id.
-func requireUser(cmd, user string) error {
+// requireUser checks a command's --user: given, and valid by check:
+// tokens.ValidateUserID for a command that stores a token (it may create
+// the user), tokens.ValidateExistingUserID for one that addresses a
+// stored user, whose id an earlier syncd may have accepted.
+func requireUser(cmd, user string, check func(string) error) error {
 	if user == "" {
 		return badInput("%s: --user is required", cmd)
 	}
-	if err := tokens.ValidateUserID(user); err != nil {
+	if err := check(user); err != nil {
 		return errkind.Errorf(errkind.Invalid, "%s: %w", cmd, err)
 	}
 	return nil

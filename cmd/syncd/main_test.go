@@ -552,3 +552,65 @@ func TestDemoAdminToken(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestUserIDGrammar: new users need the id grammar (tokens.ValidateUserID);
+// a user stored under an id an earlier syncd accepted stays reachable.
+func TestUserIDGrammar(t *testing.T) {
+	c := newCLI(t)
+	for _, id := range []string{"..", ".", "../x", "\uff41lice", "a/b"} {
+		code, _, errOut := c.run(oauthToken("AT-x", "RT-x"), "token", "put", "--user", id)
+		if code != 2 || !strings.Contains(errOut, "user id") {
+			t.Errorf("token put --user %q: exit %d, stderr %q", id, code, errOut)
+		}
+	}
+	// A legacy user: stored, then renamed the way an older syncd could
+	// have stored it.
+	if code, _, errOut := c.run(oauthToken("AT-l", "RT-l"), "token", "put", "--user", "legacy"); code != 0 {
+		t.Fatal(errOut)
+	}
+	rdb := c.srv.Client(t)
+	p := c.srv.Prefix
+	const old = "Ünïcødé/1"
+	if err := rdb.Rename(context.Background(), p+"{u:legacy}:tok", p+"{u:"+old+"}:tok").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"token", "show", "--user", old},
+		{"users", "disable", "--user", old},
+		{"users", "enable", "--user", old},
+	} {
+		if code, out, errOut := c.run("", args...); code != 0 {
+			t.Errorf("%v: exit %d, stdout %q stderr %q", args, code, out, errOut)
+		}
+	}
+}
+
+// TestFakeDigimeIssueChecksUserIDs: --issue ids follow the user id
+// grammar, so no id writes outside --tokens-dir; nothing is written and
+// nothing served when one is bad.
+func TestFakeDigimeIssueChecksUserIDs(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "tokens")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, issue := range []string{"ok,../x", "..", "a/b", "\uff41"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var errOut bytes.Buffer
+		code := run(ctx, []string{"fake-digime", "--listen", "127.0.0.1:0", "--contract-key", filepath.Join(parent, "contract.pem"),
+			"--issue", issue, "--tokens-dir", dir},
+			env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &errOut, getenv: func(string) string { return "" }})
+		cancel()
+		if code != 2 || !strings.Contains(errOut.String(), "--issue") || !strings.Contains(errOut.String(), "user id") {
+			t.Errorf("--issue %q: exit %d, stderr %q; want 2 naming the bad id", issue, code, errOut.String())
+		}
+		for _, d := range []string{parent, dir} {
+			entries, _ := os.ReadDir(d)
+			for _, e := range entries {
+				if strings.HasSuffix(e.Name(), ".json") {
+					t.Errorf("--issue %q wrote %s", issue, filepath.Join(d, e.Name()))
+				}
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/syncd/syncd/internal/errkind"
 	"github.com/syncd/syncd/internal/refresher"
+	"github.com/syncd/syncd/internal/tokens"
 )
 
 func cmdQuarantineList(ctx context.Context, args []string, e env) error {
@@ -43,7 +44,7 @@ func cmdQuarantineRestore(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireUser("quarantine restore", *user); err != nil {
+	if err := requireUser("quarantine restore", *user, tokens.ValidateExistingUserID); err != nil {
 		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)

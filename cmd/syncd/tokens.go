@@ -23,7 +23,7 @@ func cmdTokenPut(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireUser("token put", *user); err != nil {
+	if err := requireUser("token put", *user, tokens.ValidateUserID); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*cfgPath, e)
@@ -84,7 +84,7 @@ func cmdTokenShow(ctx context.Context, args []string, e env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireUser("token show", *user); err != nil {
+	if err := requireUser("token show", *user, tokens.ValidateExistingUserID); err != nil {
 		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)

@@ -139,7 +139,7 @@ func setUserState(ctx context.Context, name string, args []string, e env, to tok
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := requireUser(name, *user); err != nil {
+	if err := requireUser(name, *user, tokens.ValidateExistingUserID); err != nil {
 		return err
 	}
 	d, err := openCmd(ctx, *cfgPath, e)

@@ -187,6 +187,9 @@ func aad(state string) string { return "authstate:" + state }
 
 // Authorize returns a link that starts consent for req.User.
 func (f *Flow) Authorize(ctx context.Context, req Request) (Link, error) {
+	if err := tokens.ValidateUserID(req.User); err != nil { // consent may create the user
+		return Link{}, errorf(KindBadRequest, "user: %w", err)
+	}
 	name, p, err := f.check(&req)
 	if err != nil {
 		return Link{}, err
@@ -198,7 +201,7 @@ func (f *Flow) Authorize(ctx context.Context, req Request) (Link, error) {
 // provider's recovery flow when it has one (digi.me), falling back to a
 // full authorization when the provider refuses the old access token.
 func (f *Flow) Reauthorize(ctx context.Context, req Request) (Link, error) {
-	if err := tokens.ValidateUserID(req.User); err != nil {
+	if err := tokens.ValidateExistingUserID(req.User); err != nil {
 		return Link{}, errorf(KindBadRequest, "user: %w", err)
 	}
 	rec, err := f.opt.Store.Load(ctx, req.User)
@@ -229,7 +232,7 @@ func (f *Flow) Reauthorize(ctx context.Context, req Request) (Link, error) {
 
 // check validates a request and picks its provider.
 func (f *Flow) check(req *Request) (string, Provider, error) {
-	if err := tokens.ValidateUserID(req.User); err != nil {
+	if err := tokens.ValidateExistingUserID(req.User); err != nil {
 		return "", Provider{}, errorf(KindBadRequest, "user: %w", err)
 	}
 	if req.RedirectURI == "" {

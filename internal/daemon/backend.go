@@ -46,7 +46,7 @@ func (d *Daemon) Ready(ctx context.Context) error {
 
 // User implements admin.Backend.
 func (d *Daemon) User(ctx context.Context, id string) (admin.UserView, error) {
-	if err := tokens.ValidateUserID(id); err != nil {
+	if err := tokens.ValidateExistingUserID(id); err != nil {
 		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	return d.users().view(ctx, id)
@@ -153,7 +153,7 @@ func (d *Daemon) Quarantine(ctx context.Context) ([]tokens.QuarantineEntry, erro
 
 // Restore implements admin.Backend.
 func (d *Daemon) Restore(ctx context.Context, id string) (admin.UserView, error) {
-	if err := tokens.ValidateUserID(id); err != nil {
+	if err := tokens.ValidateExistingUserID(id); err != nil {
 		return admin.UserView{}, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
 	}
 	ref, _, _ := d.current()

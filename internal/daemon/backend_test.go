@@ -65,6 +65,13 @@ jobs: [{name: pull, kind: pull, schedule: "@every 5m"}]
 	if code, body := call("POST", "/v1/jobs/pull/trigger?user=u1", ""); code != 200 {
 		t.Fatalf("trigger with Redis up: %d %s", code, body)
 	}
+	// Ids outside the grammar never get a token: ".." would be a path
+	// in the dir sink, a fullwidth "a" a look-alike of "a".
+	for _, id := range []string{"%2e%2e", "%2E", "%EF%BD%81"} {
+		if code, body := call("PUT", "/v1/users/"+id+"/token", `{"access_token":"AT-x","refresh_token":"RT-x"}`); code != 400 {
+			t.Errorf("put token for %s: %d %s, want 400", id, code, body)
+		}
+	}
 
 	srv.Kill(t)
 	for _, tc := range []struct{ method, path string }{

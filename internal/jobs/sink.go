@@ -2,12 +2,16 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/syncd/syncd/internal/clock"
@@ -46,24 +50,31 @@ func NewSink(cfg config.SinkConfig, store Store, hc *http.Client, clk clock.Cloc
 	return nil, fmt.Errorf("sink: unknown kind %q", cfg.Kind)
 }
 
-// dirSink writes one file per item: root/<user>/<job>/<item>, atomically
-// (temporary file, fsync, rename), so a reader never sees half an item.
+// dirSink writes one file per item: root/<user>/<job>/<item>, each part
+// made a safe file name by pathPart, atomically (temporary file, fsync,
+// rename), so a reader never sees half an item. Every write goes through
+// an os.Root, so nothing is written outside root, not even through a
+// symbolic link planted under it.
 type dirSink struct{ root string }
 
 func (s *dirSink) Deliver(_ context.Context, user, job string, it provider.Item) error {
-	dir := filepath.Join(s.root, url.PathEscape(user), url.PathEscape(job))
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	dir, name := dirSinkPath(user, job, it)
+	if err := os.MkdirAll(s.root, 0o750); err != nil {
 		return fmt.Errorf("dir sink: %w", err)
 	}
-	name := url.PathEscape(it.Name)
-	if name == "" || name == "." || name == ".." {
-		name = "item-" + strconv.FormatInt(it.UpdatedAt.UnixMilli(), 10)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	root, err := os.OpenRoot(s.root)
 	if err != nil {
 		return fmt.Errorf("dir sink: %w", err)
 	}
-	tmp := f.Name()
+	defer root.Close()
+	if err := root.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("dir sink: %w", err)
+	}
+	tmp := filepath.Join(dir, ".tmp-"+rand.Text())
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("dir sink: %w", err)
+	}
 	_, werr := f.Write(it.Data)
 	if werr == nil {
 		werr = f.Sync()
@@ -72,13 +83,54 @@ func (s *dirSink) Deliver(_ context.Context, user, job string, it provider.Item)
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(tmp, filepath.Join(dir, name))
+		werr = root.Rename(tmp, filepath.Join(dir, name))
 	}
 	if werr != nil {
-		_ = os.Remove(tmp)
+		_ = root.Remove(tmp)
 		return fmt.Errorf("dir sink: %w", werr)
 	}
 	return nil
+}
+
+// dirSinkPath returns where the dir sink writes an item, relative to its
+// root: the directory <user>/<job> and the file name, each a pathPart.
+// An item without a name is named item-<updated, unix ms>.
+func dirSinkPath(user, job string, it provider.Item) (dir, name string) {
+	name = "item-" + strconv.FormatInt(it.UpdatedAt.UnixMilli(), 10)
+	if it.Name != "" {
+		name = pathPart(it.Name)
+	}
+	return filepath.Join(pathPart(user), pathPart(job)), name
+}
+
+// maxPathPart is the longest name pathPart returns, in bytes: under the
+// 255 bytes file systems allow, with room for the temporary names.
+const maxPathPart = 200
+
+// pathPart makes s one file name, the same for the same s and different
+// for different s: s escaped as a URL path segment (url.PathEscape: '/',
+// '\\', '%', control bytes, spaces and non-ASCII become %XX), with '~' and
+// a leading '.' escaped too (so no name is "." or "..", hidden, or taken
+// for a temporary file). A result over maxPathPart bytes is cut to a
+// readable prefix, '~' and 16 hex digits of the SHA-256 of s; the '~'
+// tells it from a name that was not cut.
+func pathPart(s string) string {
+	if s == "" {
+		return "%" // escapes never end in a lone '%': unlike any other part
+	}
+	e := strings.ReplaceAll(url.PathEscape(s), "~", "%7E")
+	if e[0] == '.' {
+		e = "%2E" + e[1:]
+	}
+	if len(e) <= maxPathPart {
+		return e
+	}
+	sum := sha256.Sum256([]byte(s))
+	keep := e[:maxPathPart-1-16]
+	if i := strings.LastIndexByte(keep, '%'); i >= len(keep)-2 {
+		keep = keep[:i] // do not cut an escape in two
+	}
+	return keep + "~" + hex.EncodeToString(sum[:8])
 }
 
 // webhookSink POSTs each item, signed (webhook.Sign) over the body and
@@ -96,9 +148,9 @@ func (s *webhookSink) Deliver(ctx context.Context, user, job string, it provider
 	}
 	h := http.Header{}
 	h.Set("Content-Type", ct)
-	h.Set("X-Syncd-User", user)
-	h.Set("X-Syncd-Job", job)
-	h.Set("X-Syncd-Item", it.Name)
+	h.Set("X-Syncd-User", headerValue(user))
+	h.Set("X-Syncd-Job", headerValue(job))
+	h.Set("X-Syncd-Item", headerValue(it.Name))
 	if !it.UpdatedAt.IsZero() {
 		h.Set("X-Syncd-Updated", it.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	}
@@ -106,6 +158,34 @@ func (s *webhookSink) Deliver(ctx context.Context, user, job string, it provider
 		return fmt.Errorf("webhook sink: %w", err)
 	}
 	return nil
+}
+
+// headerValue percent-encodes s for a header: '%' and every byte that is
+// not visible ASCII (CR, LF, control bytes, spaces, non-ASCII) become
+// %XX, so a provider's item name can neither break the request nor
+// inject a header, and receivers decode it with any URL unescape
+// (url.PathUnescape, decodeURIComponent). Plain names are sent as they
+// are.
+func headerValue(s string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c > ' ' && c < 0x7f && c != '%' {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)+16), s[:i]...)
+		}
+		b = append(b, '%', hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
 }
 
 // redisSink appends each item to a capped stream: fields user, job, name,

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +280,49 @@ func TestQuarantineAndRestore(t *testing.T) {
 	}
 	if list, _ := s.QuarantineList(ctx); len(list) != 0 {
 		t.Fatalf("after put over a wrong-type key: %+v", list)
+	}
+}
+
+// TestOversizedRecordIsMalformed: a record bigger than MaxRecordBytes (a
+// field that grew by a bug or by hand) reads as malformed on every path
+// and is quarantined; a record holding the largest token ParseToken
+// accepts stays well under the cap.
+func TestOversizedRecordIsMalformed(t *testing.T) {
+	d := setupDamaged(t)
+	ctx := context.Background()
+	s := d.store
+
+	big := tokens.Record{UserID: "big", Provider: "fake", KeyID: "k1", Ciphertext: []byte(strings.Repeat("c", tokens.MaxTokenInput+64)), AccessExpiry: d.now.Add(time.Hour)}
+	fat := tokens.Record{UserID: "fat", Provider: "fake", KeyID: "k1", Ciphertext: []byte("sealed"), AccessExpiry: d.now.Add(time.Hour)}
+	if err := s.PutMany(ctx, []tokens.Record{big, fat}, d.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, "big"); err != nil {
+		t.Fatalf("a record with the largest token: %v", err)
+	}
+	if err := d.rdb.HSet(ctx, d.key("fat"), "le", strings.Repeat(secretValue, redisstore.MaxRecordBytes/len(secretValue)+1)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Load(ctx, "fat")
+	isMalformed(t, "load", err)
+	_, _, err = s.Acquire(ctx, "fat", "lease", "", d.now, d.now.Add(time.Minute))
+	isMalformed(t, "acquire", err)
+	loaded, err := s.LoadManyForRun(ctx, []string{"g0", "fat"}, "pull")
+	if err != nil || loaded[0].Err != nil {
+		t.Fatalf("load many: %v %+v", err, loaded)
+	}
+	isMalformed(t, "load many", loaded[1].Err)
+	recs, bad, _, err := s.Scan(ctx, 0, 1000)
+	if err != nil || !slices.Contains(bad, "fat") || slices.ContainsFunc(recs, func(r tokens.Record) bool { return r.UserID == "fat" }) {
+		t.Fatalf("scan: %v, bad %v", err, bad)
+	}
+	moved, err := s.QuarantineMalformed(ctx, "fat", d.now)
+	if err != nil || !moved {
+		t.Fatalf("quarantine: %v %v", moved, err)
+	}
+	if list, _ := s.QuarantineList(ctx); !slices.ContainsFunc(list, func(e tokens.QuarantineEntry) bool {
+		return e.UserID == "fat" && e.Reason == "malformed_record"
+	}) {
+		t.Fatalf("quarantine list: %+v", list)
 	}
 }

@@ -751,11 +751,32 @@ func (s *Store) Events(ctx context.Context, n int64) ([]Event, error) {
 	return out, nil
 }
 
+// MaxRecordBytes caps a token record read from Redis: its field names and
+// values together, in bytes. The largest record syncd writes holds a
+// token of tokens.MaxTokenInput bytes sealed (its size plus a few dozen
+// bytes) and about 200 bytes of metadata; twice the token cap leaves room
+// and still stops a record that grew by a bug or by hand from being
+// decoded, held and copied on every read. A record over it is malformed
+// (tokens.ErrMalformedRecord), so it is quarantined like any other.
+const MaxRecordBytes = 2 * tokens.MaxTokenInput
+
+// recordSize is the bytes of a record's field names and values.
+func recordSize(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
 // parseRecord turns a record hash into a Record. Errors name the field,
 // never a value (the ciphertext is not a value to print either).
 func parseRecord(user string, m map[string]string) (tokens.Record, error) {
 	bad := func(field string) (tokens.Record, error) {
 		return tokens.Record{}, fmt.Errorf("user %q: field %q: %w", user, field, tokens.ErrMalformedRecord)
+	}
+	if n := recordSize(m); n > MaxRecordBytes {
+		return tokens.Record{}, fmt.Errorf("user %q: record is %d bytes, limit is %d: %w", user, n, MaxRecordBytes, tokens.ErrMalformedRecord)
 	}
 	num := func(field string, required bool) (int64, bool) {
 		v, ok := m[field]

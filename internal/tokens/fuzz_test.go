@@ -28,6 +28,10 @@ func FuzzParseToken(f *testing.F) {
 		`{"accessToken":{"value":"a"},"refreshToken":{"value":"r"},"user":{"id":"other"}}`,
 		`{"access_token":"a\u0000","refresh_token":"r"}`,
 		`{"access_token":"a","refresh_token":"r"`,
+		`{"access_token":"a","refresh_token":"r","access_token":"b"}`,
+		`{"access_token":"a\ud800","refresh_token":"r"}`,
+		`{"access_token":"a\ufffd\uFFFD","refresh_token":"r","x":[{"k":1,"k":2}]}`,
+		"{\"access_token\":\"a\xff\",\"refresh_token\":\"r\"}",
 		`[]`,
 		`null`,
 		``,
@@ -49,6 +53,9 @@ func FuzzParseToken(f *testing.F) {
 				t.Fatalf("token not zero on error")
 			}
 			return
+		}
+		if !utf8.Valid(data) {
+			t.Fatal("accepted invalid UTF-8")
 		}
 		if tok.AccessExpiry.IsZero() {
 			t.Fatal("AccessExpiry is zero")

@@ -7,12 +7,12 @@ import (
 )
 
 // A record syncd cannot use (not a hash, a required field missing or bad,
-// a ciphertext that does not open) is quarantined: renamed aside as it
-// is, listed with why and since when, and out of every schedule. The
-// refresher quarantines what it claims, housekeeping (Reconcile) what it
-// walks past. An operator repairs the cause (the key configuration, the
-// field) and restores the user, or stores a new token, which discards
-// the quarantined copy.
+// larger than the store's cap, a ciphertext that does not open) is
+// quarantined: renamed aside as it is, listed with why and since when,
+// and out of every schedule. The refresher quarantines what it claims,
+// housekeeping (Reconcile) what it walks past. An operator repairs the
+// cause (the key configuration, the field) and restores the user, or
+// stores a new token, which discards the quarantined copy.
 
 var (
 	// ErrNotQuarantined: the user has no quarantined record.

@@ -258,19 +258,86 @@ func ParseToken(data []byte, opts ParseOptions) (Token, error) {
 	}, nil
 }
 
-// ValidateUserID reports whether id can name a user in syncd: 1 to
-// MaxUserIDLen bytes of valid UTF-8, without whitespace, control or
-// invisible formatting characters, without '{' or '}' (they would break
-// Redis cluster hash tags) and without the Redis glob characters '*', '?',
-// '[', ']' and '\' (so a SCAN MATCH pattern built from an id matches only
-// that id). The error names the id, quoted, and the problem.
+// ValidateUserID reports whether id may name a new user: the user id
+// grammar, checked wherever a user is created (token put, PUT
+// /v1/users/{id}/token, authorize start, fake-digime --issue):
+//
+//	id = (ALPHA / DIGIT) *(ALPHA / DIGIT / "." / "_" / "@" / "+" / "=" / ":" / "-")
+//
+// 1 to MaxUserIDLen bytes of printable ASCII. A user id is a Redis key
+// part (inside a {u:ID} hash tag and SCAN patterns), a file name (the dir
+// sink), an HTTP header value (webhook sink) and a URL path segment (the
+// admin API), so it holds only characters that mean nothing in any of
+// them: no '/' or '\', no '.' or '..' (the first character is a letter or
+// a digit, which also keeps ids from looking like a flag or a hidden
+// file), no hash-tag braces or glob characters, no whitespace or control
+// characters. Non-ASCII is refused rather than NFKC-normalised:
+// normalisation still lets confusables from different scripts through
+// (Cyrillic "а" is not Latin "a" under NFKC) and it would change ids
+// silently. E-mail addresses, "digime:<id>" and "demo-user-02" fit.
+// The error names the id, quoted, and the problem.
 func ValidateUserID(id string) error {
+	if err := checkUserIDLen(id); err != nil {
+		return err
+	}
+	if !isAlnum(id[0]) && id[0] < utf8.RuneSelf && id[0] > ' ' && id[0] != 0x7f {
+		return fmt.Errorf("user id %+q: must start with a letter or a digit", id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		var problem string
+		switch {
+		case isAlnum(c) || (i > 0 && strings.IndexByte(userIDPunct, c) >= 0):
+			continue
+		case c == ' ' || c == '\t':
+			problem = "contains whitespace"
+		case c < ' ' || c == 0x7f:
+			problem = "contains a control character"
+		case c >= utf8.RuneSelf:
+			problem = "contains a non-ASCII character"
+		default:
+			problem = fmt.Sprintf("contains %q (allowed: A-Z a-z 0-9 %s)", c, userIDPunctList)
+		}
+		// %+q: a confusable shows as its escape, not as its look-alike.
+		return fmt.Errorf("user id %+q: %s", id, problem)
+	}
+	return nil
+}
+
+const (
+	// userIDPunct are the characters a user id may hold after its first.
+	userIDPunct     = "._@+=:-"
+	userIDPunctList = ". _ @ + = : -"
+)
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func checkUserIDLen(id string) error {
 	switch {
 	case id == "":
 		return errors.New("user id is empty")
 	case len(id) > MaxUserIDLen:
 		return fmt.Errorf("user id is %d bytes, limit is %d", len(id), MaxUserIDLen)
-	case !utf8.ValidString(id):
+	}
+	return nil
+}
+
+// ValidateExistingUserID reports whether id may name a user that may
+// already be stored: the rule of syncd before the ValidateUserID grammar
+// (1 to MaxUserIDLen bytes of valid UTF-8, without whitespace, control or
+// invisible formatting characters, hash-tag braces or glob characters).
+// Commands and routes that address an existing user (show, disable,
+// enable, restore, re-authorize, jobs trigger, GET /v1/users/{id}) use it,
+// so a user stored under an id the grammar now refuses is not lost; every
+// write that creates or replaces a token uses ValidateUserID. Every id
+// ValidateUserID accepts passes.
+func ValidateExistingUserID(id string) error {
+	if err := checkUserIDLen(id); err != nil {
+		return err
+	}
+	if !utf8.ValidString(id) {
 		return fmt.Errorf("user id %q: is not valid UTF-8", id)
 	}
 	for _, r := range id {
@@ -330,11 +397,141 @@ func decodeDocument(data []byte) (jsonObject, error) {
 		}
 		return nil, badToken("token: malformed JSON: want an object, got %s", kindName(k))
 	}
+	if !utf8.Valid(data) {
+		return nil, badToken("token: malformed JSON: invalid UTF-8 at byte %d", invalidUTF8At(data)+1)
+	}
 	var top jsonObject
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, malformedJSON(data)
 	}
+	if err := checkStrict(data); err != nil {
+		return nil, err
+	}
 	return top, nil
+}
+
+// invalidUTF8At returns the index of the first byte of data that does not
+// start a valid UTF-8 sequence.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
+}
+
+// checkStrict refuses what encoding/json would silently repair or pick
+// in a document that is otherwise valid JSON: a key given twice in one
+// object (encoding/json keeps the last, other parsers the first) and a
+// \u escape of a lone UTF-16 surrogate (decoded as U+FFFD). Invalid UTF-8
+// is refused before. Errors name the key path when every key on it is a
+// plain name (as all keys syncd reads are), else the byte offset; never
+// a value.
+func checkStrict(data []byte) error {
+	type frame struct {
+		object    bool
+		keys      map[string]struct{}
+		wantKey   bool
+		path, key string // path to this container; the current key
+		nameable  bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	stack := []frame{{path: "", nameable: true}} // a sentinel: the document
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return badToken("token: malformed JSON") // json.Unmarshal accepted it: unreachable
+		}
+		top := &stack[len(stack)-1]
+		// childPath names the value tok starts (or is).
+		childPath, childNameable := top.path, top.nameable
+		switch {
+		case top.object:
+			childPath = joinPath(top.path, top.key)
+			childNameable = top.nameable && plainKey(top.key)
+		case len(stack) > 1:
+			childPath += "[]"
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				stack = append(stack, frame{object: t == '{', keys: map[string]struct{}{}, wantKey: true,
+					path: childPath, nameable: childNameable})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			raw := data[before:dec.InputOffset()]
+			start := before + int64(bytes.IndexByte(raw, '"'))
+			raw = data[start:dec.InputOffset()]
+			if top.object && top.wantKey {
+				name := joinPath(top.path, t)
+				nameable := top.nameable && plainKey(t)
+				if hasLoneSurrogate(t, raw) {
+					return badToken("token: malformed JSON: invalid \\u escape (lone surrogate) in a key at byte %d", start+1)
+				}
+				if _, dup := top.keys[t]; dup {
+					if nameable {
+						return badToken("token: malformed JSON: duplicate key %s", name)
+					}
+					return badToken("token: malformed JSON: duplicate key at byte %d", start+1)
+				}
+				top.keys[t], top.key, top.wantKey = struct{}{}, t, false
+				continue
+			}
+			if hasLoneSurrogate(t, raw) {
+				if childNameable {
+					return badToken("token: malformed JSON: %s: invalid \\u escape (lone surrogate)", childPath)
+				}
+				return badToken("token: malformed JSON: invalid \\u escape (lone surrogate) at byte %d", start+1)
+			}
+		}
+		// A value ended: the object around it wants its next key.
+		stack[len(stack)-1].wantKey = true
+	}
+}
+
+// plainKey reports whether a key can be named in an error: a short
+// identifier, as every key of the token formats is, never a value.
+func plainKey(k string) bool {
+	if k == "" || len(k) > 32 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; !(isAlnum(c) || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// hasLoneSurrogate reports whether decoded, the value of the JSON string
+// raw, holds a U+FFFD that raw did not spell (as the character or as
+// \ufffd): encoding/json's stand-in for an escaped lone surrogate.
+func hasLoneSurrogate(decoded string, raw []byte) bool {
+	n := strings.Count(decoded, "\uFFFD")
+	if n == 0 {
+		return false
+	}
+	spelled := bytes.Count(raw, []byte("\uFFFD")) + bytes.Count(bytes.ToLower(raw), []byte(`\ufffd`))
+	return n > spelled
 }
 
 func malformedJSON(data []byte) error {

@@ -246,6 +246,24 @@ func parseErrorCases() []parseErrorCase {
 		// User id.
 		{name: "empty user id", in: rfcDoc(""), opts: func(o *ParseOptions) { o.UserID = "" }, want: "token: user id is empty"},
 		{name: "invalid user id", in: rfcDoc(""), opts: func(o *ParseOptions) { o.UserID = "a b" }, want: `token: user id "a b": contains whitespace`},
+		{name: "dot-dot user id", in: rfcDoc(""), opts: func(o *ParseOptions) { o.UserID = ".." }, want: `token: user id "..": must start with a letter or a digit`},
+		{name: "fullwidth user id", in: rfcDoc(""), opts: func(o *ParseOptions) { o.UserID = "\uff41" }, want: `token: user id "\uff41": contains a non-ASCII character`},
+
+		// Strict JSON: what encoding/json would silently repair or pick.
+		{name: "invalid UTF-8 in a string", in: `{"access_token":"` + testAccess + "\xff" + `","refresh_token":"` + testRefresh + `"}`,
+			want: fmt.Sprintf("token: malformed JSON: invalid UTF-8 at byte %d", len(`{"access_token":"`+testAccess)+1)},
+		{name: "invalid UTF-8 in a key", in: `{"x` + "\xc3" + `":1,"access_token":"` + testAccess + `","refresh_token":"` + testRefresh + `"}`,
+			want: "token: malformed JSON: invalid UTF-8 at byte 4"},
+		{name: "lone surrogate escape", in: `{"access_token":"` + testAccess + `\ud800","refresh_token":"` + testRefresh + `"}`,
+			want: "token: malformed JSON: access_token: invalid \\u escape (lone surrogate)"},
+		{name: "duplicate top-level key", in: `{"access_token":"` + testAccess + `","refresh_token":"` + testRefresh + `","access_token":"` + testAccess + `x"}`,
+			want: "token: malformed JSON: duplicate key access_token"},
+		{name: "duplicate nested key", in: `{"accessToken":{"value":"` + testAccess + `","value":"x"},"refreshToken":{"value":"` + testRefresh + `"}}`,
+			want: "token: malformed JSON: duplicate key accessToken.value"},
+		{name: "duplicate key in an ignored object", in: rfcDoc(`"extra":[{"a":1,"a":2}]`),
+			want: "token: malformed JSON: duplicate key extra[].a"},
+		{name: "duplicate unnamable key", in: rfcDoc(`"` + testAccess + `":1,"` + testAccess + `":2`),
+			want: fmt.Sprintf("token: malformed JSON: duplicate key at byte %d", strings.LastIndex(rfcDoc(`"`+testAccess+`":1,"`+testAccess+`":2`), `"`+testAccess)+1)},
 		{name: "user id not a string", in: strings.Replace(sdkDoc("0", "0"), `"`+testUser+`"`, "42", 1), want: "token: user.id must be a string"},
 		{name: "user not an object", in: strings.Replace(sdkDoc("0", "0"), `{"id":"`+testUser+`"}`, `"`+testUser+`"`, 1), want: "token: user must be an object"},
 		{name: "consentid not a string", in: strings.Replace(sdkDoc("0", "0"), `"`+testConsent+`"`, "4242", 1), want: "token: consentid must be a string"},
@@ -407,10 +425,73 @@ func TestTokenValidateUserID(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"u", ""},
+		{"7", ""},
 		{"user-1", ""},
+		{"demo-user-02", ""},
 		{"alice@example.com", ""},
+		{"alice+tag@example.com", ""},
 		{"digime:9f8e7d6c", ""},
+		{"library_1.v2", ""},
+		{"b64=", ""},
+		{"a..b", ""},
+		{strings.Repeat("a", MaxUserIDLen), ""},
+		{"", "user id is empty"},
+		{strings.Repeat("a", MaxUserIDLen+1), "user id is 201 bytes, limit is 200"},
+		{".", `user id ".": must start with a letter or a digit`},
+		{"..", `user id "..": must start with a letter or a digit`},
+		{".hidden", `user id ".hidden": must start with a letter or a digit`},
+		{"-flag", `user id "-flag": must start with a letter or a digit`},
+		{"_u", `user id "_u": must start with a letter or a digit`},
+		{"a/b", `user id "a/b": contains '/' (allowed: A-Z a-z 0-9 . _ @ + = : -)`},
+		{"../x", `user id "../x": must start with a letter or a digit`},
+		{`a\b`, `user id "a\\b": contains '\\' (allowed: A-Z a-z 0-9 . _ @ + = : -)`},
+		{"a b", `user id "a b": contains whitespace`},
+		{"a\tb", `user id "a\tb": contains whitespace`},
+		{"a\nb", `user id "a\nb": contains a control character`},
+		{"a\x00b", `user id "a\x00b": contains a control character`},
+		{"a\x7fb", `user id "a\x7fb": contains a control character`},
+		{"a\u00a0b", `user id "a\u00a0b": contains a non-ASCII character`},
+		{"a\u200bb", `user id "a\u200bb": contains a non-ASCII character`},
+		{"\uff41lice", `user id "\uff41lice": contains a non-ASCII character`}, // fullwidth a
+		{"\u0430lice", `user id "\u0430lice": contains a non-ASCII character`}, // Cyrillic a
+		{"Ünïcødé-名前", `user id "\u00dcn\u00efc\u00f8d\u00e9-\u540d\u524d": contains a non-ASCII character`},
+		{"a\xffb", `user id "a\xffb": contains a non-ASCII character`},
+		{"{a}", `user id "{a}": must start with a letter or a digit`},
+		{"a}", `user id "a}": contains '}' (allowed: A-Z a-z 0-9 . _ @ + = : -)`},
+		{"a*", `user id "a*": contains '*' (allowed: A-Z a-z 0-9 . _ @ + = : -)`},
+		{"a%2e", `user id "a%2e": contains '%' (allowed: A-Z a-z 0-9 . _ @ + = : -)`},
+	}
+	for _, tt := range tests {
+		err := ValidateUserID(tt.id)
+		var got string
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("ValidateUserID(%q)\ngot  %s\nwant %s", tt.id, got, tt.want)
+		}
+		// Every new id is also an existing one.
+		if tt.want == "" {
+			if err := ValidateExistingUserID(tt.id); err != nil {
+				t.Errorf("ValidateExistingUserID(%q): %v", tt.id, err)
+			}
+		}
+	}
+}
+
+// TestTokenValidateExistingUserID: ids an earlier syncd stored stay
+// addressable (show, disable, restore, refresh, jobs), even those the
+// grammar now refuses for new users.
+func TestTokenValidateExistingUserID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		id   string
+		want string // "" = valid
+	}{
+		{"u", ""},
 		{"Ünïcødé-名前", ""},
+		{"..", ""},
+		{"a/b", ""},
 		{strings.Repeat("a", MaxUserIDLen), ""},
 		{"", "user id is empty"},
 		{strings.Repeat("a", MaxUserIDLen+1), "user id is 201 bytes, limit is 200"},
@@ -432,13 +513,13 @@ func TestTokenValidateUserID(t *testing.T) {
 		{`a\b`, `user id "a\\b": contains glob character '\\'`},
 	}
 	for _, tt := range tests {
-		err := ValidateUserID(tt.id)
+		err := ValidateExistingUserID(tt.id)
 		var got string
 		if err != nil {
 			got = err.Error()
 		}
 		if got != tt.want {
-			t.Errorf("ValidateUserID(%q)\ngot  %s\nwant %s", tt.id, got, tt.want)
+			t.Errorf("ValidateExistingUserID(%q)\ngot  %s\nwant %s", tt.id, got, tt.want)
 		}
 	}
 }

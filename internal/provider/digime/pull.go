@@ -147,6 +147,21 @@ type fileEntry struct {
 	updated     int64       // ms, from UpdatedDate
 }
 
+// parseFileList reads a file-list answer; its state must be one of the
+// four known.
+func parseFileList(body []byte) (*fileList, error) {
+	var list fileList
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, errors.New("answer is not a file list")
+	}
+	switch st := list.Status.State; st {
+	case stateCompleted, statePartial, statePending, stateRunning:
+		return &list, nil
+	default:
+		return nil, fmt.Errorf("unknown state %q", clip.String(st, 32))
+	}
+}
+
 // poll reads the file list until it is completed or partial.
 func (s *session) poll(ctx context.Context, key string, deadline time.Time) (*fileList, int, error) {
 	for n := 1; ; n++ {
@@ -158,18 +173,12 @@ func (s *session) poll(ctx context.Context, key string, deadline time.Time) (*fi
 		if err != nil {
 			return nil, n, err
 		}
-		var list fileList
-		if err := json.Unmarshal(resp.body, &list); err != nil {
-			return nil, n, &provider.Error{Op: "file list", Status: resp.status, Code: codeBadResponse,
-				Err: errors.New("answer is not a file list")}
+		list, err := parseFileList(resp.body)
+		if err != nil {
+			return nil, n, &provider.Error{Op: "file list", Status: resp.status, Code: codeBadResponse, Err: err}
 		}
-		switch st := list.Status.State; st {
-		case stateCompleted, statePartial:
-			return &list, n, nil
-		case statePending, stateRunning:
-		default:
-			return nil, n, &provider.Error{Op: "file list", Status: resp.status, Code: codeBadResponse,
-				Err: fmt.Errorf("unknown state %q", clip.String(st, 32))}
+		if st := list.Status.State; st == stateCompleted || st == statePartial {
+			return list, n, nil
 		}
 		if n >= s.c.maxPolls {
 			return nil, n, &provider.Error{Op: "pull", Err: fmt.Errorf("gave up after %d polls (state %s)", n, list.Status.State)}

@@ -1,0 +1,4 @@
+package jobs
+
+// DirSinkPath exposes dirSinkPath to the fuzz test.
+var DirSinkPath = dirSinkPath
