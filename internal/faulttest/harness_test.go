@@ -350,9 +350,9 @@ func (h *harness) replica(name string) *replica {
 		jobs.Options{Owner: name, Workers: h.p.workers, Batch: h.p.batch, Lease: h.p.lease, PollInterval: h.p.poll,
 			Clock: h.p.clk, Logger: log, Metrics: h.jobMetrics, Observe: func(run jobs.Run) {
 				h.mu.Lock()
-				h.runs = append(h.runs, observedRun{Run: run, replica: name, at: h.now()})
+				h.runs = append(h.runs, observedRun{Run: run, replica: name, at: run.At})
 				h.mu.Unlock()
-				h.trace(run.User, fmt.Sprintf("%s run %s (due %s, next %s) at %s: %v", name, run.Result, run.Due.Format("05.000"), run.Next.Format("05.000"), h.now().Format("05.000"), errText(run.Err)))
+				h.trace(run.User, fmt.Sprintf("%s run %s (due %s, next %s) at %s: %v", name, run.Result, run.Due.Format("05.000"), run.Next.Format("05.000"), run.At.Format("05.000"), errText(run.Err)))
 				h.notify()
 			}})
 	if err != nil {

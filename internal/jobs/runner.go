@@ -70,6 +70,10 @@ type Run struct {
 	Due       time.Time
 	Next      time.Time
 	Err       error
+	// At is when the run ended, on the runner's clock. Observe sees the
+	// run later, once its outcome is written (seconds later in a Redis
+	// stall).
+	At time.Time
 }
 
 // Result is how a run ended.
@@ -471,6 +475,7 @@ func (r *Runner) SetPaused(ctx context.Context, name string, paused bool) error 
 func (r *Runner) handler(j *job) scheduler.Handler[Loaded, *SavedRun] {
 	return func(ctx context.Context, d scheduler.Due, pre Loaded, ok bool) scheduler.Outcome[*SavedRun] {
 		run, saved := r.handle(ctx, j, d, pre, ok)
+		run.At = r.opt.Clock.Now()
 		out := scheduler.Outcome[*SavedRun]{Next: run.Next, Write: saved}
 		if obs := r.opt.Observe; obs != nil {
 			out.Settled = func() { obs(run) }
