@@ -138,7 +138,7 @@ func TestUnackedCommitKeptAndRetried(t *testing.T) {
 
 			thaw := replica.Freeze(t)
 			b.clk.Advance(55 * time.Minute)
-			b.startWith(t, b.durableStore(t, -1, 200*time.Millisecond), b.prov, b.policy, 1, time.Minute)
+			b.startWith(t, b.durableStore(t, -1, time.Second), b.prov, b.policy, 1, time.Minute)
 			res := b.wait(t, refresher.OutcomeError, 1)
 			if err := res[len(res)-1].Err; !errors.Is(err, tokens.ErrUnacked) {
 				t.Fatalf("result: %v", err)
