@@ -76,7 +76,8 @@ func TestParseDefaults(t *testing.T) {
 	want := DefaultConfig()
 
 	if got.Redis.URL != want.Redis.URL || got.Redis.Prefix != want.Redis.Prefix ||
-		got.Redis.Shards != want.Redis.Shards || got.Redis.DialTimeout != want.Redis.DialTimeout {
+		got.Redis.Shards != want.Redis.Shards || got.Redis.DialTimeout != want.Redis.DialTimeout ||
+		got.Redis.MinReplicasAcked != -1 || got.Redis.WaitTimeout != time.Second {
 		t.Errorf("redis: got %+v, want %+v", got.Redis, want.Redis)
 	}
 	if got.Log != want.Log {
@@ -128,6 +129,7 @@ func TestSampleConfig(t *testing.T) {
 	want := DefaultConfig()
 	if cfg.Redis.URL != want.Redis.URL || cfg.Redis.Prefix != want.Redis.Prefix ||
 		cfg.Redis.Shards != want.Redis.Shards || cfg.Redis.DialTimeout != want.Redis.DialTimeout ||
+		cfg.Redis.MinReplicasAcked != want.Redis.MinReplicasAcked || cfg.Redis.WaitTimeout != want.Redis.WaitTimeout ||
 		cfg.Log != want.Log || cfg.Events != want.Events || cfg.Refresher != want.Refresher ||
 		!reflect.DeepEqual(cfg.Providers, want.Providers) || len(cfg.Jobs) != 0 {
 		t.Errorf("sample differs from DefaultConfig:\ngot  %+v\nwant %+v", cfg, want)
@@ -209,6 +211,8 @@ func TestValidationErrors(t *testing.T) {
 		{"shards 0", "redis: {shards: 0}", `redis.shards: must be between 1 and 1024, got 0`},
 		{"shards big", "redis: {shards: 1025}", `redis.shards: must be between 1 and 1024, got 1025`},
 		{"dial timeout", "redis: {dial_timeout: 0s}", `redis.dial_timeout: must be positive, got 0s`},
+		{"min replicas acked", "redis: {min_replicas_acked: -2}", `redis.min_replicas_acked: must be -1 (automatic) or more, got -2`},
+		{"wait timeout", "redis: {wait_timeout: 0s}", `redis.wait_timeout: must be positive, got 0s`},
 
 		// log
 		{"log level", "log: {level: verbose}", `log.level: unknown level "verbose" (want trace, debug, info, warn or error)`},
@@ -295,7 +299,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// decoding
 		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts, authorize)`},
-		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout, tls)`},
+		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout, tls, min_replicas_acked, wait_timeout)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},
 		{"unknown odd key", "redis: {\"a b\": 1}", `redis: unknown key "a b" (line 5; `},

@@ -49,6 +49,9 @@ func DefaultConfig() *Config {
 			Prefix:      "syncd:",
 			Shards:      16,
 			DialTimeout: 5 * time.Second,
+
+			MinReplicasAcked: -1,
+			WaitTimeout:      time.Second,
 		},
 		Log: LogConfig{
 			Level:  "info",

@@ -144,6 +144,15 @@ type RedisConfig struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// TLS configures a rediss:// connection.
 	TLS RedisTLSConfig `yaml:"tls"`
+	// MinReplicasAcked is how many replicas must acknowledge the commit of
+	// a refreshed (rotated) token before syncd uses it (WAIT; README
+	// "Durable token commits"): -1, the default, waits for 1 while the
+	// master has a connected replica and for none on a single node; 0
+	// never waits.
+	MinReplicasAcked int `yaml:"min_replicas_acked"`
+	// WaitTimeout bounds that wait; default 1s. A commit not acknowledged
+	// within it is kept in memory and committed again.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
 
 	opts *redis.Options // parsed URL, set by Validate
 }

@@ -122,6 +122,10 @@ func (r *RedisConfig) validate(p *problems) {
 		p.add("redis.shards", "must be between 1 and 1024, got %d", r.Shards)
 	}
 	positive(p, "redis.dial_timeout", r.DialTimeout)
+	if r.MinReplicasAcked < -1 {
+		p.add("redis.min_replicas_acked", "must be -1 (automatic) or more, got %d", r.MinReplicasAcked)
+	}
+	positive(p, "redis.wait_timeout", r.WaitTimeout)
 }
 
 // maxPEMFile bounds a CA bundle, certificate or key file.

@@ -35,7 +35,8 @@ func redisOptions(cfg *config.Config) *redis.Options {
 }
 
 func newStore(rdb redis.UniversalClient, cfg *config.Config, log zerolog.Logger) *redisstore.Store {
-	return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen, Logger: log})
+	return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Redis.Prefix, Shards: cfg.Redis.Shards, EventsMaxLen: cfg.Events.MaxLen, Logger: log,
+		MinReplicasAcked: cfg.Redis.MinReplicasAcked, WaitTimeout: cfg.Redis.WaitTimeout})
 }
 
 func keyring(cfg *config.Config) (*tokens.Keyring, error) {

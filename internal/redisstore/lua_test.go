@@ -308,6 +308,15 @@ func TestCommitScript(t *testing.T) {
 	if v, err := commitScript.Run(ctx, b.rdb, key, "L9", 4, "k", "c", 1, 0, ms(now), "r").Slice(); err != nil || !reflect.DeepEqual(v, []any{int64(1), int64(5), ""}) {
 		t.Fatalf("commit answered %v %v", v, err)
 	}
+
+	// Held: a commit that waits for replicas keeps its lease.
+	if _, _, err := b.s.Acquire(ctx, "u", "L3", "", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := commitScript.Run(ctx, b.rdb, key, "L3", 5, "k", "c", 1, 0, ms(now), "r", "1").Slice(); err != nil || !reflect.DeepEqual(v, []any{int64(1), int64(6), ""}) {
+		t.Fatalf("held commit answered %v %v", v, err)
+	}
+	b.want(t, "u", map[string]string{"v": "6", "lo": "L3"})
 }
 
 // TestFailScript: a failure is fenced by the version and the lease; it

@@ -61,6 +61,15 @@ type Options struct {
 	EventsMaxLen int64
 	// Logger receives what the store reports without failing a call.
 	Logger zerolog.Logger
+	// MinReplicasAcked is how many replicas must acknowledge the commit
+	// of a refreshed token (WAIT) before Commit reports it durable (see
+	// durable.go). 0, the default, does not wait; a negative value waits
+	// for 1 while the user's master reports a connected replica and for
+	// none on a single node.
+	MinReplicasAcked int
+	// WaitTimeout bounds that wait; default DefaultWaitTimeout. A commit
+	// not acknowledged within it answers tokens.ErrUnacked.
+	WaitTimeout time.Duration
 }
 
 // Store is syncd's Redis storage.
@@ -70,6 +79,7 @@ type Store struct {
 	shards int
 	maxEv  int64
 	log    zerolog.Logger
+	dur    durability
 }
 
 // New returns a Store over rdb. The caller owns rdb and closes it. New
@@ -85,13 +95,22 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 	if opt.EventsMaxLen <= 0 {
 		opt.EventsMaxLen = 100000
 	}
-	return &Store{rdb: rdb, prefix: opt.Prefix, shards: opt.Shards, maxEv: opt.EventsMaxLen, log: opt.Logger.With().Str("component", "redisstore").Logger()}
+	if opt.WaitTimeout <= 0 {
+		opt.WaitTimeout = DefaultWaitTimeout
+	}
+	return &Store{rdb: rdb, prefix: opt.Prefix, shards: opt.Shards, maxEv: opt.EventsMaxLen, log: opt.Logger.With().Str("component", "redisstore").Logger(),
+		dur: durability{want: opt.MinReplicasAcked, timeout: opt.WaitTimeout, nodes: make(map[string]*replicaCount)}}
 }
 
-// Ping checks that Redis answers and loads the scripts.
+// Ping checks that Redis answers and loads the scripts. In the automatic
+// durability mode it also reads how many replicas the master has (on
+// Redis Cluster, each master is asked at its first commit).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis ping: %w", err)
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); s.dur.want < 0 && !cluster {
+		s.replicasToWait(ctx, s.rdb, "")
 	}
 	return s.loadScripts(ctx)
 }
@@ -514,22 +533,54 @@ func (s *Store) acquired(ctx context.Context, user, lease string, vals []any) (t
 // Commit implements tokens.Store. The token-record scripts (acquire,
 // commit, fail, flag) run without go-redis retries, like the due-set
 // scripts: the refresher decides what to repeat (a commit is fenced by
-// the version, a lease is renewed by its id).
+// the version, a lease is renewed by its id). A commit that waits for
+// replicas (Options.MinReplicasAcked) keeps the lease until they
+// acknowledge it, then releases it; if they do not in time it answers ok
+// with an error wrapping tokens.ErrUnacked and the lease still held.
 func (s *Store) Commit(ctx context.Context, lease string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
-	vals, err := s.runFenced(ctx, commitScript, []string{s.tokenKey(rec.UserID)}, lease, rec.Version,
-		rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason).Slice()
+	key := s.tokenKey(rec.UserID)
+	args := []any{lease, rec.Version, rec.KeyID, rec.Ciphertext, ms(rec.AccessExpiry), ms(rec.RefreshExpiry), ms(now), reason}
+	var c redis.Cmdable
+	want := 0
+	if s.dur.want != 0 {
+		var addr string
+		var err error
+		if c, addr, err = s.master(ctx, key); err != nil {
+			return false, nil, fmt.Errorf("commit token: %w", err)
+		}
+		want = s.replicasToWait(ctx, c, addr)
+	}
+	var vals []any
+	var acked int64
+	var wt time.Duration
+	var waitErr, err error
+	if want == 0 {
+		vals, err = s.runFenced(ctx, commitScript, []string{key}, args...).Slice()
+	} else {
+		wt = s.waitTimeout(ctx, c)
+		vals, acked, waitErr, err = s.commitWaiting(ctx, c, key, want, wt, append(args, "1"))
+	}
 	if err != nil {
 		return false, nil, fmt.Errorf("commit token: %w", err)
 	}
 	if ok, _ := vals[0].(int64); ok != 1 {
 		return false, nil, nil
 	}
-	from, _ := vals[2].(string)
-	if from == "" {
-		return true, nil, nil
+	var tr *tokens.Transition
+	var evErr error
+	if from, _ := vals[2].(string); from != "" {
+		tr = &tokens.Transition{UserID: rec.UserID, From: tokens.State(from), To: tokens.Active, Reason: reason, At: now}
+		evErr = s.event(ctx, tr)
 	}
-	tr := &tokens.Transition{UserID: rec.UserID, From: tokens.State(from), To: tokens.Active, Reason: reason, At: now}
-	return true, tr, s.event(ctx, tr)
+	if want > 0 {
+		if acked < int64(want) {
+			return true, tr, errors.Join(unacked(acked, want, wt, waitErr), evErr)
+		}
+		if err := releaseScript.Run(ctx, s.rdb, []string{key}, lease).Err(); err != nil {
+			s.log.Warn().Err(err).Str("user", rec.UserID).Msg("lease release after a durable commit failed; it expires by itself")
+		}
+	}
+	return true, tr, evErr
 }
 
 func (s *Store) event(ctx context.Context, tr *tokens.Transition) error {

@@ -10,7 +10,9 @@
 // Fault tests take a server of their own with StartPrivate, whatever the
 // environment says, and may then kill it (Kill), bring it back from its
 // data (Restart, with AppendOnly for an fsynced append-only file) or stall
-// it (Pause): never done to a server others use. With TLS the private
+// it (Pause): never done to a server others use. StartReplica adds a
+// replica of such a server; Freeze stops a server's process (a replica
+// then acknowledges nothing) until thawed. With TLS the private
 // server speaks only TLS, with a throwaway CA and a client certificate
 // it requires (Server.CAFile, CertFile, KeyFile).
 //

@@ -18,6 +18,10 @@ type Metrics struct {
 	// (unknown_key, unverified_key, tampered, error; see openFailure).
 	// Any increase is a configuration error or tampering to look at.
 	OpenFailures *prometheus.CounterVec
+	// CommitUnacked counts refreshed tokens whose commit reached the
+	// master but not redis.min_replicas_acked replicas in time: each is
+	// kept in memory and committed again (tokens.ErrUnacked).
+	CommitUnacked *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (if non-nil).
@@ -42,12 +46,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OpenFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "syncd_token_open_failures_total", Help: "Token records that did not open, by reason (unknown_key, unverified_key: kept and retried; tampered: quarantined).",
 		}, []string{"reason"}),
+		CommitUnacked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncd_token_commit_unacked_total", Help: "Refreshed-token commits not acknowledged by redis.min_replicas_acked replicas within redis.wait_timeout, by provider: kept in memory and committed again, never used before they are.",
+		}, []string{"provider"}),
 	}
 	for _, r := range []string{openUnknownKey, openUnverifiedKey, openTampered, openError} {
 		m.OpenFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.RefreshTotal, m.RefreshDuration, m.ReauthFlagged, m.CircuitOpen, m.Quarantined, m.OpenFailures)
+		reg.MustRegister(m.RefreshTotal, m.RefreshDuration, m.ReauthFlagged, m.CircuitOpen, m.Quarantined, m.OpenFailures, m.CommitUnacked)
 	}
 	return m
 }
@@ -98,5 +105,11 @@ func (m *Metrics) openFailed(reason string) {
 func (m *Metrics) quarantined() {
 	if m != nil {
 		m.Quarantined.Inc()
+	}
+}
+
+func (m *Metrics) unacked(provider string) {
+	if m != nil {
+		m.CommitUnacked.WithLabelValues(provider).Inc()
 	}
 }

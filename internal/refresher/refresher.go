@@ -1,6 +1,7 @@
 package refresher
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -525,6 +526,10 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	next.KeyID, next.Ciphertext = kid, ct
 	next.AccessExpiry, next.RefreshExpiry, next.LastRefresh = fresh.AccessExpiry, fresh.RefreshExpiry, now
 	ok, tr, err := r.commit(ctx, log, l.ID, next, now)
+	if errors.Is(err, tokens.ErrUnacked) {
+		r.opt.Metrics.observe(ps.name, time.Since(start))
+		return r.unacked(log, l.ID, next, ps, err, now)
+	}
 	if err != nil {
 		// Redis did not take the rotated token while the lease and its
 		// grace lasted. It stays in memory: the next acquisition here
@@ -559,6 +564,12 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
 		ok, tr, err := r.store.Commit(cctx, lease, next, tokens.ReasonRefreshed, now)
 		cancel()
+		if errors.Is(err, tokens.ErrUnacked) {
+			// Stored on the master: a retry would be fenced out by its
+			// own write. The caller keeps the token.
+			r.storeFailed.Store(false)
+			return ok, tr, err
+		}
 		if err == nil {
 			if attempt > 1 {
 				r.storeFailed.Store(false)
@@ -579,9 +590,26 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 	}
 }
 
+// unacked handles a commit of next that reached the master but not the
+// replicas it must reach (tokens.ErrUnacked): a failover now could bring
+// back the token the provider has just rotated away. The token is not
+// used and not trusted: it is kept for the next acquisition, which
+// renews the lease the commit kept (nobody else presents the token
+// meanwhile) and commits it again, without calling the provider, until
+// replicas acknowledge it (commitPending). It is retried after a quarter
+// of the lease, well before anyone else could take the lease over.
+func (r *Refresher) unacked(log zerolog.Logger, lease string, next tokens.Record, ps *providerState, err error, now time.Time) (pass, error) {
+	r.keepPending(next)
+	r.orphan(next.UserID, lease)
+	r.opt.Metrics.unacked(ps.name)
+	log.Warn().Err(err).Msg("refreshed token stored but not acknowledged by replicas; kept in memory and committed again")
+	return pass{next: now.Add(r.opt.Lease / 4)}, err
+}
+
 // keepPending keeps next, a record with a rotated token Redis did not
-// take in time (its Version is the one it replaces), for the next
-// acquisition of the user in this process.
+// take in time, or took without the replicas acknowledging it (its
+// Version is the one it replaces), for the next acquisition of the user
+// in this process.
 func (r *Refresher) keepPending(next tokens.Record) {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
@@ -599,20 +627,35 @@ func (r *Refresher) takePending(user string) (tokens.Record, bool) {
 	return p, ok
 }
 
-// commitPending stores a rotated token kept through an outage, under the
-// lease just acquired, instead of calling the provider again. done is
-// false when the record moved on (a token stored since): the kept token
-// is then of no use, and the refresh goes on as usual.
+// commitPending stores a rotated token kept through an outage or an
+// unacknowledged commit, under the lease just acquired, instead of
+// calling the provider again. The record found decides:
+//   - it holds the kept token under a newer version: the commit reached
+//     the master, maybe not the replicas; it is committed again (a write
+//     that WAIT can count, and that covers the earlier one);
+//   - its version is the kept token's base or older: the commit never
+//     landed, or a failover lost it (the old token is back): the kept
+//     token is stored over it;
+//   - otherwise a token was stored since: done is false, the kept token
+//     is of no use and the refresh goes on as usual.
 func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o pass, done bool, err error) {
-	if kept.Version != rec.Version {
+	if rec.Version > kept.Version && !bytes.Equal(rec.Ciphertext, kept.Ciphertext) {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
 		return pass{}, false, nil
 	}
 	next := kept
-	next.LeaseUntil = rec.LeaseUntil
+	next.Version, next.LeaseUntil = rec.Version, rec.LeaseUntil
 	ok, tr, err := r.commit(ctx, log, lease, next, now)
+	if errors.Is(err, tokens.ErrUnacked) {
+		ps := r.providers[rec.Provider]
+		if ps == nil {
+			ps = &providerState{name: rec.Provider}
+		}
+		o, err := r.unacked(log, lease, kept, ps, err, now)
+		return o, true, err
+	}
 	if err != nil {
-		r.keepPending(next)
+		r.keepPending(kept)
 		return pass{next: now.Add(r.opt.Lease)}, true, err
 	}
 	if !ok {
@@ -620,7 +663,7 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)
-	log.Info().Msg("stored a rotated token kept in memory through the outage")
+	log.Info().Msg("stored a rotated token kept in memory")
 	out := pass{next: now.Add(r.opt.Lease), result: OutcomeOK}
 	if ps != nil {
 		r.opt.Metrics.refreshed(ps.name, "ok", 0)

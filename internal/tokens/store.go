@@ -19,6 +19,11 @@ var (
 	// ErrMalformedRecord: a stored record cannot be parsed. The refresher
 	// quarantines it and reports it; it never crashes.
 	ErrMalformedRecord = errkind.New(errkind.Conflict, "malformed token record")
+	// ErrUnacked: a committed token reached the Redis master but not the
+	// replicas it must reach in time (redis.min_replicas_acked): a
+	// failover now could bring the previous token back. The caller keeps
+	// the token and retries (Store.Commit).
+	ErrUnacked = errkind.New(errkind.Unavailable, "token commit not acknowledged by enough replicas")
 )
 
 // AcquireStatus is the outcome of taking a user's refresh lease.
@@ -94,6 +99,11 @@ type Store interface {
 	AcquireMany(ctx context.Context, users, leases []string, now, until time.Time) ([]Lease, error)
 	// Commit persists a refreshed token if the version still holds (the
 	// lease is released if it is still lease); ok is false when fenced out.
+	// A store that waits for replicas returns ok with an error wrapping
+	// ErrUnacked when they did not acknowledge the write in time: the
+	// token is stored on the master, the lease is kept (nobody else may
+	// present the token before it is durable), and the caller commits it
+	// again, under a renewal of that lease, until it is acknowledged.
 	Commit(ctx context.Context, lease string, rec Record, reason string, now time.Time) (ok bool, tr *Transition, err error)
 	// Fail records a transient failure and releases the lease; the user
 	// becomes degraded after degradeAfter consecutive failures.
