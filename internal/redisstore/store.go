@@ -48,7 +48,7 @@ var (
 	rekeyScript    = script("rekey")
 	setStateScript = script("setstate")
 	unlockScript   = script("unlock")
-	allScripts     = []*redis.Script{claimScript, finishScript, renewScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript}
+	allScripts     = []*redis.Script{claimScript, finishScript, renewScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript, moveInScript, moveOutScript}
 )
 
 // Options configure a Store.
@@ -635,9 +635,10 @@ func (s *Store) SetState(ctx context.Context, user string, to tokens.State, reas
 	return tr, nil
 }
 
-// Scan implements tokens.Store.
+// Scan implements tokens.Store. On a cluster the cursor walks every
+// master in turn (scanStep); a page may be empty while next is not 0.
 func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error) {
-	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
+	keys, next, err := s.scanStep(ctx, cursor, s.tokenPattern(), count)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
 	}
