@@ -205,7 +205,7 @@ func (s *Store) eachUserOn(ctx context.Context, node redis.Cmdable, fn func(refs
 	together := node == redis.Cmdable(s.rdb)
 	keys, cursor, err := node.Scan(ctx, 0, pattern, count).Result()
 	if err != nil {
-		return fmt.Errorf("scan users: %w", err)
+		return fmt.Errorf("scan users: %w", nodeErr(err))
 	}
 	for {
 		var scan *redis.ScanCmd
@@ -226,7 +226,7 @@ func (s *Store) eachUserOn(ctx context.Context, node redis.Cmdable, fn func(refs
 		}
 		if !together && cursor != 0 {
 			if scan = node.Scan(ctx, cursor, pattern, count); scan.Err() != nil {
-				return fmt.Errorf("scan users: %w", scan.Err())
+				return fmt.Errorf("scan users: %w", nodeErr(scan.Err()))
 			}
 		}
 		refs := make([]tokens.UserRef, 0, len(keys))

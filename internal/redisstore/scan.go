@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncd/syncd/internal/errkind"
 )
 
 // SCAN walks one server's keyspace. On Redis Cluster each master holds
@@ -19,6 +21,15 @@ import (
 // spans a failover or a resharding may miss or repeat keys that moved
 // during it, as SCAN does across a rehash; the walks are repeated
 // (housekeeping, migration) or resumable (key rotation, user listing).
+
+// nodeErr marks err, of a call to one node or of the cluster's topology
+// (neither passes the store's outageHook), as outageHook would.
+func nodeErr(err error) error {
+	if outage(err) {
+		return errkind.Mark(errkind.Unavailable, err)
+	}
+	return err
+}
 
 // scanNodes returns the servers a SCAN walk visits: every master of a
 // Redis Cluster, ordered by the lowest slot each serves (a promoted
@@ -31,7 +42,7 @@ func (s *Store) scanNodes(ctx context.Context) ([]redis.Cmdable, error) {
 	}
 	slots, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
-		return nil, err
+		return nil, nodeErr(err)
 	}
 	first := make(map[string]int)
 	for _, sl := range slots {
@@ -52,7 +63,7 @@ func (s *Store) scanNodes(ctx context.Context) ([]redis.Cmdable, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nodeErr(err)
 	}
 	// A master serving no slot holds no keys of its own: last.
 	at := func(c *redis.Client) int {
@@ -89,7 +100,7 @@ func (s *Store) scanAll(ctx context.Context, pattern, typ string, count int64, f
 		for {
 			keys, next, err := n.ScanType(ctx, cursor, pattern, count, typ).Result()
 			if err != nil {
-				return err
+				return nodeErr(err)
 			}
 			if len(keys) > 0 {
 				if err := fn(keys); err != nil {
@@ -122,7 +133,7 @@ func (s *Store) scanStep(ctx context.Context, cursor uint64, pattern string, cou
 	}
 	keys, next, err := nodes[i].Scan(ctx, c, pattern, count).Result()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nodeErr(err)
 	}
 	switch {
 	case next>>nodeBits != 0:
