@@ -35,11 +35,11 @@
 //	                                        score carrying the claim's fence (claims.go); ScheduleDue,
 //	                                        AddDue, RescoreDue, ClaimDue, RenewDue, FinishDue (refresher),
 //	                                        FinishRuns (job runner), DropDue (engines, job runner),
-//	                                        MigrateShards (move)
+//	                                        MigrateShards (move_in, move_out)
 //	Pclaims:{Pdue:SET:N}  hash    due shard claims in flight in that shard: member -> due time (unix ms),
 //	                                        plus a 1 KiB field "" (claim.lua); named Pdue:SET:N:claims
 //	                                        when P has a hash tag; ClaimDue, FinishDue, FinishRuns,
-//	                                        DropDue, MigrateShards (move)
+//	                                        DropDue, MigrateShards (move_in, move_out)
 //	Preauth               zset    own       re-auth queue, hints re-checked against the record: member
 //	                                        user id, score flagged at (unix ms); Flag adds; Put,
 //	                                        SetState, Quarantine, ReauthQueue remove; Restore re-adds
@@ -69,9 +69,11 @@
 //	PSTREAM               stream  own       a redis sink's pulled items (STREAM from the job's sink
 //	                                        config, default "pulled"), capped; SinkAdd (job runner)
 //
-// Every Lua script touches one key or one slot, except the shard
-// migration's move script, which touches two shards of one due set (on
-// Redis Cluster they may sit in different slots). Shared indexes (due
+// Every Lua script, MULTI and multi-key command touches one key or one
+// slot: the shard migration moves a member between two shards (two
+// slots) in two scripts, move_in and move_out (migrate.go says why no run
+// is lost). SCAN walks run on every master of a cluster (scan.go).
+// Shared indexes (due
 // sets, the re-auth queue) are hints: they are written before the record
 // when adding and after it when removing, and readers re-check the record,
 // so a crash between two steps leaves a stale hint, never a lost user.

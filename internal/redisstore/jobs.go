@@ -178,24 +178,41 @@ func (s *Store) AddJobStats(ctx context.Context, counts map[string][2]int64, now
 	return nil
 }
 
-// EachUser implements tokens.Store: ids from SCAN, state
-// and provider by pipelined HMGET (not the whole records). The HMGETs of
-// one batch ride in the same round trip as the SCAN for the next. A
-// record of the wrong type, or missing a required field, is handed to fn
-// as malformed.
+// EachUser implements tokens.Store: ids from SCAN (on every master of a
+// cluster, one after the other), state and provider by pipelined HMGET
+// (not the whole records). On one server the HMGETs of one batch ride in
+// the same round trip as the SCAN for the next. A record of the wrong
+// type, or missing a required field, is handed to fn as malformed.
 func (s *Store) EachUser(ctx context.Context, fn func(refs []tokens.UserRef, malformed []string) error) error {
-	const count = 2000
-	pattern := s.tokenPattern()
-	keys, cursor, err := s.rdb.Scan(ctx, 0, pattern, count).Result()
+	nodes, err := s.scanNodes(ctx)
 	if err != nil {
 		return fmt.Errorf("scan users: %w", err)
+	}
+	for _, n := range nodes {
+		if err := s.eachUserOn(ctx, n, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachUserOn is EachUser's walk of one server's keys.
+func (s *Store) eachUserOn(ctx context.Context, node redis.Cmdable, fn func(refs []tokens.UserRef, malformed []string) error) error {
+	const count = 2000
+	pattern := s.tokenPattern()
+	// On a cluster the SCAN goes to node and the HMGETs through the
+	// cluster client, which routes each (and follows redirects).
+	together := node == redis.Cmdable(s.rdb)
+	keys, cursor, err := node.Scan(ctx, 0, pattern, count).Result()
+	if err != nil {
+		return fmt.Errorf("scan users: %w", nodeErr(err))
 	}
 	for {
 		var scan *redis.ScanCmd
 		cmds := make([]*redis.SliceCmd, len(keys))
-		if cursor != 0 || len(keys) > 0 {
+		if len(keys) > 0 || (together && cursor != 0) {
 			_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				if cursor != 0 {
+				if together && cursor != 0 {
 					scan = p.Scan(ctx, cursor, pattern, count)
 				}
 				for i, k := range keys {
@@ -205,6 +222,11 @@ func (s *Store) EachUser(ctx context.Context, fn func(refs []tokens.UserRef, mal
 			})
 			if err != nil && (otherErr(cmds) != nil || (scan != nil && scan.Err() != nil)) {
 				return fmt.Errorf("scan users: %w", err)
+			}
+		}
+		if !together && cursor != 0 {
+			if scan = node.Scan(ctx, cursor, pattern, count); scan.Err() != nil {
+				return fmt.Errorf("scan users: %w", nodeErr(scan.Err()))
 			}
 		}
 		refs := make([]tokens.UserRef, 0, len(keys))

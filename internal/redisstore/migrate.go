@@ -33,7 +33,8 @@ import (
 // counts no layout suits both, and two sweeps would undo each other.
 
 var (
-	moveScript           = script("move")
+	moveInScript         = script("move_in")
+	moveOutScript        = script("move_out")
 	shardsAnnounceScript = script("shards_announce")
 	shardsSettleScript   = script("shards_settle")
 )
@@ -129,17 +130,11 @@ func parseAnnouncement(v string) (shards int, at int64, ok bool) {
 	return n, t, found && err1 == nil && err2 == nil
 }
 
-// sweepDue walks every due-set shard key in Redis (SCAN: shards beyond
-// the current count, and due sets of jobs no longer configured, too) and
-// moves misplaced members.
+// sweepDue walks every due-set shard key in Redis (SCAN, on every master
+// of a cluster: shards beyond the current count, and due sets of jobs no
+// longer configured, too) and moves misplaced members.
 func (s *Store) sweepDue(ctx context.Context, res *ShardMigration) error {
-	pattern := s.duePattern()
-	var cursor uint64
-	for {
-		keys, next, err := s.rdb.ScanType(ctx, cursor, pattern, 1000, "zset").Result()
-		if err != nil {
-			return err
-		}
+	return s.scanAll(ctx, s.duePattern(), "zset", 1000, func(keys []string) error {
 		for _, k := range keys {
 			set, shard, ok := s.parseDueKey(k)
 			if !ok {
@@ -149,10 +144,8 @@ func (s *Store) sweepDue(ctx context.Context, res *ShardMigration) error {
 				return fmt.Errorf("%s: %w", k, err)
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+		return nil
+	})
 }
 
 // sweepShard moves the misplaced members of one shard key. Members whose
@@ -161,6 +154,9 @@ func (s *Store) sweepDue(ctx context.Context, res *ShardMigration) error {
 // counted for the next sweep.
 func (s *Store) sweepShard(ctx context.Context, set string, shard int, res *ShardMigration) error {
 	key := s.dueKey(set, shard)
+	// copies: members copied to their shard whose old entry changed
+	// before it could be removed -> the copy's score.
+	copies := make(map[string]string)
 	for pass := 0; ; pass++ {
 		changed := 0
 		var cursor uint64
@@ -169,23 +165,21 @@ func (s *Store) sweepShard(ctx context.Context, set string, shard int, res *Shar
 			if err != nil {
 				return err
 			}
-			byShard := make(map[int][]any)
+			byShard := make(map[int][]string)
 			for i := 0; i+1 < len(vals); i += 2 {
 				if to := scheduler.Shard(vals[i], s.shards); to != shard {
 					byShard[to] = append(byShard[to], vals[i], vals[i+1])
 				}
 			}
-			for to, args := range byShard {
-				for len(args) > 0 {
-					n := min(len(args), 2*zaddMax)
-					r, err := moveScript.Run(ctx, s.rdb, []string{key, s.dueKey(set, to), s.claimsKey(set, shard), s.claimsKey(set, to)}, args[:n]...).Int64Slice()
+			for to, pairs := range byShard {
+				for len(pairs) > 0 {
+					n := min(len(pairs), 2*zaddMax)
+					c, err := s.move(ctx, set, shard, to, pairs[:n], copies, res)
 					if err != nil {
 						return err
 					}
-					res.Moved += int(r[0])
-					res.Dropped += int(r[1])
-					changed += int(r[2])
-					args = args[n:]
+					changed += c
+					pairs = pairs[n:]
 				}
 			}
 			if cursor = next; cursor == 0 {
@@ -200,4 +194,71 @@ func (s *Store) sweepShard(ctx context.Context, set string, shard int, res *Shar
 			return nil
 		}
 	}
+}
+
+// move moves members (pairs of member and score read) from shard from to
+// shard to of set, in two steps that each touch one shard and its claims
+// hash, one cluster slot (the due sets' shards spread over a cluster's
+// masters):
+//
+//  1. move_in copies each member into shard to with its score and claim
+//     record, unless it is there already;
+//  2. move_out removes each from shard from if its score is still the one
+//     read.
+//
+// A member is in at least one shard at every step, so no run is lost. A
+// member whose old entry changed between the read and step 2 (claimed in
+// its old shard, a shard below the new count) is in both until the next
+// pass copies its new score over the copy (copies: only if nobody touched
+// the copy since) and removes the old entry; one still in both after the
+// passes, or after a failure between the steps, is left to the next
+// sweep, which keeps the entry in its own shard and drops the other.
+// While in both, a due entry could be claimed in each shard and run
+// twice: the window is a round trip, and an entry claimed in its old
+// shard already ran again after its lease (its claimer finishes in the
+// new shard, where that claim does not hold). Neither step is retried by
+// go-redis (runFenced): a repeated move_in would not report its own
+// copy. It returns how many members changed.
+func (s *Store) move(ctx context.Context, set string, from, to int, pairs []string, copies map[string]string, res *ShardMigration) (int, error) {
+	members := make([]string, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		members = append(members, pairs[i])
+	}
+	claims, err := s.rdb.HMGet(ctx, s.claimsKey(set, from), members...).Result()
+	if err != nil {
+		return 0, err
+	}
+	in := make([]any, 0, 4*len(members))
+	out := make([]any, 0, len(pairs))
+	for i, m := range members {
+		rec, _ := claims[i].(string)
+		in = append(in, m, pairs[2*i+1], rec, copies[m])
+		out = append(out, m, pairs[2*i+1])
+	}
+	added, err := s.runFenced(ctx, moveInScript, []string{s.dueKey(set, to), s.claimsKey(set, to)}, in...).Int64Slice()
+	if err != nil {
+		return 0, err
+	}
+	removed, err := s.runFenced(ctx, moveOutScript, []string{s.dueKey(set, from), s.claimsKey(set, from)}, out...).Int64Slice()
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	for i, m := range members {
+		switch {
+		case removed[i] == 1 && added[i] == 1:
+			res.Moved++
+		case removed[i] == 1:
+			res.Dropped++
+		case removed[i] == 0:
+			changed++
+		}
+		switch {
+		case removed[i] == 0 && added[i] == 1:
+			copies[m] = pairs[2*i+1]
+		case removed[i] != 0:
+			delete(copies, m)
+		}
+	}
+	return changed, nil
 }

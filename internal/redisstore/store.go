@@ -48,7 +48,7 @@ var (
 	rekeyScript    = script("rekey")
 	setStateScript = script("setstate")
 	unlockScript   = script("unlock")
-	allScripts     = []*redis.Script{claimScript, finishScript, renewScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript}
+	allScripts     = []*redis.Script{claimScript, finishScript, renewScript, putScript, acquireScript, commitScript, failScript, flagScript, releaseScript, rekeyScript, setStateScript, unlockScript, moveInScript, moveOutScript}
 )
 
 // Options configure a Store.
@@ -125,18 +125,34 @@ func (s *Store) loadScripts(ctx context.Context) error {
 }
 
 // pipelined runs fn's commands in one round trip. Scripts in a pipeline go
-// by EVALSHA; if Redis lost them (restart, SCRIPT FLUSH) they are loaded
-// and the pipeline runs once more. Every script here is safe to repeat
-// after NOSCRIPT because a missing script executed nothing.
+// by EVALSHA; if Redis lost them (restart, SCRIPT FLUSH, a replica
+// promoted on a cluster) they are loaded and the commands that found no
+// script run once more: those executed nothing. Only those: on a cluster
+// the pipeline is split by node, and the commands sent to the other
+// nodes did run (a finish repeated would report its claim lost).
 func (s *Store) pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	cmds, err := s.rdb.Pipelined(ctx, fn)
-	if err != nil && hasNoScript(cmds) {
-		if lerr := s.loadScripts(ctx); lerr != nil {
-			return nil, lerr
-		}
-		cmds, err = s.rdb.Pipelined(ctx, fn)
+	if err == nil || !hasNoScript(cmds) {
+		return cmds, err
 	}
-	return cmds, err
+	if lerr := s.loadScripts(ctx); lerr != nil {
+		return nil, lerr
+	}
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range cmds {
+			if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				c.SetErr(nil)
+				_ = p.Process(ctx, c)
+			}
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return cmds, c.Err()
+		}
+	}
+	return cmds, nil
 }
 
 func hasNoScript(cmds []redis.Cmder) bool {
@@ -686,9 +702,10 @@ func (s *Store) SetState(ctx context.Context, user string, to tokens.State, reas
 	return tr, nil
 }
 
-// Scan implements tokens.Store.
+// Scan implements tokens.Store. On a cluster the cursor walks every
+// master in turn (scanStep); a page may be empty while next is not 0.
 func (s *Store) Scan(ctx context.Context, cursor uint64, count int64) ([]tokens.Record, []string, uint64, error) {
-	keys, next, err := s.rdb.Scan(ctx, cursor, s.tokenPattern(), count).Result()
+	keys, next, err := s.scanStep(ctx, cursor, s.tokenPattern(), count)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("scan users: %w", err)
 	}

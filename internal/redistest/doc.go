@@ -16,6 +16,10 @@
 // server speaks only TLS, with a throwaway CA and a client certificate
 // it requires (Server.CAFile, CertFile, KeyFile).
 //
+// StartCluster starts a Redis Cluster of the test's own (three masters,
+// a replica each, created by redis-cli --cluster create) and can fail a
+// master over to its replica (Cluster.Failover).
+//
 // It does not hold fixtures or test data: each test writes its own keys,
 // under its prefix, through the code under test.
 package redistest

@@ -25,18 +25,35 @@ type bundle struct {
 	srv   *redistest.Server
 	clk   *clock.Fake
 	store *redisstore.Store
+	// client and prefix: srv's, or a cluster's (setupCluster).
+	client func(t *testing.T) redis.UniversalClient
+	prefix string
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	b := &bundle{srv: srv, clk: clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))}
+	b := &bundle{srv: srv, clk: clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)), prefix: srv.Prefix}
+	b.client = func(t *testing.T) redis.UniversalClient { return srv.Client(t) }
+	b.store = b.newStore(t)
+	return b
+}
+
+// setupCluster is setup on a 3-master Redis Cluster (no srv).
+func setupCluster(t *testing.T) *bundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a 6-node Redis Cluster")
+	}
+	c := redistest.StartCluster(t)
+	b := &bundle{clk: clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)), prefix: c.Prefix}
+	b.client = func(t *testing.T) redis.UniversalClient { return c.Client(t) }
 	b.store = b.newStore(t)
 	return b
 }
 
 func (b *bundle) newStore(t *testing.T) *redisstore.Store {
-	s := redisstore.New(b.srv.Client(t), redisstore.Options{Prefix: b.srv.Prefix, Shards: 4})
+	s := redisstore.New(b.client(t), redisstore.Options{Prefix: b.prefix, Shards: 4})
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +91,16 @@ func (b *bundle) engine(t *testing.T, h scheduler.Handler[none, none], workers i
 }
 
 func TestEnginesShareWorkWithoutDuplicates(t *testing.T) {
-	b := setup(t)
+	enginesShareWork(t, setup(t))
+}
+
+// TestEnginesShareWorkOnCluster: the same on a Redis Cluster, whose
+// masters hold the due set's shards.
+func TestEnginesShareWorkOnCluster(t *testing.T) {
+	enginesShareWork(t, setupCluster(t))
+}
+
+func enginesShareWork(t *testing.T, b *bundle) {
 	const n = 600
 	members := b.schedule(t, n, b.clk.Now())
 	var mu sync.Mutex
