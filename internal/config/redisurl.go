@@ -44,11 +44,17 @@ func (r *RedisConfig) parseRedis(p *problems) (RedisClientOptions, bool) {
 		p.add("redis.url", "invalid URL %q: %s", redactURL(r.URL), urlErrorText(r.URL, err))
 		return c, false
 	}
+	q := u.Query()
+	shown := *u // what errors quote: no password, in userinfo or query
+	if q.Has("password") {
+		sq := u.Query()
+		sq.Set("password", "xxxxx")
+		shown.RawQuery = sq.Encode()
+	}
 	bad := func(format string, args ...any) (RedisClientOptions, bool) {
-		p.add("redis.url", "invalid URL %q: %s", u.Redacted(), fmt.Sprintf(format, args...))
+		p.add("redis.url", "invalid URL %q: %s", shown.Redacted(), fmt.Sprintf(format, args...))
 		return c, false
 	}
-	q := u.Query()
 	for _, k := range reservedParams {
 		if q.Has(k) {
 			return bad("parameter %s is not supported here", k)
@@ -59,7 +65,7 @@ func (r *RedisConfig) parseRedis(p *problems) (RedisClientOptions, bool) {
 		switch scheme {
 		case "redis", "rediss":
 		default:
-			p.add("redis.cluster_addrs", "needs a redis:// or rediss:// redis.url (for TLS, user, password), got %q", u.Redacted())
+			p.add("redis.cluster_addrs", "needs a redis:// or rediss:// redis.url (for TLS, user, password), got %q", shown.Redacted())
 			return c, false
 		}
 		hosts = r.ClusterAddrs
