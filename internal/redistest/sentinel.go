@@ -107,28 +107,39 @@ func (s *Sentinel) Master(t testing.TB) string {
 
 // Failover asks a sentinel for a failover (SENTINEL FAILOVER) and returns
 // the new master's address once every sentinel reports it, it answers as
-// a master and the old master replicates from it in sync.
+// a master and the old master replicates from it in sync. The old master
+// is made a replica (REPLICAOF) as soon as the replica answers as a
+// master: Sentinel itself does that only some 10 s later, and writes the
+// old master takes meanwhile are lost when it resyncs, as in production.
 func (s *Sentinel) Failover(t testing.TB) string {
 	t.Helper()
 	old := s.Master(t)
+	var next string
+	for a := range s.nodes {
+		if a != old {
+			next = a
+		}
+	}
 	sentinelPoll(t, "SENTINEL FAILOVER to be accepted", func(ctx context.Context) bool {
 		// NOGOODSLAVE while the replica's state is not yet fresh enough.
 		return sentinelProbe(ctx, s.sentinels[0].hostPort(), "SENTINEL", "FAILOVER", SentinelMaster).Err() == nil
 	})
-	addr := s.waitNewMaster(t, old)
-	// Sentinel turns the old master into a replica only after it has
-	// seen it report itself a master for a while (about 10 s); do what it
-	// would at once.
-	host, port, _ := net.SplitHostPort(addr)
+	host, port, _ := net.SplitHostPort(next)
+	sentinelPoll(t, "the replica to be promoted", func(ctx context.Context) bool {
+		role, err := sentinelProbe(ctx, next, "ROLE").Slice()
+		return err == nil && len(role) > 0 && role[0] == "master"
+	})
+	if err := sentinelProbe(context.Background(), old, "REPLICAOF", host, port).Err(); err != nil {
+		t.Fatalf("redistest: demote the old master: %v", err)
+	}
+	if addr := s.waitNewMaster(t, old); addr != next {
+		t.Fatalf("redistest: sentinels promoted %s, want %s", addr, next)
+	}
 	sentinelPoll(t, "the old master to replicate from the new one", func(ctx context.Context) bool {
 		info, _ := sentinelProbe(ctx, old, "INFO", "replication").Text()
-		if !strings.Contains(info, "master_port:"+port+"\r\n") {
-			_ = sentinelProbe(ctx, old, "REPLICAOF", host, port).Err()
-			return false
-		}
-		return strings.Contains(info, "master_link_status:up")
+		return strings.Contains(info, "master_port:"+port+"\r\n") && strings.Contains(info, "master_link_status:up")
 	})
-	return addr
+	return next
 }
 
 // KillMaster kills the master with SIGKILL, as a crash would, and returns
