@@ -14,6 +14,11 @@
 // server speaks only TLS, with a throwaway CA and a client certificate
 // it requires (Server.CAFile, CertFile, KeyFile).
 //
+// StartSentinel starts a master, a replica and three sentinels, all
+// private, and returns their redis-sentinel:// URL; Failover (SENTINEL
+// FAILOVER) and KillMaster (SIGKILL) fail the master over and return once
+// the sentinels agree on the promoted one.
+//
 // It does not hold fixtures or test data: each test writes its own keys,
 // under its prefix, through the code under test.
 package redistest
