@@ -20,7 +20,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	users := fs.Int("users", 100000, "users to seed")
 	workers := fs.Int("workers", 64, "workers per engine")
 	latency := fs.Duration("latency", 0, "latency added to every provider call")
-	redisURL := fs.String("redis-url", "", "Redis to use (default: start a private redis-server)")
+	redisURL := fs.String("redis-url", "", "Redis to use, as redis.url: redis://, redis-sentinel://, redis-cluster:// (default: start a private redis-server)")
+	clusterAddrs := fs.String("cluster-addrs", "", "Redis Cluster seed nodes, comma-separated host:port, as redis.cluster_addrs")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
@@ -56,7 +57,11 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	if *until != "" && !slices.Contains(bench.Stages, *until) {
 		return badInput("bench: --until %q: want one of %s", *until, strings.Join(bench.Stages, ", "))
 	}
-	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, Until: *until, Providers: *providers})
+	var seeds []string
+	if *clusterAddrs != "" {
+		seeds = strings.Split(*clusterAddrs, ",")
+	}
+	res, err := bench.Run(ctx, bench.Options{RedisURL: *redisURL, ClusterAddrs: seeds, Users: *users, Workers: *workers, Latency: *latency, Progress: e.stderr, Until: *until, Providers: *providers})
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/syncd/syncd/internal/authflow"
@@ -26,6 +25,7 @@ import (
 	"github.com/syncd/syncd/internal/daemon"
 	"github.com/syncd/syncd/internal/jobs"
 	"github.com/syncd/syncd/internal/provider/digimefake"
+	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/refresher"
 )
 
@@ -206,7 +206,7 @@ jobs:
 
 	// Summary (the daemon has stopped; Redis is still up).
 	bg := context.Background()
-	rdb := redis.NewClient(cfg.Redis.Options())
+	rdb := redisstore.NewClient(cfg.Redis.ClientOptions(), 0, 0)
 	defer rdb.Close()
 	pulled, _ := rdb.XLen(bg, cfg.Redis.Prefix+"pulled").Result()
 	imported := 0

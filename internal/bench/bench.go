@@ -33,10 +33,15 @@ import (
 
 // Options configure a run.
 type Options struct {
-	// RedisURL; empty starts a private redis-server.
+	// RedisURL is the Redis to use, in any form redis.url takes; empty,
+	// without ClusterAddrs, starts a private redis-server.
 	RedisURL string
-	Users    int
-	Workers  int
+	// ClusterAddrs are Redis Cluster seed nodes (redis.cluster_addrs);
+	// RedisURL then gives only TLS, user and password.
+	ClusterAddrs []string
+
+	Users   int
+	Workers int
 	// Latency is added to every provider call.
 	Latency time.Duration
 	// LagLoad is the fraction of measured job capacity the lag stage
@@ -114,22 +119,23 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res := Result{Users: opt.Users, Workers: opt.Workers, LatencySeconds: opt.Latency.Seconds(), LagLoad: opt.LagLoad,
 		Cores: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version()}
 
-	url := opt.RedisURL
-	if url == "" {
+	rc := config.DefaultConfig().Redis
+	rc.URL, rc.ClusterAddrs = opt.RedisURL, opt.ClusterAddrs
+	if rc.URL == "" && len(rc.ClusterAddrs) == 0 {
 		u, stop, err := startRedis()
 		if err != nil {
 			return res, err
 		}
 		defer stop()
-		url = u
+		rc.URL = u
+	} else if rc.URL == "" {
+		rc.URL = "redis://"
 	}
-	ro, err := redis.ParseURL(url)
-	if err != nil {
-		return res, fmt.Errorf("bench: --redis-url: %w", err)
+	if err := rc.Validate(); err != nil {
+		return res, fmt.Errorf("bench: %w", err)
 	}
 	// As syncd run: a refresher and two jobs' engines, each with Workers.
-	redisstore.TuneClient(ro, 3*opt.Workers, lease)
-	rdb := redis.NewClient(ro)
+	rdb := redisstore.NewClient(rc.ClientOptions(), 3*opt.Workers, lease)
 	defer rdb.Close()
 	rt := &counter{}
 	rdb.AddHook(rt)
@@ -198,7 +204,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 					}
 				}})
 	}
-	ref, err = refresher.New(store, keys, map[string]refresher.ProviderEntry{"bench": {Provider: prov, Policy: refresher.Policy{
+	ref, err := refresher.New(store, keys, map[string]refresher.ProviderEntry{"bench": {Provider: prov, Policy: refresher.Policy{
 		Lead: 10 * time.Minute, Jitter: time.Minute, DefaultLifetime: time.Hour, Timeout: 10 * time.Second,
 		RetryInitial: time.Second, RetryMax: time.Minute, RetryAfterCap: time.Minute, DegradedAfter: 3}}},
 		refresher.Options{Workers: opt.Workers, Batch: 512, Lease: lease, PollInterval: 20 * time.Millisecond, Logger: log})
@@ -465,18 +471,21 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func dropKeys(ctx context.Context, rdb *redis.Client, prefix string) error {
+func dropKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return dropKeys(ctx, m, prefix) })
+	}
 	iter := rdb.Scan(ctx, 0, prefix+"*", 5000).Iterator()
-	var batch []string
+	// One key per UNLINK: keys of different slots cannot share one on a
+	// cluster node.
+	pipe := rdb.Pipeline()
 	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == 1000 {
-			_ = rdb.Unlink(ctx, batch...).Err()
-			batch = batch[:0]
+		pipe.Unlink(ctx, iter.Val())
+		if pipe.Len() == 1000 {
+			_, _ = pipe.Exec(ctx)
 		}
 	}
-	if len(batch) > 0 {
-		_ = rdb.Unlink(ctx, batch...).Err()
-	}
+	_, _ = pipe.Exec(ctx)
 	return iter.Err()
 }
 

@@ -299,7 +299,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// decoding
 		{"unknown top key", "foo: 1", `foo: unknown key "foo" (line 5; want one of redis, log, encryption, events, refresher, runner, providers, jobs, admin, shutdown_grace, stats_interval, alerts, authorize)`},
-		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, prefix, shards, dial_timeout, tls, min_replicas_acked, wait_timeout)`},
+		{"unknown nested key", "redis:\n  dial_timout: 5s", `redis.dial_timout: unknown key "dial_timout" (line 6; want one of url, cluster_addrs, sentinel_username, sentinel_password, sentinel_password_file, prefix, shards, dial_timeout, tls, min_replicas_acked, wait_timeout)`},
 		{"unknown provider key", "providers:\n  - name: a\n    kind: fake\n    leed: 1m", `providers[0].leed: unknown key "leed" (line 8; `},
 		{"unknown job key", "jobs:\n" + job("a", ", retry: {tries: 3}"), `jobs[0].retry.tries: unknown key "tries" (line 6; want one of attempts, initial, max)`},
 		{"unknown odd key", "redis: {\"a b\": 1}", `redis: unknown key "a b" (line 5; `},

@@ -226,6 +226,7 @@ func parse(r io.Reader, baseDir string, getenv func(string) string) (*Config, er
 	abs(&cfg.Alerts.PreviousSecretFile)
 	abs(&cfg.Authorize.DoneURLSecretFile)
 	abs(&cfg.Redis.TLS.CAFile)
+	abs(&cfg.Redis.SentinelPasswordFile)
 	abs(&cfg.Redis.TLS.CertFile)
 	abs(&cfg.Redis.TLS.KeyFile)
 	for i := range cfg.Jobs {

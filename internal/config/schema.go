@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -126,10 +127,27 @@ type AlertsConfig struct {
 
 // RedisConfig says how to reach Redis and how syncd lays out its keys.
 type RedisConfig struct {
-	// URL is a go-redis URL: redis://[user:password@]host:port/db, rediss://
-	// for TLS, or unix:///path/to.sock. Default redis://127.0.0.1:6379/0.
-	// EnvRedisURL overrides it.
+	// URL names the Redis deployment and its credentials; EnvRedisURL
+	// overrides it. Default redis://127.0.0.1:6379/0. One node:
+	// redis://[user:password@]host:port/db (a go-redis URL with its
+	// options), rediss:// for TLS, or unix:///path/to.sock. Sentinel:
+	// redis-sentinel://[user:password@]host1:port1,host2:port2[/db]?master=NAME
+	// (rediss-sentinel:// for TLS): the hosts are sentinels, the user and
+	// password the master's (see SentinelPassword). Cluster:
+	// redis-cluster://[user:password@]host1:port1,host2:port2 (seed nodes;
+	// rediss-cluster:// for TLS), or ClusterAddrs.
 	URL string `yaml:"url"`
+	// ClusterAddrs are Redis Cluster seed nodes (host:port). When set,
+	// syncd talks to a cluster and URL, a redis:// or rediss:// URL, gives
+	// only TLS, the user, the password and options: its host is not used.
+	ClusterAddrs []string `yaml:"cluster_addrs"`
+	// SentinelUsername and SentinelPassword authenticate syncd to the
+	// sentinels of a redis-sentinel:// URL (the URL's user and password
+	// are the master's); empty: sentinels without a password.
+	// SentinelPasswordFile reads the password from a file; not both.
+	SentinelUsername     string `yaml:"sentinel_username"`
+	SentinelPassword     string `yaml:"sentinel_password"`
+	SentinelPasswordFile string `yaml:"sentinel_password_file"`
 	// Prefix starts every key syncd writes, so several deployments can share
 	// one database. It must be non-empty and hold no whitespace, '{' or '}'
 	// (braces would change Redis Cluster hash slots). Default "syncd:".
@@ -142,7 +160,8 @@ type RedisConfig struct {
 	// DialTimeout bounds connecting to Redis; default 5s. It overrides a
 	// dial_timeout parameter in URL.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
-	// TLS configures a rediss:// connection.
+	// TLS configures a rediss://, rediss-sentinel:// or rediss-cluster://
+	// connection (to the sentinels too).
 	TLS RedisTLSConfig `yaml:"tls"`
 	// MinReplicasAcked is how many replicas must acknowledge the commit of
 	// a refreshed (rotated) token before syncd uses it (WAIT; README
@@ -154,7 +173,18 @@ type RedisConfig struct {
 	// within it is kept in memory and committed again.
 	WaitTimeout time.Duration `yaml:"wait_timeout"`
 
-	opts *redis.Options // parsed URL, set by Validate
+	opts RedisClientOptions // parsed URL, set by Validate
+}
+
+// RedisClientOptions are go-redis options for the deployment RedisConfig
+// names: exactly one field is set (none before a successful Validate).
+type RedisClientOptions struct {
+	// Single is one node (redis://, rediss://, unix://).
+	Single *redis.Options
+	// Failover is a master found through Sentinel (redis-sentinel://).
+	Failover *redis.FailoverOptions
+	// Cluster is Redis Cluster (redis-cluster://, ClusterAddrs).
+	Cluster *redis.ClusterOptions
 }
 
 // RedisTLSConfig configures TLS to Redis (a rediss:// URL only). The
@@ -174,19 +204,50 @@ type RedisTLSConfig struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
-// Options returns go-redis options for URL with DialTimeout applied, or nil
-// before a successful Validate. Each call returns a fresh copy the caller
-// may modify.
+// Options returns the go-redis options of a single node with DialTimeout
+// applied; nil in Sentinel or Cluster mode or before a successful
+// Validate. Each call returns a fresh copy the caller may modify.
 func (r *RedisConfig) Options() *redis.Options {
-	if r.opts == nil {
-		return nil
+	return r.ClientOptions().Single
+}
+
+// ClientOptions returns go-redis options for the deployment URL and
+// ClusterAddrs name, with DialTimeout applied; zero before a successful
+// Validate. Each call returns a fresh copy the caller may modify.
+func (r *RedisConfig) ClientOptions() RedisClientOptions {
+	var c RedisClientOptions
+	switch o := r.opts; {
+	case o.Single != nil:
+		s := *o.Single
+		s.TLSConfig = s.TLSConfig.Clone()
+		s.DialTimeout = r.DialTimeout
+		c.Single = &s
+	case o.Failover != nil:
+		f := *o.Failover
+		f.TLSConfig = f.TLSConfig.Clone()
+		f.SentinelAddrs = slices.Clone(f.SentinelAddrs)
+		f.DialTimeout = r.DialTimeout
+		c.Failover = &f
+	case o.Cluster != nil:
+		cl := *o.Cluster
+		cl.TLSConfig = cl.TLSConfig.Clone()
+		cl.Addrs = slices.Clone(cl.Addrs)
+		cl.DialTimeout = r.DialTimeout
+		c.Cluster = &cl
 	}
-	o := *r.opts
-	if o.TLSConfig != nil {
-		o.TLSConfig = o.TLSConfig.Clone()
+	return c
+}
+
+// Validate checks the Redis settings alone, as Config.Validate does, for
+// a command that needs only Redis (syncd bench). It returns nil or a
+// *ValidationError.
+func (r *RedisConfig) Validate() error {
+	var p problems
+	r.validate(&p)
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
 	}
-	o.DialTimeout = r.DialTimeout
-	return &o
+	return nil
 }
 
 // LogConfig configures the root logger.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,22 @@ func TestRedisTLS(t *testing.T) {
 		cfg := mustParse(t, doc(srv.URL, "{ca_file: "+srv.CAFile+"}"), env())
 		if err := ping(t, cfg); err == nil {
 			t.Fatal("the server took a client without a certificate")
+		}
+	})
+	t.Run("sentinel and cluster", func(t *testing.T) {
+		// Every node is checked against the host it is dialled at: no
+		// ServerName pinned to the first host.
+		for _, u := range []string{"rediss-sentinel://s1:26379,s2:26379?master=m", "rediss-cluster://n1:7000,n2:7000"} {
+			o := mustParse(t, doc(u, files), env()).Redis.ClientOptions()
+			var tc *tls.Config
+			if o.Failover != nil {
+				tc = o.Failover.TLSConfig
+			} else {
+				tc = o.Cluster.TLSConfig
+			}
+			if tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.InsecureSkipVerify || tc.ServerName != "" {
+				t.Errorf("%s: tls config %+v", u, tc)
+			}
 		}
 	})
 	t.Run("file errors name the field", func(t *testing.T) {

@@ -18,7 +18,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/robfig/cron/v3"
 )
 
@@ -103,14 +102,20 @@ func (c *Config) Validate() error {
 }
 
 func (r *RedisConfig) validate(p *problems) {
-	r.opts = nil
+	r.opts = RedisClientOptions{}
 	if r.URL == "" {
 		p.add("redis.url", "required")
-	} else if opts, err := redis.ParseURL(r.URL); err != nil {
-		p.add("redis.url", "invalid URL %q: %s", redactURL(r.URL), urlErrorText(r.URL, err))
-	} else {
+	} else if opts, ok := r.parseRedis(p); ok {
 		r.opts = opts
-		r.TLS.apply(p, opts, r.URL)
+		switch {
+		case opts.Failover != nil:
+			r.TLS.apply(p, opts.Failover.TLSConfig, r.URL)
+		case opts.Cluster != nil:
+			r.TLS.apply(p, opts.Cluster.TLSConfig, r.URL)
+		default:
+			r.TLS.apply(p, opts.Single.TLSConfig, r.URL)
+		}
+		r.sentinelCredentials(p, opts.Failover)
 	}
 	switch {
 	case r.Prefix == "":
@@ -132,14 +137,13 @@ func (r *RedisConfig) validate(p *problems) {
 const maxPEMFile = 1 << 20
 
 // apply checks the TLS settings against the parsed URL and sets them on
-// its options: a rediss:// URL's server certificate is verified unless
+// its TLS config tc (nil without TLS): a rediss:// URL's server certificate is verified unless
 // InsecureSkipVerify says otherwise (the URL's skip_verify=true alone is
 // refused), with CAFile's CAs and CertFile/KeyFile's client certificate.
-func (t *RedisTLSConfig) apply(p *problems, o *redis.Options, raw string) {
-	tc := o.TLSConfig
+func (t *RedisTLSConfig) apply(p *problems, tc *tls.Config, raw string) {
 	if tc == nil {
 		if t.InsecureSkipVerify || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
-			p.add("redis.tls", "needs a rediss:// URL, got %q", redactURL(raw))
+			p.add("redis.tls", "needs a rediss:// URL (or rediss-sentinel://, rediss-cluster://), got %q", redactURL(raw))
 		}
 		return
 	}

@@ -53,7 +53,7 @@ type Options struct {
 type Daemon struct {
 	opt         Options
 	store       *redisstore.Store
-	rdb         *redis.Client
+	rdb         redis.UniversalClient
 	log         zerolog.Logger
 	owner       string
 	reg         *prometheus.Registry
@@ -111,7 +111,7 @@ func New(cfg *config.Config, opt Options) (*Daemon, error) {
 	if cfg.Redis.TLS.InsecureSkipVerify {
 		log.Warn().Msg("REDIS TLS IS NOT VERIFIED (redis.tls.insecure_skip_verify: true): anyone on the network path can read and change the traffic to Redis, tokens included; set redis.tls.ca_file instead")
 	}
-	rdb := redis.NewClient(redisOptions(cfg))
+	rdb := redisClient(cfg)
 	store := newStore(rdb, cfg, log)
 	reg := prometheus.NewRegistry()
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncd_config_reload_total", Help: "Config reloads by result (ok, error)."}, []string{"result"})

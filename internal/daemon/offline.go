@@ -25,7 +25,7 @@ type Offline struct {
 	Config *config.Config
 	Store  *redisstore.Store
 	Keys   *tokens.Keyring
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	log    zerolog.Logger
 }
 
@@ -37,7 +37,7 @@ func Open(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Offline
 	if err != nil {
 		return nil, errkind.Mark(errkind.Invalid, err)
 	}
-	rdb := redis.NewClient(redisOptions(cfg))
+	rdb := redisClient(cfg)
 	store := newStore(rdb, cfg, log)
 	pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout+time.Second)
 	defer cancel()

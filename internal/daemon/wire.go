@@ -26,12 +26,11 @@ var (
 	_ authflow.Store       = (*redisstore.Store)(nil)
 )
 
-// redisOptions are the client options for cfg (see redisstore.TuneClient):
-// every client syncd builds uses them.
-func redisOptions(cfg *config.Config) *redis.Options {
-	o := cfg.Redis.Options()
-	redisstore.TuneClient(o, cfg.Refresher.Workers+cfg.Runner.Workers, min(cfg.Refresher.Lease, cfg.Runner.Lease))
-	return o
+// redisClient is the Redis client for cfg, in the deployment's mode (one
+// node, Sentinel, Cluster), tuned for its engines (see
+// redisstore.TuneClient): every client syncd builds is one.
+func redisClient(cfg *config.Config) redis.UniversalClient {
+	return redisstore.NewClient(cfg.Redis.ClientOptions(), cfg.Refresher.Workers+cfg.Runner.Workers, min(cfg.Refresher.Lease, cfg.Runner.Lease))
 }
 
 func newStore(rdb redis.UniversalClient, cfg *config.Config, log zerolog.Logger) *redisstore.Store {

@@ -9,12 +9,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncd/syncd/internal/config"
 	"github.com/syncd/syncd/internal/errkind"
 )
 
 // TuneClient sets the client options syncd runs with, for workers
 // concurrent workers in all whose engines hold claims for lease (the
-// shortest lease of them; 0 leaves the timeouts as they are):
+// shortest lease of them; 0 leaves the timeouts as they are). It tunes
+// a single node's, a Sentinel failover client's and a cluster client's
+// options alike (a cluster's pool is per node):
 //   - RESP2: syncd uses no RESP3 feature, and go-redis then skips a
 //     push-notification check per command (about 20% more job runs per
 //     second in the benchmark);
@@ -29,19 +32,52 @@ import (
 //   - read and write timeouts of at most lease/4, below the period of an
 //     engine's lease renewals (lease/3): one unanswered call cannot make
 //     the finisher, which sends the renewals, miss the next one.
-func TuneClient(o *redis.Options, workers int, lease time.Duration) {
-	o.Protocol = 2
-	o.PoolSize = max(o.PoolSize, workers+16)
-	if o.ReadBufferSize == 0 {
-		o.ReadBufferSize = 8 << 10
+func TuneClient[O *redis.Options | *redis.FailoverOptions | *redis.ClusterOptions](o O, workers int, lease time.Duration) {
+	var k knobs
+	switch o := any(o).(type) {
+	case *redis.Options:
+		k = knobs{&o.Protocol, &o.PoolSize, &o.ReadBufferSize, &o.WriteBufferSize, &o.ContextTimeoutEnabled, &o.ReadTimeout, &o.WriteTimeout}
+	case *redis.FailoverOptions:
+		k = knobs{&o.Protocol, &o.PoolSize, &o.ReadBufferSize, &o.WriteBufferSize, &o.ContextTimeoutEnabled, &o.ReadTimeout, &o.WriteTimeout}
+	case *redis.ClusterOptions:
+		k = knobs{&o.Protocol, &o.PoolSize, &o.ReadBufferSize, &o.WriteBufferSize, &o.ContextTimeoutEnabled, &o.ReadTimeout, &o.WriteTimeout}
 	}
-	if o.WriteBufferSize == 0 {
-		o.WriteBufferSize = 8 << 10
+	*k.protocol = 2
+	*k.poolSize = max(*k.poolSize, workers+16)
+	if *k.readBuf == 0 {
+		*k.readBuf = 8 << 10
 	}
-	o.ContextTimeoutEnabled = true
+	if *k.writeBuf == 0 {
+		*k.writeBuf = 8 << 10
+	}
+	*k.ctxTimeout = true
 	if lease > 0 {
-		o.ReadTimeout = capTimeout(o.ReadTimeout, 3*time.Second, lease/4)
-		o.WriteTimeout = capTimeout(o.WriteTimeout, o.ReadTimeout, lease/4)
+		*k.read = capTimeout(*k.read, 3*time.Second, lease/4)
+		*k.write = capTimeout(*k.write, *k.read, lease/4)
+	}
+}
+
+// knobs are the fields TuneClient sets, in whichever options hold them.
+type knobs struct {
+	protocol, poolSize, readBuf, writeBuf *int
+	ctxTimeout                            *bool
+	read, write                           *time.Duration
+}
+
+// NewClient builds the client for o, a single node's, a Sentinel
+// failover's or a cluster's options, tuned by TuneClient for workers and
+// lease: every client syncd runs with is built here.
+func NewClient(o config.RedisClientOptions, workers int, lease time.Duration) redis.UniversalClient {
+	switch {
+	case o.Failover != nil:
+		TuneClient(o.Failover, workers, lease)
+		return redis.NewFailoverClient(o.Failover)
+	case o.Cluster != nil:
+		TuneClient(o.Cluster, workers, lease)
+		return redis.NewClusterClient(o.Cluster)
+	default:
+		TuneClient(o.Single, workers, lease)
+		return redis.NewClient(o.Single)
 	}
 }
 

@@ -20,6 +20,11 @@
 // a replica each, created by redis-cli --cluster create) and can fail a
 // master over to its replica (Cluster.Failover).
 //
+// StartSentinel starts a master, a replica and three sentinels, all
+// private, and returns their redis-sentinel:// URL; Failover (SENTINEL
+// FAILOVER) and KillMaster (SIGKILL) fail the master over and return once
+// the sentinels agree on the promoted one.
+//
 // It does not hold fixtures or test data: each test writes its own keys,
 // under its prefix, through the code under test.
 package redistest

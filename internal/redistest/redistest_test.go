@@ -76,3 +76,52 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("a client without the CA: %v", err)
 	}
 }
+
+// TestSentinelFailover: through the sentinels, a client finds the master;
+// after SENTINEL FAILOVER and after a SIGKILL of the master, it finds the
+// promoted replica, with the writes acknowledged by a replica before.
+func TestSentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 5 Redis processes and fails over twice")
+	}
+	s := redistest.StartSentinel(t)
+	if !strings.HasPrefix(s.URL, "redis-sentinel://127.0.0.1:") || !strings.HasSuffix(s.URL, "?master="+redistest.SentinelMaster) {
+		t.Fatalf("url %q", s.URL)
+	}
+	first := s.Master(t)
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: sentinelAddrs(s.URL)})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	write := func(v string) {
+		t.Helper()
+		if err := c.Set(ctx, s.Prefix+"k", v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
+			t.Fatalf("wait: %d, %v", n, err)
+		}
+	}
+	read := func(want string) {
+		t.Helper()
+		if got, err := c.Get(ctx, s.Prefix+"k").Result(); err != nil || got != want {
+			t.Fatalf("get: %q, %v; want %q", got, err, want)
+		}
+	}
+	write("1")
+	second := s.Failover(t)
+	if second == first {
+		t.Fatalf("master still %s", first)
+	}
+	read("1")
+	write("2")
+	third := s.KillMaster(t)
+	if third != first {
+		t.Fatalf("after killing %s: master %s, want the old master %s back", second, third, first)
+	}
+	read("2")
+}
+
+func sentinelAddrs(url string) []string {
+	hosts, _, _ := strings.Cut(strings.TrimPrefix(url, "redis-sentinel://"), "?")
+	return strings.Split(hosts, ",")
+}
