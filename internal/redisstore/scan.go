@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -40,18 +42,26 @@ func (s *Store) scanNodes(ctx context.Context) ([]redis.Cmdable, error) {
 	if !ok {
 		return []redis.Cmdable{s.rdb}, nil
 	}
-	slots, err := cc.ClusterSlots(ctx).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
 		return nil, nodeErr(err)
 	}
 	first := make(map[string]int)
-	for _, sl := range slots {
-		if len(sl.Nodes) == 0 {
-			continue
-		}
-		a := sl.Nodes[0].Addr
-		if v, ok := first[a]; !ok || sl.Start < v {
-			first[a] = sl.Start
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role != "master" {
+				continue
+			}
+			host := n.Endpoint
+			if host == "" {
+				host = n.IP
+			}
+			a := net.JoinHostPort(host, strconv.FormatInt(n.Port, 10))
+			for _, r := range sh.Slots {
+				if v, ok := first[a]; !ok || int(r.Start) < v {
+					first[a] = int(r.Start)
+				}
+			}
 		}
 	}
 	var mu sync.Mutex
