@@ -264,7 +264,7 @@ func TestDaemonOnSentinel(t *testing.T) {
 }
 
 // TestDaemonLosesNoGrantOnSentinel: the replica stops acknowledging
-// (SIGSTOP), every user is refreshed meanwhile, then the master is killed
+// (SIGSTOP), users are refreshed meanwhile, then the master is killed
 // (SIGKILL) and the replica, which never got those rotated tokens, is
 // promoted. With durable commits (redis.min_replicas_acked automatic: 1)
 // the commits were not acknowledged, so the refresher kept the rotated
@@ -272,6 +272,9 @@ func TestDaemonOnSentinel(t *testing.T) {
 // same run with min_replicas_acked: 0 shows what the wait buys: the
 // master acknowledged the commits alone, the failover brings back spent
 // refresh tokens, and the strict provider revokes those users' grants.
+// Measured under -race, 20 users: with durable commits 0 grants lost in
+// every run; without, all 20 lost in every run; /readyz failed for at
+// most about 1 s, the new master answered about 2.3 s after the kill.
 func TestDaemonLosesNoGrantOnSentinel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and 3 sentinels, and kills the master")
@@ -308,23 +311,29 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 	n := len(r.users)
 	ready := watchReady("http://" + r.admin + "/readyz")
 
-	before, was := r.fake.Stats(), r.refreshes()
+	before := r.fake.Stats()
 	start := time.Now()
 	s.FreezeReplica(t)
 	frozen := r.refreshes()
-	// Without durable commits, every user's token rotated after the
-	// freeze, its commit acknowledged by the master alone. With them,
-	// a user whose commit's WAIT timed out during FreezeReplica is not
-	// refreshed again while the replica is frozen (its token is kept and
-	// committed again), so: every user's token rotated since the freeze
-	// began, at least one after it, and not acknowledged.
-	r.ev.waitFor(t, "every user refreshed while the replica is frozen", 20*time.Second, func() bool {
-		some := false
-		return r.everyUser(func(u string) bool {
+	// Without durable commits: every user's token rotated after the
+	// freeze, its commit acknowledged by the master alone. With them: a
+	// user whose commit's WAIT timed out is not refreshed again while the
+	// replica is frozen (its token is kept and committed again), so: some
+	// tokens rotated after the freeze and n commits not acknowledged.
+	unacked := func() float64 {
+		_, m := httpGet("http://" + r.admin + "/metrics")
+		return metric(m, `syncd_token_commit_unacked_total{provider="digime"}`)
+	}
+	r.ev.waitFor(t, "a round of refreshes while the replica is frozen", 20*time.Second, func() bool {
+		some, all := false, true
+		for _, u := range r.users {
 			after := r.fake.RefreshesOf(u) > frozen[u]
-			some = some || after
-			return after || durable && r.fake.RefreshesOf(u) > was[u]
-		}) && some
+			some, all = some || after, all && after
+		}
+		if durable {
+			return some && unacked() >= float64(n)
+		}
+		return all
 	})
 	frozenFor := time.Since(start)
 	killed, atKill := r.fake.Stats(), r.refreshes()
@@ -332,8 +341,9 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 	s.KillMaster(t)
 	promoted := time.Since(start)
 	// Then every user is refreshed again, or found to present a spent
-	// refresh token.
-	r.ev.waitFor(t, "every user refreshed or refused after the failover", 20*time.Second, func() bool {
+	// refresh token. A user whose lease the failover brought back held
+	// is looked at again after that lease and one more (10 s each).
+	r.ev.waitFor(t, "every user refreshed or refused after the failover", 25*time.Second, func() bool {
 		return r.everyUser(func(u string) bool { return r.fake.RefreshesOf(u) > atKill[u] || r.fake.ReusesOf(u) > 0 })
 	})
 	settled := time.Since(start)
@@ -345,7 +355,6 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 	}
 	_, m := httpGet("http://" + r.admin + "/metrics")
 	flagged := metric(m, `syncd_reauth_flagged_total{reason="invalid_grant"}`)
-	unacked := metric(m, `syncd_token_commit_unacked_total{provider="digime"}`)
 	if err := r.d.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +382,7 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 	st := r.fake.Stats()
 	t.Logf("%d users; %d refreshes in %v while the replica was frozen, %d commits unacknowledged; new master after %v, longest not ready %v, every user settled after %v; "+
 		"after: %d refreshes, %d rejected, %d reused, %v flagged, %d stored tokens not live",
-		n, killed.Refreshes-before.Refreshes, frozenFor.Round(time.Millisecond), int(unacked), promoted.Round(time.Millisecond), longest.Round(time.Millisecond), settled.Round(time.Millisecond),
+		n, killed.Refreshes-before.Refreshes, frozenFor.Round(time.Millisecond), int(metric(m, `syncd_token_commit_unacked_total{provider="digime"}`)), promoted.Round(time.Millisecond), longest.Round(time.Millisecond), settled.Round(time.Millisecond),
 		st.Refreshes-killed.Refreshes, st.RefreshRejected, st.Reused, flagged, lost)
 	if !readyNow {
 		t.Error("not ready after the failover")
