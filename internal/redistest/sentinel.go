@@ -29,6 +29,7 @@ type Sentinel struct {
 
 	nodes     map[string]*process // master and replica by address
 	sentinels []*process
+	thaw      func() // continues a frozen replica; nil if none
 }
 
 // sentinelWait bounds how long Failover and KillMaster wait for a new master:
@@ -145,12 +146,69 @@ func (s *Sentinel) Failover(t testing.TB) string {
 // KillMaster kills the master with SIGKILL, as a crash would, and returns
 // the new master's address once the sentinels have agreed it is down,
 // promoted the replica and every sentinel reports it. The old master
-// stays down.
+// stays down. A replica stopped by FreezeReplica is continued right
+// after the kill, before the sentinels notice it (down after 1 s): it
+// comes back without the writes the master had not sent it, as a replica
+// that lagged behind a crashed master does, and is promoted.
 func (s *Sentinel) KillMaster(t testing.TB) string {
 	t.Helper()
 	old := s.Master(t)
 	s.nodes[old].kill()
+	if s.thaw != nil {
+		s.thaw()
+		s.thaw = nil
+	}
 	return s.waitNewMaster(t, old)
+}
+
+// FreezeReplica stops the replica (SIGSTOP): it neither applies nor
+// acknowledges the master's writes (WAIT times out) until KillMaster, or
+// the end of the test, continues it. Writes made meanwhile would still
+// reach it from the kernel's socket buffers, even after a kill of the
+// master; so FreezeReplica first fills the replication link with a
+// throwaway value larger than those buffers, and the master's later
+// writes wait in its own memory, where a SIGKILL loses them.
+func (s *Sentinel) FreezeReplica(t testing.TB) {
+	t.Helper()
+	master := s.Master(t)
+	var replica *process
+	for a, p := range s.nodes {
+		if a != master {
+			replica = p
+		}
+	}
+	thaw := (&Server{proc: replica}).Freeze(t)
+	s.thaw = thaw
+	c := redis.NewClient(&redis.Options{Addr: master, MaxRetries: -1, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+	defer c.Close()
+	ctx := context.Background()
+	key := s.Prefix + "redistest:fill"
+	if err := c.Set(ctx, key, strings.Repeat("x", socketBuffers()), 0).Err(); err != nil {
+		t.Fatalf("redistest: fill the replication link: %v", err)
+	}
+	if err := c.Unlink(ctx, key).Err(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+}
+
+// socketBuffers is more than a loopback TCP connection's receive and send
+// buffers can hold together: their largest sizes (tcp_rmem, tcp_wmem),
+// plus a margin.
+func socketBuffers() int {
+	n := 8 << 20
+	for _, f := range []string{"/proc/sys/net/ipv4/tcp_rmem", "/proc/sys/net/ipv4/tcp_wmem"} {
+		b, err := os.ReadFile(f)
+		fields := strings.Fields(string(b))
+		v, err2 := 0, err
+		if len(fields) == 3 {
+			v, err2 = strconv.Atoi(fields[2])
+		}
+		if err != nil || err2 != nil {
+			v = 32 << 20
+		}
+		n += v
+	}
+	return n
 }
 
 func (s *Sentinel) waitNewMaster(t testing.TB, old string) string {

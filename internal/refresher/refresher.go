@@ -571,7 +571,7 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 			return ok, tr, err
 		}
 		if err == nil {
-			if attempt > 1 {
+			if attempt > 1 && ok {
 				r.storeFailed.Store(false)
 				log.Info().Int("attempts", attempt).Msg("refreshed token stored after retries")
 			}
@@ -638,6 +638,9 @@ func (r *Refresher) takePending(user string) (tokens.Record, bool) {
 //     token is stored over it;
 //   - otherwise a token was stored since: done is false, the kept token
 //     is of no use and the refresh goes on as usual.
+//
+// A commit fenced out (the lease or the version changed on the master
+// since the acquisition) keeps the token for the next acquisition.
 func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease string, rec, kept tokens.Record, now time.Time) (o pass, done bool, err error) {
 	if rec.Version > kept.Version && !bytes.Equal(rec.Ciphertext, kept.Ciphertext) {
 		log.Warn().Msg("a rotated token kept through an outage was superseded by a newer stored token")
@@ -659,7 +662,16 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 		return pass{next: now.Add(r.opt.Lease)}, true, err
 	}
 	if !ok {
-		return pass{}, false, nil
+		// Fenced out: the lease or the version read at the acquisition is
+		// no longer the master's, typically because a failover brought
+		// back an older record (and lease) in the meantime. The kept
+		// token is still the provider's live one and rec is stale: keep
+		// the token, and let the next acquisition read the record again
+		// and decide. Refreshing from rec would present the kept token
+		// and lose its successor to the same fence.
+		r.keepPending(kept)
+		log.Warn().Msg("storing a rotated token kept in memory was fenced out; it is kept for the next acquisition")
+		return pass{next: now.Add(r.opt.Lease / 4)}, true, fmt.Errorf("commit of a kept token fenced out: %w", errBusy)
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)

@@ -262,6 +262,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	t := s.issueLocked(rec.user, rec.fam, now)
 	s.stats.Refreshes++
+	s.rotated[rec.user]++
 	s.mu.Unlock()
 
 	s.writeTokens(w, r, t)

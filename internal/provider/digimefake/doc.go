@@ -18,7 +18,8 @@
 // random. Tests drive it through Issue, Revoke, ExpireRefresh,
 // InvalidateAccess, AddFile, SetPartial, SetOutage and the onboarding
 // pages' query knobs (see OnboardPrefix), and read it back through
-// Imports, Stats, Reuses, ReusesOf, ReuseRevocations, Secrets.
+// Imports, Stats, Reuses, ReusesOf, RefreshesOf, ReuseRevocations, Live,
+// Secrets.
 //
 // It does not implement accounts, deletion, the optional storage
 // reference (POST reference), onboarding of further services or account

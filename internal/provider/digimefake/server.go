@@ -208,6 +208,7 @@ type Server struct {
 	nonces   map[string]time.Time // nonce -> when it may be forgotten
 	stats    Stats
 	reuses   map[string]int // reuse detections per user
+	rotated  map[string]int // successful refreshes per user
 	secrets  []string
 	outage   int
 	outageRA time.Duration
@@ -323,6 +324,7 @@ func New(opt Options) (*Server, error) {
 		sessions: make(map[string]*session),
 		nonces:   make(map[string]time.Time),
 		reuses:   make(map[string]int),
+		rotated:  make(map[string]int),
 
 		consents:  make(map[string]*consentReq),
 		authCodes: make(map[string]*authCode),
@@ -587,6 +589,23 @@ func (s *Server) ReusesOf(user string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reuses[user]
+}
+
+// Live reports whether a refresh presenting refreshToken would be
+// accepted now: issued here, not spent by a rotation, not revoked and not
+// expired. A client that lost no grant holds, for every user, a live one.
+func (s *Server) Live(refreshToken string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.refresh[refreshToken]
+	return rec != nil && !rec.rotated && s.refreshableLocked(rec, s.opt.Clock.Now())
+}
+
+// RefreshesOf counts user's successful refreshes (in Stats().Refreshes).
+func (s *Server) RefreshesOf(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rotated[user]
 }
 
 // ReuseRevocations counts token families revoked by reuse detection so
