@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,19 +48,13 @@ func StartCluster(t testing.TB) *Cluster {
 	c := &Cluster{Prefix: "t" + randomHex(t) + ":"}
 	for range clusterNodes {
 		p := &process{bin: bin, port: freePort(t), dir: t.TempDir()}
-		p.args = []string{
-			"--bind", "127.0.0.1",
-			"--port", strconv.Itoa(p.port),
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", p.dir,
-			"--logfile", p.dir + "/redis.log",
+		p.args = p.serverArgs(
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			// A killed master is failed over within a few seconds;
 			// shorter flaps on a loaded test machine.
 			"--cluster-node-timeout", "3000",
-		}
+		)
 		t.Cleanup(func() { p.kill() })
 		p.start(t)
 		c.procs = append(c.procs, p)

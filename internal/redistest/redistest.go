@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -105,20 +106,9 @@ func StartPrivate(t testing.TB, opts ...Option) *Server {
 		t.Fatalf("redistest: redis-server not found in PATH: install it (apt-get install -y redis-server) or set %s", EnvURL)
 	}
 	p := &process{bin: bin, port: freePort(t), dir: t.TempDir()}
-	aof := "no"
+	p.args = p.serverArgs()
 	if c.appendOnly {
-		aof = "yes"
-	}
-	p.args = []string{
-		"--bind", "127.0.0.1",
-		"--port", strconv.Itoa(p.port),
-		"--save", "",
-		"--appendonly", aof,
-		"--dir", p.dir,
-		"--logfile", p.dir + "/redis.log",
-	}
-	if c.appendOnly {
-		p.args = append(p.args, "--appendfsync", "always")
+		p.args = append(p.args, "--appendonly", "yes", "--appendfsync", "always")
 	}
 	srv := &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", p.port), Prefix: "t" + randomHex(t) + ":", proc: p}
 	if c.tls {
@@ -191,6 +181,20 @@ func (s *Server) private(t testing.TB, what string) *process {
 		t.Fatalf("redistest: %s needs a server from StartPrivate", what)
 	}
 	return s.proc
+}
+
+// serverArgs is the command line every private redis-server shares (on
+// loopback at p.port, nothing saved, data and log in p.dir), then extra.
+// A later --appendonly in extra overrides the default no.
+func (p *process) serverArgs(extra ...string) []string {
+	return append([]string{
+		"--bind", "127.0.0.1",
+		"--port", strconv.Itoa(p.port),
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", p.dir,
+		"--logfile", filepath.Join(p.dir, "redis.log"),
+	}, extra...)
 }
 
 // Kill ends the server with SIGKILL, as a crash or an OOM kill would: no

@@ -27,15 +27,7 @@ func StartReplica(t testing.TB, master *Server) *Server {
 		t.Fatalf("redistest: %v", err)
 	}
 	p := &process{bin: mp.bin, port: freePort(t), dir: t.TempDir()}
-	p.args = []string{
-		"--bind", "127.0.0.1",
-		"--port", strconv.Itoa(p.port),
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", p.dir,
-		"--logfile", p.dir + "/redis.log",
-		"--replicaof", "127.0.0.1", strconv.Itoa(mp.port),
-	}
+	p.args = p.serverArgs("--replicaof", "127.0.0.1", strconv.Itoa(mp.port))
 	srv := &Server{URL: "redis://127.0.0.1:" + strconv.Itoa(p.port) + "/0", Prefix: master.Prefix, proc: p}
 	t.Cleanup(func() { p.kill() })
 	p.start(t)

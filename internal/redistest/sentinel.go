@@ -52,8 +52,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s := &Sentinel{Prefix: "t" + randomHex(t) + ":", nodes: map[string]*process{}}
 	node := func(extra ...string) *process {
 		p := &process{bin: bin, port: freePort(t), dir: t.TempDir()}
-		p.args = append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(p.port), "--save", "", "--appendonly", "no",
-			"--dir", p.dir, "--logfile", filepath.Join(p.dir, "redis.log")}, extra...)
+		p.args = p.serverArgs(extra...)
 		t.Cleanup(p.kill)
 		p.start(t)
 		s.nodes[p.hostPort()] = p
