@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/syncd/syncd/internal/redisstore"
 	"github.com/syncd/syncd/internal/redistest"
 	"github.com/syncd/syncd/internal/refresher"
+	"github.com/syncd/syncd/internal/scheduler"
 	"github.com/syncd/syncd/internal/tokens"
 )
 
@@ -214,5 +217,116 @@ func TestSingleNodeDoesNotWait(t *testing.T) {
 	}
 	if got := unackedCount(b); got != 0 {
 		t.Fatalf("%v commits unacknowledged", got)
+	}
+}
+
+// lostCommit is a store whose first Commit lands and then, before its
+// answer arrives, a failover brings back an older record (rolledBack, at
+// another version): the caller sees no answer, and its retry is fenced
+// out by the version.
+type lostCommit struct {
+	refresher.Store
+	rdb        *redis.Client
+	key        string
+	rolledBack map[string]string
+	once       sync.Once
+}
+
+func (s *lostCommit) Commit(ctx context.Context, lease string, rec tokens.Record, reason string, now time.Time) (bool, *tokens.Transition, error) {
+	lost := false
+	s.once.Do(func() { lost = true })
+	ok, tr, err := s.Store.Commit(ctx, lease, rec, reason, now)
+	if !lost || err != nil {
+		return ok, tr, err
+	}
+	args := []any{}
+	for k, v := range s.rolledBack {
+		args = append(args, k, v)
+	}
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.key)
+		p.HSet(ctx, s.key, args...)
+		return nil
+	}); err != nil {
+		return false, nil, err
+	}
+	return false, nil, fmt.Errorf("commit token: %w", scheduler.ErrOutcomeUnknown)
+}
+
+// issuedTokens records the tokens the provider hands out.
+type issuedTokens struct {
+	inner refresher.Provider
+	mu    sync.Mutex
+	last  tokens.Token
+}
+
+func (p *issuedTokens) Refresh(ctx context.Context, t tokens.Token) (tokens.Token, error) {
+	out, err := p.inner.Refresh(ctx, t)
+	if err == nil {
+		p.mu.Lock()
+		p.last = out
+		p.mu.Unlock()
+	}
+	return out, err
+}
+
+// TestRefusedRetryAfterLostCommitKeepsTheToken: a refresh's commit lands
+// but its answer is lost, and a failover brings back an older record, so
+// the retry is fenced out. That is not a newer token superseding this
+// one: the provider has rotated the token, and the one it returned is the
+// only live one. It is kept and stored at the next attempt, without
+// calling the provider again (before the fix the refresher adopted the
+// older record, and the live token was gone).
+func TestRefusedRetryAfterLostCommitKeepsTheToken(t *testing.T) {
+	b := setupPrivate(t, fake.Options{AccessLifetime: time.Hour, Seed: 33})
+	r0 := b.refresher(t, false)
+	ctx := context.Background()
+	const u = "lost-1"
+	if _, err := r0.Put(ctx, "fake", b.prov.Issue(u)); err != nil {
+		t.Fatal(err)
+	}
+	older := held(t, b.rdb, b, u)
+	if _, err := r0.Put(ctx, "fake", b.prov.Issue(u)); err != nil {
+		t.Fatal(err)
+	}
+	store := &lostCommit{Store: b.newStore(t), rdb: b.rdb, key: b.srv.Prefix + "{u:" + u + "}:tok", rolledBack: older}
+	prov := &issuedTokens{inner: b.prov}
+	b.clk.Advance(55 * time.Minute)
+	b.startWith(t, store, prov, b.policy, 1, time.Minute)
+	for done := false; !done; {
+		select {
+		case res := <-b.results:
+			if res.Outcome == refresher.OutcomeOK {
+				done = true
+				break
+			}
+			if res.Outcome == refresher.OutcomeReauth {
+				t.Fatalf("user flagged: the live token was lost (%v)", res.Err)
+			}
+			// Kept for the next attempt, a quarter lease later.
+			b.clk.Advance(20 * time.Second)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the user was never refreshed")
+		}
+	}
+	rec, err := b.store.Load(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := b.keys.OpenRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov.mu.Lock()
+	live := prov.last
+	prov.mu.Unlock()
+	if stored.RefreshToken != live.RefreshToken {
+		t.Fatalf("stored refresh token is not the one the provider issued last (record v%d)", rec.Version)
+	}
+	if got := b.prov.Refreshes(u); got != 1 {
+		t.Fatalf("provider refreshed %d times, want 1", got)
+	}
+	if st := b.prov.Stats(); st.Reused != 0 || st.Rejected != 0 {
+		t.Fatalf("provider %+v", st)
 	}
 }

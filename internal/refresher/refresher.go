@@ -525,7 +525,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 	next := rec
 	next.KeyID, next.Ciphertext = kid, ct
 	next.AccessExpiry, next.RefreshExpiry, next.LastRefresh = fresh.AccessExpiry, fresh.RefreshExpiry, now
-	ok, tr, err := r.commit(ctx, log, l.ID, next, now)
+	ok, tr, retried, err := r.commit(ctx, log, l.ID, next, now)
 	if errors.Is(err, tokens.ErrUnacked) {
 		r.opt.Metrics.observe(ps.name, time.Since(start))
 		return r.unacked(log, l.ID, next, ps, err, now)
@@ -539,6 +539,19 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		r.keepPending(next)
 		log.Error().Err(err).Msg("refreshed token not stored yet; kept in memory for the next attempt")
 		return pass{next: now.Add(r.opt.Lease)}, err
+	}
+	if !ok && retried {
+		// Fenced out after an attempt whose answer was lost: that
+		// attempt may have landed (the fence is then our own write), or
+		// a failover brought back an older record. Either way the token
+		// the provider just returned is its only live one: keep it, with
+		// the lease that attempt may hold, and let the next acquisition
+		// read the record and decide (commitPending). Adopting the record
+		// could present a token the provider has rotated away.
+		r.keepPending(next)
+		r.orphan(user, l.ID)
+		log.Warn().Msg("storing the refreshed token was fenced out after a lost answer; it is kept for the next acquisition")
+		return pass{next: now.Add(r.opt.Lease / 4)}, fmt.Errorf("commit fenced out after a lost answer: %w", errBusy)
 	}
 	if !ok {
 		// A newer token was stored while we refreshed: it wins.
@@ -555,7 +568,11 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 // after it last (no other refresher takes the lease over before that): the
 // provider has already rotated the token, so giving up early would lose
 // it. It ignores ctx's cancellation (shutdown) for the same reason.
-func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next tokens.Record, now time.Time) (bool, *tokens.Transition, error) {
+//
+// Besides Commit's answers it reports whether an earlier attempt got no
+// answer, so that a refusal may be that attempt's own write (or what a
+// failover left of it).
+func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string, next tokens.Record, now time.Time) (bool, *tokens.Transition, bool, error) {
 	deadline := time.Now().Add(next.LeaseUntil.Add(r.opt.Lease).Sub(r.opt.Clock.Now()))
 	ctx = context.WithoutCancel(ctx)
 	bo := backoff.NewExponentialBackOff()
@@ -564,24 +581,25 @@ func (r *Refresher) commit(ctx context.Context, log zerolog.Logger, lease string
 		cctx, cancel := context.WithTimeout(ctx, max(min(time.Until(deadline), 5*time.Second), 100*time.Millisecond))
 		ok, tr, err := r.store.Commit(cctx, lease, next, tokens.ReasonRefreshed, now)
 		cancel()
+		retried := attempt > 1
 		if errors.Is(err, tokens.ErrUnacked) {
 			// Stored on the master: a retry would be fenced out by its
 			// own write. The caller keeps the token.
 			r.storeFailed.Store(false)
-			return ok, tr, err
+			return ok, tr, retried, err
 		}
 		if err == nil {
 			if attempt > 1 && ok {
 				r.storeFailed.Store(false)
 				log.Info().Int("attempts", attempt).Msg("refreshed token stored after retries")
 			}
-			return ok, tr, nil
+			return ok, tr, retried, nil
 		}
 		r.storeFailed.Store(true)
 		left := time.Until(deadline)
 		if left <= 0 {
 			r.orphan(next.UserID, lease)
-			return false, nil, err
+			return false, nil, true, err
 		}
 		if attempt == 1 {
 			log.Warn().Err(err).Msg("storing the refreshed token failed; retrying while the lease lasts")
@@ -648,7 +666,7 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 	}
 	next := kept
 	next.Version, next.LeaseUntil = rec.Version, rec.LeaseUntil
-	ok, tr, err := r.commit(ctx, log, lease, next, now)
+	ok, tr, _, err := r.commit(ctx, log, lease, next, now)
 	if errors.Is(err, tokens.ErrUnacked) {
 		ps := r.providers[rec.Provider]
 		if ps == nil {
