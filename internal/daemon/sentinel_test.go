@@ -324,7 +324,7 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 		_, m := httpGet("http://" + r.admin + "/metrics")
 		return metric(m, `syncd_token_commit_unacked_total{provider="digime"}`)
 	}
-	r.ev.waitFor(t, "a round of refreshes while the replica is frozen", 20*time.Second, func() bool {
+	r.ev.waitFor(t, "a round of refreshes while the replica is frozen", 40*time.Second, func() bool {
 		some, all := false, true
 		for _, u := range r.users {
 			after := r.fake.RefreshesOf(u) > frozen[u]
@@ -343,7 +343,7 @@ func failOverLagging(t *testing.T, durable bool) lostGrants {
 	// Then every user is refreshed again, or found to present a spent
 	// refresh token. A user whose lease the failover brought back held
 	// is looked at again after that lease and one more (10 s each).
-	r.ev.waitFor(t, "every user refreshed or refused after the failover", 25*time.Second, func() bool {
+	r.ev.waitFor(t, "every user refreshed or refused after the failover", 45*time.Second, func() bool {
 		return r.everyUser(func(u string) bool { return r.fake.RefreshesOf(u) > atKill[u] || r.fake.ReusesOf(u) > 0 })
 	})
 	settled := time.Since(start)

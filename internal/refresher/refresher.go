@@ -548,10 +548,7 @@ func (r *Refresher) refreshLocked(ctx context.Context, user string, good goodFun
 		// the lease that attempt may hold, and let the next acquisition
 		// read the record and decide (commitPending). Adopting the record
 		// could present a token the provider has rotated away.
-		r.keepPending(next)
-		r.orphan(user, l.ID)
-		log.Warn().Msg("storing the refreshed token was fenced out after a lost answer; it is kept for the next acquisition")
-		return pass{next: now.Add(r.opt.Lease / 4)}, fmt.Errorf("commit fenced out after a lost answer: %w", errBusy)
+		return r.fencedOut(log, l.ID, next, now)
 	}
 	if !ok {
 		// A newer token was stored while we refreshed: it wins.
@@ -624,6 +621,20 @@ func (r *Refresher) unacked(log zerolog.Logger, lease string, next tokens.Record
 	return pass{next: now.Add(r.opt.Lease / 4)}, err
 }
 
+// fencedOut handles a commit of next, a token the provider has rotated
+// to, that the master refused although the provider's answer is the only
+// live token: an earlier attempt whose answer was lost may have landed
+// (the fence is its own write, and it may hold the lease), or a failover
+// brought back an older record. The token is kept and the lease
+// remembered; the next acquisition renews it, reads the record and
+// decides (commitPending), a quarter of the lease later.
+func (r *Refresher) fencedOut(log zerolog.Logger, lease string, next tokens.Record, now time.Time) (pass, error) {
+	r.keepPending(next)
+	r.orphan(next.UserID, lease)
+	log.Warn().Msg("storing a rotated token was fenced out; it is kept for the next acquisition")
+	return pass{next: now.Add(r.opt.Lease / 4)}, fmt.Errorf("commit of a rotated token fenced out: %w", errBusy)
+}
+
 // keepPending keeps next, a record with a rotated token Redis did not
 // take in time, or took without the replicas acknowledging it (its
 // Version is the one it replaces), for the next acquisition of the user
@@ -687,9 +698,8 @@ func (r *Refresher) commitPending(ctx context.Context, log zerolog.Logger, lease
 		// the token, and let the next acquisition read the record again
 		// and decide. Refreshing from rec would present the kept token
 		// and lose its successor to the same fence.
-		r.keepPending(kept)
-		log.Warn().Msg("storing a rotated token kept in memory was fenced out; it is kept for the next acquisition")
-		return pass{next: now.Add(r.opt.Lease / 4)}, true, fmt.Errorf("commit of a kept token fenced out: %w", errBusy)
+		o, err := r.fencedOut(log, lease, kept, now)
+		return o, true, err
 	}
 	ps := r.providers[rec.Provider]
 	r.logTransition(tr)
