@@ -282,7 +282,7 @@ jobs:
 	// refreshes, digi.me answers InvalidToken, she is flagged.
 	fake.Revoke("cat")
 	fake.InvalidateAccess("cat")
-	ev.waitFor(t, "cat in the re-auth queue", 20*time.Second, func() bool {
+	ev.waitFor(t, "cat in the re-auth queue", 45*time.Second, func() bool {
 		_, body := httpGetAuth("http://"+admins[1]+"/v1/reauth", adminToken)
 		return strings.Contains(body, `"user":"cat"`) && strings.Contains(body, `"reason":"invalid_grant"`)
 	})
